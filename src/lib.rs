@@ -1,0 +1,3 @@
+//! nacos-reconciler: takes Nacos instances offline when the Kubernetes pod or node behind them is gone.
+
+pub mod model;
