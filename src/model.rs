@@ -78,3 +78,61 @@ pub struct ServiceSnapshot {
     pub service: ServiceKey,
     pub instances: Vec<Instance>,
 }
+
+/// What the planner needs to know about a pod; the cluster view prunes everything else away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodFacts {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub ips: Vec<IpAddr>,
+    /// Whether the pod matches the binding's `pods` selector and namespaces.
+    /// The cluster view computes it per binding; pods of other apps are kept to recognise IP reuse.
+    pub matches: bool,
+    pub phase: PodPhase,
+    pub ready: bool,
+    /// lastTransitionTime of the Ready condition, when known.
+    pub ready_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub deletion_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    pub node_name: Option<String>,
+    pub host_network: bool,
+    /// Declared container ports: (name, port).
+    pub container_ports: Vec<(Option<String>, u16)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// A pod the cluster view saw deleted, kept for a while so the planner can name it and date the evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodTombstone {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub ips: Vec<IpAddr>,
+    pub matches: bool,
+    pub deleted_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeReadiness {
+    Ready,
+    NotReady,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFacts {
+    pub name: String,
+    pub internal_ips: Vec<IpAddr>,
+    pub pod_cidrs: Vec<ipnet::IpNet>,
+    pub readiness: NodeReadiness,
+    /// lastTransitionTime of the Ready condition, when known.
+    pub readiness_since: Option<chrono::DateTime<chrono::Utc>>,
+}
