@@ -1,0 +1,235 @@
+//! Shared helpers for the integration tests. They run against the testbed that `tests/testbed.sh up`
+//! starts (and `./tests/run.sh` starts for them); without it they fail loudly, never skip.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A testbed setting from the environment; panics with instructions when the testbed is absent.
+pub fn testbed_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: these tests need the local testbed. Run them through ./tests/run.sh, \
+             or `eval \"$(tests/testbed.sh up)\"` first."
+        ),
+    }
+}
+
+pub async fn kube_client() -> kube::Client {
+    testbed_env("KUBECONFIG");
+    kube::Client::try_default()
+        .await
+        .expect("a kube client from the testbed's KUBECONFIG")
+}
+
+/// Polls `check` every 250 ms until it returns Some, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A unique, DNS-safe name for test objects.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos)
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A process started by a test; killed when dropped, and recorded so `testbed.sh down` kills it too.
+pub struct TestProcess {
+    child: Child,
+    pid_file: Option<PathBuf>,
+}
+
+impl TestProcess {
+    pub fn spawn(mut cmd: Command, name: &str) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let pid_file = std::env::var("TESTBED_STATE").ok().map(|state| {
+            let dir = PathBuf::from(state).join("extra-pids");
+            let _ = std::fs::create_dir_all(&dir);
+            let file = dir.join(format!("{name}-{}", child.id()));
+            let _ = std::fs::write(&file, child.id().to_string());
+            file
+        });
+        Self { child, pid_file }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for TestProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(f) = &self.pid_file {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Which registration path a client process uses.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientMode {
+    /// Nacos 2.x gRPC: the connection owns the instances.
+    Grpc,
+    /// v1 HTTP registration with beats.
+    Http,
+}
+
+/// Starts a real Nacos client process (nacos-sdk-python) that registers `instances` and stays alive.
+/// Returns once it printed READY.
+pub fn start_nacos_client(
+    server: &str,
+    service: &str,
+    instances: &[(String, u16)],
+    mode: ClientMode,
+    extra: &[&str],
+) -> TestProcess {
+    use std::io::{BufRead, BufReader};
+    let python = testbed_env("NACOS_PYTHON");
+    let server = server
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let list: Vec<String> = instances.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
+    let mut cmd = Command::new(python);
+    cmd.arg(repo_root().join("tests/clients/nacos_client.py"))
+        .args(["--server", server, "--service", service])
+        .args(["--instances", &list.join(",")])
+        .args([
+            "--mode",
+            match mode {
+                ClientMode::Grpc => "grpc",
+                ClientMode::Http => "http",
+            },
+        ])
+        .args(extra)
+        .stdout(Stdio::piped());
+    let mut proc = TestProcess::spawn(cmd, "nacos-client");
+    let stdout = proc
+        .child_mut()
+        .stdout
+        .take()
+        .expect("client stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the client's first line");
+    assert_eq!(
+        line.trim(),
+        "READY",
+        "nacos client for {service} did not register"
+    );
+    proc
+}
+
+/// A KWOK node of the test's own, played by a kwok process of its own, so the test can make the node
+/// unreachable by killing that process (kwok keeps renewing a node's Lease for as long as it runs).
+pub struct OwnKwokNode {
+    pub name: String,
+    kwok: Option<TestProcess>,
+}
+
+impl OwnKwokNode {
+    /// Creates the node with InternalIP `internal_ip` and starts its kwok; waits until it is Ready.
+    pub async fn start(client: &kube::Client, name: &str, internal_ip: &str) -> Self {
+        use k8s_openapi::api::core::v1::Node;
+        use kube::api::{Api, Patch, PatchParams, PostParams};
+        let nodes = Api::<Node>::all(client.clone());
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"type": "kwok-own", "kubernetes.io/hostname": name}},
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+        let status = serde_json::json!({"status": {"addresses": [
+            {"type": "InternalIP", "address": internal_ip},
+            {"type": "Hostname", "address": name}
+        ]}});
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+        let mut node = Self {
+            name: name.to_string(),
+            kwok: None,
+        };
+        node.resume();
+        wait_for("the node to be Ready", Duration::from_secs(60), || {
+            let nodes = nodes.clone();
+            async move {
+                let n = nodes.get(name).await.ok()?;
+                (node_ready(&n).as_deref() == Some("True")).then_some(())
+            }
+        })
+        .await;
+        node
+    }
+
+    /// Starts (again) the kwok process that plays this node's kubelet.
+    pub fn resume(&mut self) {
+        let mut cmd = Command::new(testbed_env("KWOK"));
+        cmd.args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+            .args(["--config", &testbed_env("TESTBED_KWOK_STAGES")])
+            .args(["--manage-single-node", &self.name])
+            .args(["--cidr", &testbed_env("TESTBED_CLUSTER_CIDR")])
+            .args(["--node-lease-duration-seconds", "10"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.kwok = Some(TestProcess::spawn(cmd, "kwok"));
+    }
+
+    /// Kills the node's kwok: its Lease stops being renewed, as when a real node drops off the network.
+    pub fn stop(&mut self) {
+        self.kwok = None;
+    }
+
+    pub async fn delete(mut self, client: &kube::Client) {
+        use k8s_openapi::api::core::v1::Node;
+        self.stop();
+        let _ = Api::<Node>::all(client.clone())
+            .delete(&self.name, &Default::default())
+            .await;
+    }
+}
+
+use kube::api::Api;
+
+/// The status of a node's Ready condition ("True", "False", "Unknown").
+pub fn node_ready(node: &k8s_openapi::api::core::v1::Node) -> Option<String> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}

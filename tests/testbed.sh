@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# The local testbed: a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler), KWOK fake nodes, and real Nacos servers (rnacos), all on 127.0.0.1.
+#
+#   tests/testbed.sh up       build what is missing, start everything, print `export` lines
+#   tests/testbed.sh env      print the `export` lines of the running testbed
+#   tests/testbed.sh status   say what runs
+#   tests/testbed.sh down     stop exactly what `up` started and remove its state
+#
+# Builds are cached outside the repository, keyed by version, under
+# ${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler}.
+# Runtime state (PIDs, logs, certificates, data) lives in ${TESTBED_STATE:-/tmp/nacos-reconciler-testbed}.
+set -euo pipefail
+
+K8S_VERSION=1.35.4
+KWOK_VERSION=0.8.0
+HELM_VERSION=3.19.5
+RNACOS_VERSION=0.8.8
+NACOS_SDK_PYTHON_VERSION=2.0.9
+KWOK_NODES=${KWOK_NODES:-3}
+# The node lifecycle controller marks a node Ready=Unknown after this long without a Lease renewal.
+NODE_MONITOR_GRACE=${NODE_MONITOR_GRACE:-20s}
+CLUSTER_CIDR=10.244.0.0/16
+SERVICE_CIDR=10.96.0.0/16
+# KWOK nodes get InternalIPs $NODE_IP_PREFIX.1, .2, ...: addresses only, nothing listens there.
+NODE_IP_PREFIX=10.245.0
+NACOS_USER=nacos
+NACOS_PASS=testbed-Passw0rd
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler}
+STATE=${TESTBED_STATE:-/tmp/nacos-reconciler-testbed}
+K8S_BIN=$CACHE/k8s-$K8S_VERSION/bin
+KWOK_BIN=$CACHE/kwok-$KWOK_VERSION/bin
+HELM_BIN=$CACHE/helm-$HELM_VERSION/bin
+RNACOS_BIN=$CACHE/rnacos-$RNACOS_VERSION/bin
+PYENV=$CACHE/nacos-sdk-python-$NACOS_SDK_PYTHON_VERSION
+
+log() { printf '[testbed] %s\n' "$*" >&2; }
+die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || die "missing toolchain: '$1' is not on PATH ($2)"; }
+
+# ---------------------------------------------------------------------------------------------- build
+
+build_k8s() {
+  [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$K8S_BIN/kube-controller-manager" ] && [ -x "$K8S_BIN/kube-scheduler" ] \
+    && [ -x "$K8S_BIN/kubectl" ] && [ -x "$K8S_BIN/etcd" ] && return 0
+  need go "install Go 1.25+"
+  mkdir -p "$K8S_BIN"
+  local logf="$CACHE/k8s-$K8S_VERSION/build.log" ld="" p minor
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ld="$ld -X $p.buildDate=2026-01-01T00:00:00Z"
+  done
+  log "building Kubernetes v$K8S_VERSION and etcd from Go modules (cold: 20-40 min on 2 cores); log: $logf"
+  # The wrapper module sits in a scratch copy so the build never writes into the repository.
+  local src="$CACHE/k8s-$K8S_VERSION/src"
+  rm -rf "$src" && mkdir -p "$src" && cp -r "$HERE/testbed/go/k8s/." "$src/"
+  (cd "$src" && go build -trimpath -ldflags "-s -w $ld" -o "$K8S_BIN/" ./cmd/...) >"$logf" 2>&1 \
+    || die "Kubernetes build failed; read $logf"
+}
+
+build_kwok() {
+  [ -x "$KWOK_BIN/kwok" ] && [ -s "$CACHE/kwok-$KWOK_VERSION/stages.yaml" ] && return 0
+  need go "install Go 1.25+"
+  local logf="$CACHE/kwok-$KWOK_VERSION/build.log" dir f
+  log "building kwok v$KWOK_VERSION; log: $logf"
+  mkdir -p "$KWOK_BIN"
+  (cd /tmp && GOBIN="$KWOK_BIN" go install "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION") >"$logf" 2>&1 \
+    || die "kwok build failed; read $logf"
+  # kwok runs no lifecycle without stages: take the ones its module ships (no delays, Lease heartbeats).
+  dir=$(cd /tmp && go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir/kustomize/stage" ] || die "kwok stages not found in the module cache ($dir)"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    printf -- '---\n'
+    cat "$dir/kustomize/stage/$f"
+    echo
+  done >"$CACHE/kwok-$KWOK_VERSION/stages.yaml"
+}
+
+build_helm() {
+  [ -x "$HELM_BIN/helm" ] && return 0
+  need go "install Go 1.25+"
+  log "building helm v$HELM_VERSION; log: $CACHE/helm-$HELM_VERSION/build.log"
+  mkdir -p "$HELM_BIN"
+  (cd /tmp && GOBIN="$HELM_BIN" go install "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION") \
+    >"$CACHE/helm-$HELM_VERSION/build.log" 2>&1 || die "helm build failed; read $CACHE/helm-$HELM_VERSION/build.log"
+}
+
+build_rnacos() {
+  [ -x "$RNACOS_BIN/rnacos" ] && return 0
+  need cargo "install Rust with rustup"
+  local logf="$CACHE/rnacos-$RNACOS_VERSION.build.log"
+  log "building rnacos $RNACOS_VERSION from crates.io (cold: 10-20 min on 2 cores); log: $logf"
+  mkdir -p "$CACHE"
+  cargo install rnacos --version "$RNACOS_VERSION" --locked --root "$CACHE/rnacos-$RNACOS_VERSION" >"$logf" 2>&1 \
+    || die "rnacos build failed; read $logf"
+}
+
+build_python_client() {
+  [ -x "$PYENV/bin/python" ] && "$PYENV/bin/python" -c 'import v2.nacos' 2>/dev/null && return 0
+  need python3 "install CPython 3.9+"
+  local logf="$CACHE/nacos-sdk-python-$NACOS_SDK_PYTHON_VERSION.install.log"
+  log "installing nacos-sdk-python $NACOS_SDK_PYTHON_VERSION into $PYENV; log: $logf"
+  rm -rf "$PYENV"
+  { python3 -m venv "$PYENV" && "$PYENV/bin/pip" install -q "nacos-sdk-python==$NACOS_SDK_PYTHON_VERSION"; } >"$logf" 2>&1 \
+    || die "nacos-sdk-python install failed; read $logf"
+}
+
+build_all() {
+  mkdir -p "$CACHE"
+  build_k8s
+  build_kwok
+  build_helm
+  build_rnacos
+  build_python_client
+}
+
+# ---------------------------------------------------------------------------------------------- run
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start NAME CMD...: run CMD in the background, log to $STATE/logs/NAME.log, record its PID.
+start() {
+  local name=$1; shift
+  "$@" >"$STATE/logs/$name.log" 2>&1 &
+  echo $! >"$STATE/pids/$name"
+}
+
+# wait_for NAME SECONDS CMD...: retry CMD until it succeeds; fail naming the log to read.
+wait_for() {
+  local name=$1 secs=$2 i; shift 2
+  for ((i = 0; i < secs * 4; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if [ -f "$STATE/pids/$name" ] && ! kill -0 "$(cat "$STATE/pids/$name")" 2>/dev/null; then
+      die "$name exited during start-up; read $STATE/logs/$name.log"
+    fi
+    sleep 0.25
+  done
+  die "$name did not answer within ${secs}s; read $STATE/logs/$name.log"
+}
+
+is_running() { [ -f "$STATE/pids/$1" ] && kill -0 "$(cat "$STATE/pids/$1")" 2>/dev/null; }
+
+gen_certs() {
+  local d=$STATE/pki
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj "/CN=testbed-ca"
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
+    # rustls accepts only X.509 v3 certificates: every leaf gets an extension file.
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >san.ext
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >>san.ext
+    printf 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 30 -extfile san.ext
+    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=testbed-admin"
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 30 -extfile client.ext
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >"$STATE/logs/pki.log" 2>&1 || die "certificate generation failed; read $STATE/logs/pki.log"
+}
+
+write_kubeconfig() {
+  local d=$STATE/pki
+  cat >"$STATE/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster: {server: "https://127.0.0.1:$(cat "$STATE/ports/apiserver")", certificate-authority: "$d/ca.crt"}
+users:
+- name: admin
+  user: {client-certificate: "$d/admin.crt", client-key: "$d/admin.key"}
+contexts:
+- name: testbed
+  context: {cluster: testbed, user: admin, namespace: default}
+current-context: testbed
+EOF
+}
+
+kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
+
+start_k8s() {
+  local etcd_port etcd_peer api_port d=$STATE/pki
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
+  echo "$etcd_port" >"$STATE/ports/etcd"
+  echo "$api_port" >"$STATE/ports/apiserver"
+  start etcd "$K8S_BIN/etcd" --name testbed --data-dir "$STATE/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "testbed=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" --log-level warn
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  start kube-apiserver "$K8S_BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --cert-dir "$d" \
+    --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" --client-ca-file "$d/ca.crt" \
+    --authorization-mode Node,RBAC --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true \
+    --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$d/sa.pub" \
+    --service-account-signing-key-file "$d/sa.key" --api-audiences https://kubernetes.default.svc \
+    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,DefaultTolerationSeconds \
+    --disable-admission-plugins StorageObjectInUseProtection,PersistentVolumeClaimResize,DefaultStorageClass \
+    --enable-priority-and-fairness=false --profiling=false
+  write_kubeconfig
+  wait_for kube-apiserver 90 curl -fsS --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" \
+    "https://127.0.0.1:$api_port/readyz"
+
+  local kcm_port sched_port
+  kcm_port=$(free_port); sched_port=$(free_port)
+  echo "$kcm_port" >"$STATE/ports/kube-controller-manager"
+  echo "$sched_port" >"$STATE/ports/kube-scheduler"
+  start kube-controller-manager "$K8S_BIN/kube-controller-manager" --kubeconfig "$STATE/kubeconfig" \
+    --authentication-kubeconfig "$STATE/kubeconfig" --authorization-kubeconfig "$STATE/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false --use-service-account-credentials \
+    --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" \
+    --cluster-signing-cert-file "$d/ca.crt" --cluster-signing-key-file "$d/ca.key" \
+    --allocate-node-cidrs --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --node-monitor-period 2s --node-monitor-grace-period "$NODE_MONITOR_GRACE" \
+    --controllers '*,-bootstrapsigner,-tokencleaner,-service-lb-controller,-persistentvolume-binder,-attachdetach'
+  start kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig "$STATE/kubeconfig" \
+    --authentication-kubeconfig "$STATE/kubeconfig" --authorization-kubeconfig "$STATE/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$sched_port" --leader-elect=false
+  wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+  wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$sched_port/healthz"
+  # The service-account controller creates `default` in each namespace; Pods need it.
+  wait_for kube-controller-manager 60 kubectl_ get serviceaccount default -n default
+}
+
+start_kwok() {
+  local port i
+  port=$(free_port)
+  echo "$port" >"$STATE/ports/kwok"
+  start kwok "$KWOK_BIN/kwok" --kubeconfig "$STATE/kubeconfig" --config "$CACHE/kwok-$KWOK_VERSION/stages.yaml" \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --cidr "$CLUSTER_CIDR" --node-lease-duration-seconds 10 --server-address "127.0.0.1:$port"
+  for ((i = 0; i < KWOK_NODES; i++)); do
+    kubectl_ apply -f - >>"$STATE/logs/kwok.log" 2>&1 <<EOF || die "creating node kwok-node-$i failed; read $STATE/logs/kwok.log"
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux}
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
+EOF
+    # Status is dropped on create; KWOK keeps an InternalIP it finds, so set one per node.
+    kubectl_ patch node "kwok-node-$i" --subresource=status --type=merge -p "{\"status\":{\"addresses\":[
+      {\"type\":\"InternalIP\",\"address\":\"$NODE_IP_PREFIX.$((i + 1))\"},
+      {\"type\":\"Hostname\",\"address\":\"kwok-node-$i\"}]}}" >>"$STATE/logs/kwok.log" 2>&1 \
+      || die "setting the address of node kwok-node-$i failed; read $STATE/logs/kwok.log"
+  done
+  wait_for kwok 60 kubectl_ wait --for=condition=Ready node --all --timeout=1s
+}
+
+start_rnacos() {
+  local name=$1 auth=$2 port
+  port=$(free_port)
+  # rnacos serves gRPC on HTTP port + 1000; make sure that one is free too.
+  while ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port+1000))" 2>/dev/null; do
+    port=$(free_port)
+  done
+  echo "$port" >"$STATE/ports/$name"
+  mkdir -p "$STATE/$name"
+  start "$name" env RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT=$((port + 1000)) RNACOS_HTTP_CONSOLE_PORT=0 \
+    RNACOS_DATA_DIR="$STATE/$name" RNACOS_ENABLE_OPEN_API_AUTH="$auth" \
+    RNACOS_INIT_ADMIN_USERNAME="$NACOS_USER" RNACOS_INIT_ADMIN_PASSWORD="$NACOS_PASS" \
+    RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 RNACOS_ENV_FILE="$STATE/$name/.env" \
+    RNACOS_RAFT_NODE_ADDR="127.0.0.1:$((port + 1000))" RUST_LOG=warn "$RNACOS_BIN/rnacos"
+  wait_for "$name" 60 curl -fsS -X POST "http://127.0.0.1:$port/nacos/v1/auth/login" \
+    -d "username=$NACOS_USER&password=$NACOS_PASS"
+}
+
+print_env() {
+  [ -f "$STATE/kubeconfig" ] || die "no testbed runs (no $STATE/kubeconfig); run: tests/testbed.sh up"
+  cat <<EOF
+export TESTBED_STATE=$STATE
+export KUBECONFIG=$STATE/kubeconfig
+export TESTBED_K8S_VERSION=v$K8S_VERSION
+export TESTBED_KWOK_NODES=$KWOK_NODES
+export TESTBED_NODE_MONITOR_GRACE=$NODE_MONITOR_GRACE
+export TESTBED_CLUSTER_CIDR=$CLUSTER_CIDR
+export TESTBED_NODE_IP_PREFIX=$NODE_IP_PREFIX
+export KUBECTL=$K8S_BIN/kubectl
+export HELM=$HELM_BIN/helm
+export KWOK=$KWOK_BIN/kwok
+export TESTBED_KWOK_STAGES=$CACHE/kwok-$KWOK_VERSION/stages.yaml
+export NACOS_PYTHON=$PYENV/bin/python
+export RNACOS_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos")
+export RNACOS_AUTH_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos-auth")
+export NACOS_USERNAME=$NACOS_USER
+export NACOS_PASSWORD=$NACOS_PASS
+export PATH=$K8S_BIN:$HELM_BIN:\$PATH
+EOF
+}
+
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok rnacos rnacos-auth)
+
+cmd_up() {
+  need curl "apt-get install curl"
+  need openssl "apt-get install openssl"
+  if [ -d "$STATE/pids" ]; then
+    local c missing=()
+    for c in "${COMPONENTS[@]}"; do is_running "$c" || missing+=("$c"); done
+    if [ ${#missing[@]} -eq 0 ]; then
+      log "already running; not starting a second copy"
+      print_env
+      return 0
+    fi
+    die "a partial testbed is in $STATE (not running: ${missing[*]}); run: tests/testbed.sh down"
+  fi
+  build_all
+  mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/ports"
+  log "starting on 127.0.0.1; state and logs in $STATE"
+  gen_certs
+  start_k8s
+  start_kwok
+  start_rnacos rnacos false
+  start_rnacos rnacos-auth true
+  log "up"
+  print_env
+}
+
+cmd_down() {
+  [ -d "$STATE" ] || { log "nothing to stop"; return 0; }
+  local c pid i
+  # Reverse order: clients before the servers they talk to.
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    c=${COMPONENTS[$i]}
+    [ -f "$STATE/pids/$c" ] || continue
+    pid=$(cat "$STATE/pids/$c")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  # Processes that tests start (operators, Nacos clients) record their PIDs under extra-pids/.
+  if [ -d "$STATE/extra-pids" ]; then
+    for f in "$STATE"/extra-pids/*; do
+      [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
+    done
+  fi
+  rm -rf "$STATE"
+  log "down"
+}
+
+cmd_status() {
+  [ -d "$STATE/pids" ] || { echo "testbed: not running"; return 0; }
+  local c
+  for c in "${COMPONENTS[@]}"; do
+    if is_running "$c"; then
+      printf '%-26s running  pid %-8s port %s\n' "$c" "$(cat "$STATE/pids/$c")" "$(cat "$STATE/ports/$c" 2>/dev/null || echo -)"
+    else
+      printf '%-26s STOPPED  (log: %s)\n' "$c" "$STATE/logs/$c.log"
+    fi
+  done
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) print_env ;;
+  build) build_all ;;
+  *) echo "usage: $0 up|down|status|env|build" >&2; exit 2 ;;
+esac
