@@ -1,3 +1,5 @@
 //! nacos-reconciler: takes Nacos instances offline when the Kubernetes pod or node behind them is gone.
 
+pub mod metrics;
 pub mod model;
+pub mod server;

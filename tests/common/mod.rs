@@ -119,7 +119,10 @@ pub fn start_nacos_client(
     let server = server
         .trim_start_matches("http://")
         .trim_start_matches("https://");
-    let list: Vec<String> = instances.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
+    let list: Vec<String> = instances
+        .iter()
+        .map(|(ip, p)| format!("{ip}:{p}"))
+        .collect();
     let mut cmd = Command::new(python);
     cmd.arg(repo_root().join("tests/clients/nacos_client.py"))
         .args(["--server", server, "--service", service])
