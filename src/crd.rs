@@ -17,9 +17,7 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Annotation on a `NacosBinding` that releases one held batch of removals. Its value is the binding's
-/// `metadata.generation` at the time of approval; the operator records the consumed value in
-/// `status.approvedToken` so the same approval is never used twice.
+/// Annotation on a `NacosBinding` that releases one held batch of removals. Its value is the binding's `metadata.generation` at the time of approval; the operator records the consumed value in `status.approvedToken` so the same approval is never used twice.
 pub const APPROVE_ANNOTATION: &str = "nacos-reconciler.io/approve-removals";
 
 /// The Nacos group used when a service entry names none.
@@ -31,8 +29,9 @@ pub const MAX_PENDING: usize = 50;
 /// Upper bound of `status.removals` (the removal history kept for the budget window).
 pub const MAX_REMOVAL_RECORDS: usize = 1000;
 
-/// Binds Nacos services to the Kubernetes pods and nodes that back their instances, and takes instances
-/// offline once the pod or node behind them is gone.
+/// Binds Nacos services to the Kubernetes pods and nodes that back their instances, and takes instances offline once the pod or node behind them is gone.
+// Several `printcolumn(type_ = "integer", ..)` entries trip clippy's duplicated_attributes lint.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "nacos-reconciler.io",
@@ -109,8 +108,7 @@ pub struct NacosBindingSpec {
     /// The pods that may back the governed instances. An instance is matched to a pod by IP (and port, when set).
     pub pods: PodsSpec,
 
-    /// Which instance IPs the operator may act on. Omit to use every Node's spec.podCIDRs plus the
-    /// Nodes' InternalIPs.
+    /// Which instance IPs the operator may act on. Omit to use every Node's spec.podCIDRs plus the Nodes' InternalIPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<ScopeSpec>,
 
@@ -132,19 +130,8 @@ pub struct NacosBindingSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NacosSpec {
-    /// Nacos server URLs, tried in order (failover), e.g. http://nacos-0.nacos:8848. Each must be an
-    /// http:// or https:// URL with a host.
-    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 512)))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {
-            "rule": "size(self) >= 1",
-            "message": "serverAddr must list at least one Nacos server URL, e.g. [\"http://nacos.nacos:8848\"]"
-        },
-        {
-            "rule": "self.all(a, isURL(a) && url(a).getScheme() in ['http', 'https'] && url(a).getHostname() != '')",
-            "message": "every serverAddr entry must be an http:// or https:// URL with a host, e.g. http://nacos-0.nacos:8848"
-        }
-    ]))]
+    /// Nacos server URLs, tried in order (failover), e.g. http://nacos-0.nacos:8848. Each must be an http:// or https:// URL with a host.
+    #[schemars(schema_with = "server_addr_schema")]
     pub server_addr: Vec<String>,
 
     /// Nacos namespace id. Empty or "public" selects the public namespace.
@@ -160,8 +147,7 @@ pub struct NacosSpec {
     #[serde(default)]
     pub api_version: NacosApiVersion,
 
-    /// Secret in the binding's namespace holding Nacos credentials: keys `username` and `password`, or
-    /// `accessKey` and `secretKey`. Omit when Nacos auth is off.
+    /// Secret in the binding's namespace holding Nacos credentials: keys `username` and `password`, or `accessKey` and `secretKey`. Omit when Nacos auth is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
 
@@ -228,8 +214,7 @@ pub struct SecretRef {
     "message": "set either caSecretRef (to verify the server) or insecureSkipVerify: true, not both"
 }]))]
 pub struct TlsSpec {
-    /// Secret in the binding's namespace whose `ca.crt` key holds the PEM CA bundle that signs the Nacos
-    /// server certificate. Omit to use the system roots.
+    /// Secret in the binding's namespace whose `ca.crt` key holds the PEM CA bundle that signs the Nacos server certificate. Omit to use the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretRef>,
 
@@ -238,8 +223,7 @@ pub struct TlsSpec {
     pub insecure_skip_verify: bool,
 }
 
-/// One Nacos service (or a family of services) governed by the binding: set exactly one of `name` and
-/// `namePattern`.
+/// One Nacos service (or a family of services) governed by the binding: set exactly one of `name` and `namePattern`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -284,21 +268,15 @@ pub struct ServiceSelector {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodsSpec {
-    /// Label selector of the pods that back the instances. An instance whose IP belongs to no matching pod
-    /// (and to no Node) is an orphan.
+    /// Label selector of the pods that back the instances. An instance whose IP belongs to no matching pod (and to no Node) is an orphan.
     pub selector: LabelSelector,
 
     /// Namespaces to look for pods in. Empty means the binding's own namespace.
     #[serde(default)]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",
-        "message": "every namespaces entry must be a Kubernetes namespace name (lowercase letters, digits and '-')"
-    }]))]
+    #[schemars(schema_with = "namespaces_schema")]
     pub namespaces: Vec<String>,
 
-    /// Only govern instances on this port: a port number (1-65535) or the name of a container port of the
-    /// matching pods. Omit to match instances on any port.
+    /// Only govern instances on this port: a port number (1-65535) or the name of a container port of the matching pods. Omit to match instances on any port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "type(self) == int ? (self >= 1 && self <= 65535) : (self.size() <= 15 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.matches('[a-z]') && !self.contains('--'))",
@@ -311,15 +289,9 @@ pub struct PodsSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScopeSpec {
-    /// CIDRs (e.g. `10.244.0.0/16`, `fd00:10:244::/56`). Instances whose IP is outside every CIDR are
-    /// counted as foreign and never touched. Empty means every Node's spec.podCIDRs plus the Nodes'
-    /// InternalIPs.
+    /// CIDRs (e.g. `10.244.0.0/16`, `fd00:10:244::/56`). Instances whose IP is outside every CIDR are counted as foreign and never touched. Empty means every Node's spec.podCIDRs plus the Nodes' InternalIPs.
     #[serde(default)]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 64)))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(c, isCIDR(c))",
-        "message": "every cidrs entry must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56"
-    }]))]
+    #[schemars(schema_with = "cidrs_schema")]
     pub cidrs: Vec<String>,
 }
 
@@ -359,9 +331,7 @@ pub struct PolicySpec {
     }]))]
     pub node_unreachable_seconds: u32,
 
-    /// Removal budget per service per removalWindowSeconds: a count (e.g. 5) or a percentage of the
-    /// service's instances (e.g. "50%", rounded up). Past it, removals are held until approved with the
-    /// annotation nacos-reconciler.io/approve-removals.
+    /// Removal budget per service per removalWindowSeconds: a count (e.g. 5) or a percentage of the service's instances (e.g. "50%", rounded up). Past it, removals are held until approved with the annotation nacos-reconciler.io/approve-removals.
     #[serde(default = "default_max_removals")]
     #[schemars(extend(
         "nullable" = false,
@@ -442,6 +412,69 @@ pub enum OnNodeUnreachable {
     Disable,
     /// Deregister them.
     Deregister,
+}
+
+/// A list of strings whose items carry a CEL rule, so a rejection names the offending entry
+/// (`spec.scope.cidrs[1]: Invalid value: "10.1.2.3": ...`). Bounds keep the rule cost within budget.
+fn string_list_schema(
+    min_items: u32,
+    max_items: u32,
+    max_length: u32,
+    item_rule: &str,
+    item_message: &str,
+) -> schemars::Schema {
+    let mut schema = schemars::json_schema!({
+        "type": "array",
+        "maxItems": max_items,
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max_length,
+            "x-kubernetes-validations": [{"rule": item_rule, "message": item_message}],
+        },
+    });
+    if min_items > 0 {
+        schema.insert("minItems".into(), min_items.into());
+    }
+    schema
+}
+
+fn server_addr_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = string_list_schema(
+        1,
+        16,
+        512,
+        "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",
+        "must be an http:// or https:// URL with a host, e.g. http://nacos-0.nacos:8848",
+    );
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        serde_json::json!([{
+            "rule": "size(self) >= 1",
+            "message": "serverAddr must list at least one Nacos server URL, e.g. [\"http://nacos.nacos:8848\"]"
+        }]),
+    );
+    schema
+}
+
+fn namespaces_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    string_list_schema(
+        0,
+        64,
+        63,
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+        "must be a Kubernetes namespace name (lowercase letters, digits and '-'), e.g. shop",
+    )
+}
+
+fn cidrs_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    string_list_schema(
+        0,
+        64,
+        64,
+        "isCIDR(self)",
+        "must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56 (a single address is written 10.1.2.3/32)",
+    )
 }
 
 fn default_group() -> String {
@@ -1023,6 +1056,8 @@ status:
         let spec = spec_schema();
         let p = &spec["properties"];
         assert_eq!(p["resyncSeconds"]["default"], json!(60));
+        assert_eq!(p["pods"]["properties"]["namespaces"]["default"], json!([]));
+        assert_eq!(p["scope"]["properties"]["cidrs"]["default"], json!([]));
         assert_eq!(
             p["nacos"]["properties"]["apiVersion"]["default"],
             json!("Auto")
@@ -1068,12 +1103,18 @@ status:
                 "has(self.name) != has(self.namePattern)",
             ),
             (&nacos["serverAddr"], "size(self) >= 1"),
-            (&nacos["serverAddr"], "isURL(a)"),
-            (&nacos["serverAddr"], "getScheme() in ['http', 'https']"),
+            (&nacos["serverAddr"]["items"], "isURL(self)"),
+            (
+                &nacos["serverAddr"]["items"],
+                "getScheme() in ['http', 'https']",
+            ),
             (&nacos["tls"], "insecureSkipVerify"),
-            (&p["scope"]["properties"]["cidrs"], "isCIDR(c)"),
+            (&p["scope"]["properties"]["cidrs"]["items"], "isCIDR(self)"),
             (&p["pods"]["properties"]["port"], "self <= 65535"),
-            (&p["pods"]["properties"]["namespaces"], "self.all(n"),
+            (
+                &p["pods"]["properties"]["namespaces"]["items"],
+                "self.matches(",
+            ),
             (&policy["maxRemovals"], "(100|[1-9]?[0-9])%"),
             (&policy["gracePeriodSeconds"], "self >= 0"),
             (&policy["nodeUnreachableSeconds"], "self >= 0"),
