@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use futures::Stream;
+use tokio::sync::mpsc;
+
 use super::selector::PodScope;
 
 /// A decision-relevant change in the cluster. Noise (status heartbeats, annotations, managed fields)
@@ -73,6 +76,32 @@ pub fn bindings_for_change<'a, B>(
         .filter(|(_, scope)| change.concerns(scope))
         .map(|(binding, _)| binding)
         .collect()
+}
+
+/// Turns the view's change channel into a stream of the bindings to reconcile. `bindings` is called
+/// per change and returns the current bindings with their compiled scopes (e.g. from the controller's
+/// `Store<NacosBinding>`); it suits `Controller::reconcile_on` (kube feature `unstable-runtime`).
+pub fn binding_triggers<B, F>(
+    changes: mpsc::Receiver<ClusterChange>,
+    bindings: F,
+) -> impl Stream<Item = B> + Send + 'static
+where
+    B: Send + 'static,
+    F: Fn() -> Vec<(B, PodScope)> + Send + 'static,
+{
+    use futures::StreamExt;
+    futures::stream::unfold(changes, |mut rx| async move {
+        let change = rx.recv().await?;
+        Some((change, rx))
+    })
+    .flat_map(move |change| {
+        let affected: Vec<B> = bindings()
+            .into_iter()
+            .filter(|(_, scope)| change.concerns(scope))
+            .map(|(binding, _)| binding)
+            .collect();
+        futures::stream::iter(affected)
+    })
 }
 
 #[cfg(test)]
@@ -178,6 +207,25 @@ mod tests {
         assert_eq!(
             ClusterChange::Node { name: "n".into() }.to_string(),
             "node n"
+        );
+    }
+
+    #[tokio::test]
+    async fn triggers_stream_the_affected_bindings_per_change() {
+        use futures::StreamExt;
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(pod_change("shop", "billing", None)).await.unwrap();
+        tx.send(ClusterChange::Node { name: "n".into() })
+            .await
+            .unwrap();
+        drop(tx);
+        let triggered: Vec<String> = binding_triggers(rx, bindings)
+            .map(|b| b.name)
+            .collect()
+            .await;
+        assert_eq!(
+            triggered,
+            vec!["billing", "orders", "billing", "orders-everywhere"]
         );
     }
 }

@@ -26,7 +26,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use change::{bindings_for_change, BindingRef, ClusterChange};
+pub use change::{binding_triggers, bindings_for_change, BindingRef, ClusterChange};
 pub use index::TombstoneLimits;
 pub use prune::{
     node_facts, pod_info, slice_info, EndpointFacts, EndpointInfo, PodInfo, SliceInfo,

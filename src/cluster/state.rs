@@ -1,6 +1,7 @@
 //! The view's data and the pure rules that apply pruned watch updates to it.
 //! No I/O here: the watch loops feed [`Update`]s, tests feed them by hand.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -169,21 +170,19 @@ impl ViewState {
             nodes: self.nodes(),
             ..ClusterFacts::default()
         };
+        // A dual-stack pod is reached through each of its IPs; list it once.
+        let mut seen_pods = HashSet::new();
+        let mut seen_tombs = HashSet::new();
         for ip in ips {
             for pod in self.pods.with_ip(ip) {
-                // A dual-stack pod is reached through each of its IPs; list it once.
-                if !facts
-                    .pods
-                    .iter()
-                    .any(|p| p.uid == pod.uid && p.name == pod.name)
-                {
+                if seen_pods.insert((&pod.namespace, &pod.name)) {
                     facts
                         .pods
                         .push(pod.facts(scope.matches(&pod.namespace, &pod.labels)));
                 }
             }
             for tomb in self.tombstones.for_ip(ip, now) {
-                if !facts.tombstones.iter().any(|t| t.uid == tomb.uid) {
+                if seen_tombs.insert((&tomb.uid, tomb.deleted_at)) {
                     facts
                         .tombstones
                         .push(tomb.facts(scope.matches(&tomb.namespace, &tomb.labels)));
@@ -696,5 +695,49 @@ mod tests {
         assert!(facts.pods.iter().all(|p| p.matches));
         assert_eq!(facts.tombstones.len(), 1);
         assert_eq!(facts.tombstones[0].name, "orders-1");
+    }
+
+    #[test]
+    fn dual_stack_pods_are_listed_once() {
+        let mut v = synced_view();
+        let dual = pod_info(&pod(
+            "shop",
+            "dual",
+            &["10.244.1.20", "fd00::20"],
+            &[("app", "orders")],
+        ))
+        .unwrap();
+        v.apply_pods(&pods_id(None), Update::Apply(dual), utc(1));
+        let ips = [ip("10.244.1.20"), ip("fd00::20")];
+        let facts = v.facts_for_ips(&orders_scope(), &ips, utc(2));
+        assert_eq!(facts.pods.len(), 1);
+        assert!(facts.pods[0].matches);
+    }
+
+    #[test]
+    fn ten_thousand_pods_are_indexed_incrementally() {
+        let mut v = ViewState::new(TombstoneLimits::default());
+        v.register(pods_id(None));
+        let template = p("shop", "t", "10.0.0.1", "orders");
+        let pods: Vec<PodInfo> = (0..10_000u32)
+            .map(|i| PodInfo {
+                name: format!("p{i}"),
+                uid: format!("u{i}"),
+                ips: vec![IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])],
+                ..template.clone()
+            })
+            .collect();
+        v.apply_pods(&pods_id(None), Update::Relist(pods), utc(0));
+        assert_eq!(v.pod_count(), 10_000);
+        let target = IpAddr::from([10, 1, 39, 15]);
+        assert_eq!(
+            v.pods_with_ip(&target)[0].name,
+            format!("p{}", 39 * 256 + 15)
+        );
+        let mut moved = v.pods_with_ip(&target)[0].clone();
+        moved.ips = vec![ip("10.2.0.1")];
+        v.apply_pods(&pods_id(None), Update::Apply(moved), utc(1));
+        assert!(v.pods_with_ip(&target).is_empty());
+        assert_eq!(v.pods_with_ip(&ip("10.2.0.1")).len(), 1);
     }
 }
