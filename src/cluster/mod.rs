@@ -7,6 +7,20 @@
 //!                                              └──────► ClusterChange ──► mpsc::Receiver
 //! ```
 //! Everything but `watch.rs` is pure and unit-tested without a server.
+//!
+//! How the controller uses it:
+//! ```ignore
+//! let (view, changes) = ClusterView::start(client.clone(), &ClusterViewConfig::default());
+//! let bindings = binding_store.clone(); // reflector::Store<NacosBinding>
+//! let controller = Controller::new(api, cfg).reconcile_on(binding_triggers(changes, move || {
+//!     bindings.state().iter().filter_map(|b| {
+//!         let scope = PodScope::new(&b.namespace()?, &b.spec.pods.selector, &b.spec.pods.namespaces).ok()?;
+//!         Some((ObjectRef::from_obj(&**b), scope))
+//!     }).collect()
+//! }));
+//! // in reconcile: no removals unless view.is_synced(); CacheSynced reason from view.unsynced_reasons();
+//! let facts = view.facts_for_ips(&scope, instance_ips.iter());
+//! ```
 
 mod change;
 mod index;
