@@ -1,5 +1,6 @@
 //! nacos-reconciler: takes Nacos instances offline when the Kubernetes pod or node behind them is gone.
 
+pub mod cluster;
 pub mod crd;
 pub mod metrics;
 pub mod model;

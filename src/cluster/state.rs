@@ -1,0 +1,743 @@
+//! The view's data and the pure rules that apply pruned watch updates to it.
+//! No I/O here: the watch loops feed [`Update`]s, tests feed them by hand.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use super::change::ClusterChange;
+use super::index::{Indexed, IpIndex, TombstoneLimits, Tombstones};
+use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo};
+use super::selector::PodScope;
+use super::sync::{RelistDecision, StreamId, StreamState, SyncTracker};
+use crate::model::{NodeFacts, PodFacts, PodTombstone};
+
+/// Beyond this many per-object changes from one relist, send a single [`ClusterChange::All`].
+const MAX_LISTED_CHANGES: usize = 256;
+
+/// A watch event after pruning. `Relist` carries a complete list (Init..InitDone).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update<T> {
+    Apply(T),
+    Delete(T),
+    Relist(Vec<T>),
+    Error(String),
+}
+
+/// What applying an update produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub changes: Vec<ClusterChange>,
+    /// The watch loop must drop its watcher and list again (after an error, or to confirm an empty list).
+    pub restart: bool,
+}
+
+/// Everything the planner needs from the cluster for one binding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFacts {
+    pub pods: Vec<PodFacts>,
+    pub nodes: Vec<NodeFacts>,
+    pub tombstones: Vec<PodTombstone>,
+}
+
+/// Pods, nodes and EndpointSlices indexed by IP, deletion tombstones, and sync state.
+#[derive(Debug, Default)]
+pub struct ViewState {
+    pods: IpIndex<PodInfo>,
+    nodes: IpIndex<NodeFacts>,
+    slices: IpIndex<SliceInfo>,
+    tombstones: Tombstones,
+    sync: SyncTracker,
+}
+
+impl ViewState {
+    pub fn new(limits: TombstoneLimits) -> Self {
+        Self {
+            tombstones: Tombstones::new(limits),
+            ..Self::default()
+        }
+    }
+
+    /// Declares a stream so the view is unsynced until it has listed.
+    pub fn register(&mut self, id: StreamId) {
+        self.sync.register(id);
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.sync.is_synced()
+    }
+
+    pub fn unsynced(&self) -> Vec<String> {
+        self.sync.unsynced().into_iter().map(|(_, r)| r).collect()
+    }
+
+    pub fn apply_pods(
+        &mut self,
+        id: &StreamId,
+        update: Update<PodInfo>,
+        now: DateTime<Utc>,
+    ) -> Applied {
+        let (applied, removed) =
+            apply_update(&mut self.pods, &mut self.sync, id, update, pod_change);
+        for pod in &removed {
+            self.tombstones
+                .record(TombstoneInfo::from_pod(pod, now), now);
+        }
+        self.tombstones.evict(now);
+        applied
+    }
+
+    pub fn apply_nodes(&mut self, id: &StreamId, update: Update<NodeFacts>) -> Applied {
+        apply_update(&mut self.nodes, &mut self.sync, id, update, |_, node| {
+            Some(ClusterChange::Node {
+                name: node.name.clone(),
+            })
+        })
+        .0
+    }
+
+    /// EndpointSlices only inform queries; they trigger nothing beyond sync transitions.
+    pub fn apply_slices(&mut self, id: &StreamId, update: Update<SliceInfo>) -> Applied {
+        apply_update(&mut self.slices, &mut self.sync, id, update, |_, _| None).0
+    }
+
+    pub fn pods_with_ip(&self, ip: &IpAddr) -> Vec<PodInfo> {
+        self.pods.with_ip(ip).into_iter().cloned().collect()
+    }
+
+    /// The node whose InternalIP this is (first by name if misconfigured nodes share one).
+    pub fn node_with_ip(&self, ip: &IpAddr) -> Option<NodeFacts> {
+        self.nodes.with_ip(ip).first().map(|n| (*n).clone())
+    }
+
+    /// All nodes, by name.
+    pub fn nodes(&self) -> Vec<NodeFacts> {
+        let mut nodes: Vec<NodeFacts> = self.nodes.values().cloned().collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes
+    }
+
+    pub fn tombstones_for_ip(&self, ip: &IpAddr, now: DateTime<Utc>) -> Vec<TombstoneInfo> {
+        self.tombstones
+            .for_ip(ip, now)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn endpoints_for_ip(&self, ip: &IpAddr) -> Vec<EndpointFacts> {
+        self.slices
+            .with_ip(ip)
+            .into_iter()
+            .flat_map(|slice| {
+                slice
+                    .endpoints
+                    .iter()
+                    .filter(|ep| ep.ips.contains(ip))
+                    .map(|ep| EndpointFacts {
+                        namespace: slice.namespace.clone(),
+                        slice: slice.name.clone(),
+                        service_name: slice.service_name.clone(),
+                        endpoint: ep.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Tombstones held, expired ones included until the next eviction (for metrics).
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// Facts about the given IPs (typically every instance IP of the binding's services): every pod
+    /// and tombstone on them, matching or not, so the planner can tell IP reuse from a live pod.
+    /// Plus all nodes (needed for node IPs, default scope CIDRs and the partition freeze).
+    pub fn facts_for_ips<'a>(
+        &self,
+        scope: &PodScope,
+        ips: impl IntoIterator<Item = &'a IpAddr>,
+        now: DateTime<Utc>,
+    ) -> ClusterFacts {
+        let mut ips: Vec<&IpAddr> = ips.into_iter().collect();
+        ips.sort_unstable();
+        ips.dedup();
+        let mut facts = ClusterFacts {
+            nodes: self.nodes(),
+            ..ClusterFacts::default()
+        };
+        // A dual-stack pod is reached through each of its IPs; list it once.
+        let mut seen_pods = HashSet::new();
+        let mut seen_tombs = HashSet::new();
+        for ip in ips {
+            for pod in self.pods.with_ip(ip) {
+                if seen_pods.insert((&pod.namespace, &pod.name)) {
+                    facts
+                        .pods
+                        .push(pod.facts(scope.matches(&pod.namespace, &pod.labels)));
+                }
+            }
+            for tomb in self.tombstones.for_ip(ip, now) {
+                if seen_tombs.insert((&tomb.uid, tomb.deleted_at)) {
+                    facts
+                        .tombstones
+                        .push(tomb.facts(scope.matches(&tomb.namespace, &tomb.labels)));
+                }
+            }
+        }
+        facts
+    }
+
+    /// Every pod and tombstone that matches the scope (all with `matches == true`), plus all nodes.
+    /// Pods of other apps are not included: use [`Self::facts_for_ips`] to see IP reuse.
+    pub fn facts_for(&self, scope: &PodScope, now: DateTime<Utc>) -> ClusterFacts {
+        let mut pods: Vec<PodFacts> = self
+            .pods
+            .values()
+            .filter(|p| scope.matches(&p.namespace, &p.labels))
+            .map(|p| p.facts(true))
+            .collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        ClusterFacts {
+            pods,
+            nodes: self.nodes(),
+            tombstones: self
+                .tombstones
+                .all(now)
+                .filter(|t| scope.matches(&t.namespace, &t.labels))
+                .map(|t| t.facts(true))
+                .collect(),
+        }
+    }
+
+    /// Drops expired tombstones; the watch loops call it on every pod event, a timer may too.
+    pub fn evict_tombstones(&mut self, now: DateTime<Utc>) {
+        self.tombstones.evict(now);
+    }
+}
+
+fn pod_change(previous: Option<&PodInfo>, pod: &PodInfo) -> Option<ClusterChange> {
+    Some(ClusterChange::Pod {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        labels: pod.labels.clone(),
+        previous_labels: previous
+            .filter(|p| p.labels != pod.labels)
+            .map(|p| p.labels.clone()),
+    })
+}
+
+/// Applies one update to one index. `describe(previous, current)` names the change for an object that
+/// actually changed (for a deletion, `current` is the deleted object). Returns the removed objects.
+fn apply_update<T>(
+    index: &mut IpIndex<T>,
+    sync: &mut SyncTracker,
+    id: &StreamId,
+    update: Update<T>,
+    describe: impl Fn(Option<&T>, &T) -> Option<ClusterChange>,
+) -> (Applied, Vec<T>)
+where
+    T: Indexed + PartialEq,
+{
+    match update {
+        Update::Apply(object) => {
+            let key = object.key();
+            let previous = index.upsert(object);
+            let change = index
+                .get(&key)
+                .filter(|current| previous.as_ref() != Some(*current))
+                .and_then(|current| describe(previous.as_ref(), current));
+            let replaced = previous.filter(|p| index.get(&key).is_some_and(|c| c.uid() != p.uid()));
+            (
+                changes(change.into_iter().collect()),
+                replaced.into_iter().collect(),
+            )
+        }
+        Update::Delete(object) => {
+            // The event carries the final state (e.g. a late deletionTimestamp): prefer it over ours.
+            let removed = index.remove(&object.key()).map(|_| object);
+            let change = removed.as_ref().and_then(|o| describe(None, o));
+            (
+                changes(change.into_iter().collect()),
+                removed.into_iter().collect(),
+            )
+        }
+        Update::Relist(objects) => apply_relist(index, sync, id, objects, describe),
+        Update::Error(reason) => {
+            let changed = sync.on_error(id, format!("{id}: {reason}"));
+            let mut applied = all_if(changed, format!("{id} degraded"));
+            applied.restart = true;
+            (applied, Vec::new())
+        }
+    }
+}
+
+fn apply_relist<T>(
+    index: &mut IpIndex<T>,
+    sync: &mut SyncTracker,
+    id: &StreamId,
+    objects: Vec<T>,
+    describe: impl Fn(Option<&T>, &T) -> Option<ClusterChange>,
+) -> (Applied, Vec<T>)
+where
+    T: Indexed + PartialEq,
+{
+    let scope = id.namespace.as_deref();
+    let was_synced = sync.state(id) == Some(StreamState::Synced);
+    let held = index.count_in_scope(scope);
+    if sync.on_relist(id, objects.len(), held) == RelistDecision::ConfirmEmpty {
+        let mut applied = all_if(was_synced, format!("{id}: empty relist unconfirmed"));
+        applied.restart = true;
+        return (applied, Vec::new());
+    }
+    let mut relisted = index.replace_scope(scope, objects);
+    // Same key, new UID: the old object was deleted and recreated while we were not watching.
+    for (previous, key) in &mut relisted.updated {
+        let current_uid = index.get(key).and_then(|c| c.uid().map(str::to_owned));
+        if let Some(old) = previous.take_if(|p| p.uid().map(str::to_owned) != current_uid) {
+            relisted.removed.push(old);
+        }
+    }
+    if !was_synced {
+        // First list, or recovery from degraded: every binding re-evaluates anyway.
+        return (all_if(true, format!("{id} synced")), relisted.removed);
+    }
+    let mut listed: Vec<ClusterChange> = relisted
+        .removed
+        .iter()
+        .filter_map(|o| describe(None, o))
+        .collect();
+    for (previous, key) in &relisted.updated {
+        if let Some(current) = index.get(key) {
+            if previous.as_ref() != Some(current) {
+                listed.extend(describe(previous.as_ref(), current));
+            }
+        }
+    }
+    if listed.len() > MAX_LISTED_CHANGES {
+        listed = vec![ClusterChange::All {
+            reason: format!("{id}: {} changes in relist", listed.len()),
+        }];
+    }
+    (changes(listed), relisted.removed)
+}
+
+fn changes(changes: Vec<ClusterChange>) -> Applied {
+    Applied {
+        changes,
+        restart: false,
+    }
+}
+
+fn all_if(condition: bool, reason: String) -> Applied {
+    let changes = if condition {
+        vec![ClusterChange::All { reason }]
+    } else {
+        Vec::new()
+    };
+    Applied {
+        changes,
+        restart: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::prune::tests::{node, pod, slice, utc};
+    use super::super::prune::{node_facts, pod_info, slice_info};
+    use super::super::sync::WatchedKind;
+    use super::*;
+    use crate::model::NodeReadiness;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use std::collections::BTreeMap;
+
+    fn pods_id(ns: Option<&str>) -> StreamId {
+        StreamId::new(WatchedKind::Pod, ns)
+    }
+
+    fn nodes_id() -> StreamId {
+        StreamId::new(WatchedKind::Node, None)
+    }
+
+    fn slices_id() -> StreamId {
+        StreamId::new(WatchedKind::EndpointSlice, None)
+    }
+
+    fn p(ns: &str, name: &str, ip: &str, app: &str) -> PodInfo {
+        pod_info(&pod(ns, name, &[ip], &[("app", app)])).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn orders_scope() -> PodScope {
+        let selector = LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".into(), "orders".into())])),
+            match_expressions: None,
+        };
+        PodScope::new("shop", &selector, &[]).unwrap()
+    }
+
+    /// A view with all three streams registered and listed.
+    fn synced_view() -> ViewState {
+        let mut v = ViewState::new(TombstoneLimits::default());
+        for id in [pods_id(None), nodes_id(), slices_id()] {
+            v.register(id);
+        }
+        let pods = vec![
+            p("shop", "orders-1", "10.244.1.7", "orders"),
+            p("shop", "billing-1", "10.244.1.8", "billing"),
+        ];
+        v.apply_pods(&pods_id(None), Update::Relist(pods), utc(0));
+        let n = node_facts(&node("node-a", "192.168.1.10", "True")).unwrap();
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![n]));
+        let s = slice_info(&slice(
+            "shop",
+            "orders-x",
+            vec![("10.244.1.7", Some(true), "orders-1")],
+        ))
+        .unwrap();
+        v.apply_slices(&slices_id(), Update::Relist(vec![s]));
+        v
+    }
+
+    #[test]
+    fn synced_after_every_stream_listed_and_first_list_sends_one_all() {
+        let mut v = ViewState::new(TombstoneLimits::default());
+        v.register(pods_id(None));
+        v.register(nodes_id());
+        let applied = v.apply_pods(
+            &pods_id(None),
+            Update::Relist(vec![
+                p("shop", "a", "10.0.0.1", "x"),
+                p("shop", "b", "10.0.0.2", "x"),
+            ]),
+            utc(0),
+        );
+        assert!(matches!(
+            applied.changes.as_slice(),
+            [ClusterChange::All { .. }]
+        ));
+        assert!(!v.is_synced());
+        assert_eq!(v.unsynced().len(), 1);
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![]));
+        assert!(v.is_synced());
+    }
+
+    #[test]
+    fn queries_find_objects_by_ip() {
+        let v = synced_view();
+        assert_eq!(v.pods_with_ip(&ip("10.244.1.7"))[0].name, "orders-1");
+        assert!(v.pods_with_ip(&ip("10.9.9.9")).is_empty());
+        assert_eq!(
+            v.node_with_ip(&ip("192.168.1.10")).map(|n| n.name),
+            Some("node-a".to_string())
+        );
+        assert_eq!(v.nodes().len(), 1);
+        let eps = v.endpoints_for_ip(&ip("10.244.1.7"));
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].endpoint.ready, Some(true));
+        assert_eq!(eps[0].endpoint.pod_name.as_deref(), Some("orders-1"));
+    }
+
+    #[test]
+    fn unchanged_pod_update_sends_nothing_changed_one_sends_a_pod_change() {
+        let mut v = synced_view();
+        let same = p("shop", "orders-1", "10.244.1.7", "orders");
+        assert!(v
+            .apply_pods(&pods_id(None), Update::Apply(same.clone()), utc(1))
+            .changes
+            .is_empty());
+
+        let mut unready = same;
+        unready.ready = false;
+        let applied = v.apply_pods(&pods_id(None), Update::Apply(unready), utc(2));
+        assert!(matches!(
+            applied.changes.as_slice(),
+            [ClusterChange::Pod { name, previous_labels: None, .. }] if name == "orders-1"
+        ));
+        assert!(!v.pods_with_ip(&ip("10.244.1.7"))[0].ready);
+    }
+
+    #[test]
+    fn relabelled_pod_carries_its_previous_labels() {
+        let mut v = synced_view();
+        let applied = v.apply_pods(
+            &pods_id(None),
+            Update::Apply(p("shop", "orders-1", "10.244.1.7", "quarantine")),
+            utc(1),
+        );
+        let [change] = applied.changes.as_slice() else {
+            panic!("one change expected: {applied:?}")
+        };
+        assert!(
+            change.concerns(&orders_scope()),
+            "the old binding must hear about it"
+        );
+    }
+
+    #[test]
+    fn deleted_pod_becomes_a_tombstone() {
+        let mut v = synced_view();
+        let mut gone = p("shop", "orders-1", "10.244.1.7", "orders");
+        gone.deletion_timestamp = Some(utc(90));
+        let applied = v.apply_pods(&pods_id(None), Update::Delete(gone), utc(100));
+        assert_eq!(applied.changes.len(), 1);
+        assert!(v.pods_with_ip(&ip("10.244.1.7")).is_empty());
+        let tombs = v.tombstones_for_ip(&ip("10.244.1.7"), utc(100));
+        assert_eq!(tombs.len(), 1);
+        assert_eq!(tombs[0].deleted_at, utc(90));
+        // A delete for an unknown pod changes nothing and records nothing.
+        let applied = v.apply_pods(
+            &pods_id(None),
+            Update::Delete(p("shop", "never-seen", "10.0.0.99", "x")),
+            utc(100),
+        );
+        assert!(applied.changes.is_empty());
+        assert!(v.tombstones_for_ip(&ip("10.0.0.99"), utc(100)).is_empty());
+    }
+
+    #[test]
+    fn pods_missing_from_a_relist_become_tombstones_and_changes() {
+        let mut v = synced_view();
+        let applied = v.apply_pods(
+            &pods_id(None),
+            Update::Relist(vec![p("shop", "billing-1", "10.244.1.8", "billing")]),
+            utc(200),
+        );
+        assert_eq!(applied.changes.len(), 1);
+        assert!(applied.changes[0].concerns(&orders_scope()));
+        assert_eq!(
+            v.tombstones_for_ip(&ip("10.244.1.7"), utc(200))[0].deleted_at,
+            utc(200)
+        );
+    }
+
+    #[test]
+    fn recreated_pod_with_the_same_name_tombstones_the_old_uid() {
+        let mut v = synced_view();
+        let mut reborn = p("shop", "orders-1", "10.244.1.50", "orders");
+        reborn.uid = "new-uid".into();
+        v.apply_pods(&pods_id(None), Update::Apply(reborn), utc(300));
+        let tombs = v.tombstones_for_ip(&ip("10.244.1.7"), utc(300));
+        assert_eq!(tombs.len(), 1);
+        assert_eq!(tombs[0].uid, "uid-shop-orders-1");
+    }
+
+    #[test]
+    fn an_error_degrades_and_restarts_until_the_next_relist() {
+        let mut v = synced_view();
+        let applied = v.apply_nodes(&nodes_id(), Update::Error("connection reset".into()));
+        assert!(applied.restart);
+        assert!(matches!(
+            applied.changes.as_slice(),
+            [ClusterChange::All { .. }]
+        ));
+        assert!(!v.is_synced());
+        assert!(v.unsynced()[0].contains("connection reset"));
+        // Data is kept while degraded: queries still answer, the planner just must not remove.
+        assert!(v.node_with_ip(&ip("192.168.1.10")).is_some());
+        let n = node_facts(&node("node-a", "192.168.1.10", "True")).unwrap();
+        let applied = v.apply_nodes(&nodes_id(), Update::Relist(vec![n]));
+        assert!(!applied.restart);
+        assert!(matches!(
+            applied.changes.as_slice(),
+            [ClusterChange::All { .. }]
+        ));
+        assert!(v.is_synced());
+    }
+
+    #[test]
+    fn an_empty_relist_is_confirmed_before_it_empties_the_view() {
+        let mut v = synced_view();
+        let applied = v.apply_pods(&pods_id(None), Update::Relist(vec![]), utc(10));
+        assert!(applied.restart);
+        assert!(!v.is_synced());
+        assert_eq!(v.pod_count(), 2, "first empty list is not believed");
+        let applied = v.apply_pods(&pods_id(None), Update::Relist(vec![]), utc(20));
+        assert!(!applied.restart);
+        assert!(v.is_synced());
+        assert_eq!(v.pod_count(), 0);
+        assert_eq!(v.tombstones_for_ip(&ip("10.244.1.7"), utc(20)).len(), 1);
+    }
+
+    #[test]
+    fn namespaced_relists_leave_other_namespaces_alone() {
+        let mut v = ViewState::new(TombstoneLimits::default());
+        v.register(pods_id(Some("a")));
+        v.register(pods_id(Some("b")));
+        v.apply_pods(
+            &pods_id(Some("a")),
+            Update::Relist(vec![p("a", "x", "10.0.0.1", "o")]),
+            utc(0),
+        );
+        v.apply_pods(
+            &pods_id(Some("b")),
+            Update::Relist(vec![p("b", "y", "10.0.0.2", "o")]),
+            utc(0),
+        );
+        assert!(v.is_synced());
+        v.apply_pods(
+            &pods_id(Some("b")),
+            Update::Relist(vec![p("b", "z", "10.0.0.3", "o")]),
+            utc(1),
+        );
+        assert_eq!(v.pod_count(), 2);
+        assert_eq!(v.pods_with_ip(&ip("10.0.0.1")).len(), 1);
+        assert!(v.pods_with_ip(&ip("10.0.0.2")).is_empty());
+    }
+
+    #[test]
+    fn large_relist_diffs_collapse_into_one_all() {
+        let mut v = ViewState::new(TombstoneLimits::default());
+        v.register(pods_id(None));
+        let many = |n: usize| -> Vec<PodInfo> {
+            (0..n)
+                .map(|i| {
+                    p(
+                        "shop",
+                        &format!("p{i}"),
+                        &format!("10.1.{}.{}", i / 250, i % 250),
+                        "x",
+                    )
+                })
+                .collect()
+        };
+        v.apply_pods(&pods_id(None), Update::Relist(many(600)), utc(0));
+        let applied = v.apply_pods(&pods_id(None), Update::Relist(many(10)), utc(1));
+        assert!(matches!(
+            applied.changes.as_slice(),
+            [ClusterChange::All { .. }]
+        ));
+        assert_eq!(v.pod_count(), 10);
+    }
+
+    #[test]
+    fn node_changes_and_slices_trigger_as_documented() {
+        let mut v = synced_view();
+        let n = node_facts(&node("node-a", "192.168.1.10", "False")).unwrap();
+        let applied = v.apply_nodes(&nodes_id(), Update::Apply(n));
+        assert_eq!(
+            applied.changes,
+            vec![ClusterChange::Node {
+                name: "node-a".into()
+            }]
+        );
+        assert_eq!(v.nodes()[0].readiness, NodeReadiness::NotReady);
+        let s = slice_info(&slice(
+            "shop",
+            "orders-x",
+            vec![("10.244.1.7", Some(false), "orders-1")],
+        ))
+        .unwrap();
+        assert!(v
+            .apply_slices(&slices_id(), Update::Apply(s))
+            .changes
+            .is_empty());
+        assert_eq!(
+            v.endpoints_for_ip(&ip("10.244.1.7"))[0].endpoint.ready,
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn facts_for_ips_reports_reuse_with_matches_per_binding() {
+        let mut v = synced_view();
+        // orders-1 is deleted, and its IP is reused by a billing pod.
+        v.apply_pods(
+            &pods_id(None),
+            Update::Delete(p("shop", "orders-1", "10.244.1.7", "orders")),
+            utc(50),
+        );
+        v.apply_pods(
+            &pods_id(None),
+            Update::Apply(p("shop", "billing-2", "10.244.1.7", "billing")),
+            utc(60),
+        );
+        let ips = [ip("10.244.1.7"), ip("10.244.1.7")];
+        let facts = v.facts_for_ips(&orders_scope(), &ips, utc(70));
+        assert_eq!(facts.pods.len(), 1);
+        assert_eq!(
+            (facts.pods[0].name.as_str(), facts.pods[0].matches),
+            ("billing-2", false)
+        );
+        assert_eq!(facts.tombstones.len(), 1);
+        assert!(facts.tombstones[0].matches);
+        assert_eq!(facts.nodes.len(), 1);
+    }
+
+    #[test]
+    fn facts_for_lists_matching_pods_and_tombstones() {
+        let mut v = synced_view();
+        v.apply_pods(
+            &pods_id(None),
+            Update::Apply(p("shop", "orders-2", "10.244.1.9", "orders")),
+            utc(1),
+        );
+        v.apply_pods(
+            &pods_id(None),
+            Update::Apply(p("other", "orders-3", "10.244.1.10", "orders")),
+            utc(1),
+        );
+        v.apply_pods(
+            &pods_id(None),
+            Update::Delete(p("shop", "orders-1", "10.244.1.7", "orders")),
+            utc(2),
+        );
+        let facts = v.facts_for(&orders_scope(), utc(3));
+        let names: Vec<&str> = facts.pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["orders-2"]);
+        assert!(facts.pods.iter().all(|p| p.matches));
+        assert_eq!(facts.tombstones.len(), 1);
+        assert_eq!(facts.tombstones[0].name, "orders-1");
+    }
+
+    #[test]
+    fn dual_stack_pods_are_listed_once() {
+        let mut v = synced_view();
+        let dual = pod_info(&pod(
+            "shop",
+            "dual",
+            &["10.244.1.20", "fd00::20"],
+            &[("app", "orders")],
+        ))
+        .unwrap();
+        v.apply_pods(&pods_id(None), Update::Apply(dual), utc(1));
+        let ips = [ip("10.244.1.20"), ip("fd00::20")];
+        let facts = v.facts_for_ips(&orders_scope(), &ips, utc(2));
+        assert_eq!(facts.pods.len(), 1);
+        assert!(facts.pods[0].matches);
+    }
+
+    #[test]
+    fn ten_thousand_pods_are_indexed_incrementally() {
+        let mut v = ViewState::new(TombstoneLimits::default());
+        v.register(pods_id(None));
+        let template = p("shop", "t", "10.0.0.1", "orders");
+        let pods: Vec<PodInfo> = (0..10_000u32)
+            .map(|i| PodInfo {
+                name: format!("p{i}"),
+                uid: format!("u{i}"),
+                ips: vec![IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])],
+                ..template.clone()
+            })
+            .collect();
+        v.apply_pods(&pods_id(None), Update::Relist(pods), utc(0));
+        assert_eq!(v.pod_count(), 10_000);
+        let target = IpAddr::from([10, 1, 39, 15]);
+        assert_eq!(
+            v.pods_with_ip(&target)[0].name,
+            format!("p{}", 39 * 256 + 15)
+        );
+        let mut moved = v.pods_with_ip(&target)[0].clone();
+        moved.ips = vec![ip("10.2.0.1")];
+        v.apply_pods(&pods_id(None), Update::Apply(moved), utc(1));
+        assert!(v.pods_with_ip(&target).is_empty());
+        assert_eq!(v.pods_with_ip(&ip("10.2.0.1")).len(), 1);
+    }
+}
