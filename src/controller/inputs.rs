@@ -1,0 +1,171 @@
+//! Turning a NacosBinding (plus the Secrets it references) into what one pass needs: the Nacos client
+//! configuration and the planner's policy. Pure functions; the Secret reads happen in `reconcile`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::crd::{
+    Action, NacosApiVersion, NacosBindingSpec, OnNodeUnreachable, OnPodTerminating, OnPodUnready,
+    PortSelector,
+};
+use crate::model::NodeFacts;
+use crate::nacos::{ApiGeneration, Credentials, NacosConfig, TlsConfig};
+use crate::plan::{
+    NodeAction, Policy, PortFilter, RemovalAction, TerminatingAction, UnreadyAction,
+};
+
+/// Why a binding cannot be acted on as written. Shown in the SpecValid condition and an Event.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InputError {
+    #[error("invalid spec: {0}")]
+    Spec(String),
+    #[error("Secret {namespace}/{name} not found")]
+    SecretMissing { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} has no usable keys: need {need}")]
+    SecretKeys {
+        namespace: String,
+        name: String,
+        need: &'static str,
+    },
+}
+
+/// The Secret data a binding references, already read.
+#[derive(Default)]
+pub struct SecretData {
+    pub credentials: Option<BTreeMap<String, Vec<u8>>>,
+    pub ca: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+fn text(map: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
+    map.get(key)
+        .and_then(|v| String::from_utf8(v.clone()).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The Nacos client configuration of a binding.
+pub fn nacos_config(
+    namespace: &str,
+    spec: &NacosBindingSpec,
+    secrets: &SecretData,
+) -> Result<NacosConfig, InputError> {
+    let mut cfg = NacosConfig::new(spec.nacos.server_addr.clone());
+    cfg.namespace = if spec.nacos.namespace == "public" {
+        String::new()
+    } else {
+        spec.nacos.namespace.clone()
+    };
+    cfg.api = match spec.nacos.api_version {
+        NacosApiVersion::Auto => ApiGeneration::Auto,
+        NacosApiVersion::V1 => ApiGeneration::V1,
+        NacosApiVersion::V2 => ApiGeneration::V2,
+        NacosApiVersion::V3 => ApiGeneration::V3,
+    };
+    if let (Some(r), Some(data)) = (&spec.nacos.credentials_secret_ref, &secrets.credentials) {
+        cfg.credentials = match (
+            text(data, "username"),
+            text(data, "password"),
+            text(data, "accessKey"),
+            text(data, "secretKey"),
+        ) {
+            (Some(username), Some(password), _, _) => {
+                Credentials::UserPassword { username, password }
+            }
+            (_, _, Some(access_key), Some(secret_key)) => Credentials::AccessKey {
+                access_key,
+                secret_key,
+            },
+            _ => {
+                return Err(InputError::SecretKeys {
+                    namespace: namespace.to_string(),
+                    name: r.name.clone(),
+                    need: "username and password, or accessKey and secretKey",
+                })
+            }
+        };
+    }
+    if let Some(tls) = &spec.nacos.tls {
+        let ca_pem = match (&tls.ca_secret_ref, &secrets.ca) {
+            (Some(r), Some(data)) => Some(
+                ["ca.crt", "ca.pem", "tls.crt"]
+                    .iter()
+                    .find_map(|k| data.get(*k).cloned())
+                    .ok_or_else(|| InputError::SecretKeys {
+                        namespace: namespace.to_string(),
+                        name: r.name.clone(),
+                        need: "ca.crt (PEM)",
+                    })?,
+            ),
+            _ => None,
+        };
+        cfg.tls = TlsConfig {
+            ca_pem,
+            insecure_skip_verify: tls.insecure_skip_verify,
+        };
+    }
+    Ok(cfg)
+}
+
+/// The scope of a binding: its CIDRs, or by default every node's pod CIDRs and InternalIPs.
+pub fn scope(spec: &NacosBindingSpec, nodes: &[NodeFacts]) -> Result<Vec<IpNet>, InputError> {
+    let explicit = spec
+        .scope_networks()
+        .map_err(|e| InputError::Spec(e.to_string()))?;
+    if spec.scope.as_ref().is_some_and(|s| !s.cidrs.is_empty()) {
+        return Ok(explicit);
+    }
+    let mut nets: Vec<IpNet> = Vec::new();
+    for node in nodes {
+        nets.extend(node.pod_cidrs.iter().copied());
+        nets.extend(node.internal_ips.iter().map(|ip| host_net(*ip)));
+    }
+    nets.sort();
+    nets.dedup();
+    Ok(nets)
+}
+
+fn host_net(ip: IpAddr) -> IpNet {
+    match ip {
+        IpAddr::V4(v4) => IpNet::V4(ipnet::Ipv4Net::from(v4)),
+        IpAddr::V6(v6) => IpNet::V6(ipnet::Ipv6Net::from(v6)),
+    }
+}
+
+/// The planner's policy for a binding, with its resolved scope.
+pub fn policy(spec: &NacosBindingSpec, scope: Vec<IpNet>) -> Result<Policy, InputError> {
+    let p = &spec.policy;
+    let bad = |e: crate::crd::SpecError| InputError::Spec(e.to_string());
+    Ok(Policy {
+        action: match p.action {
+            Action::Deregister => RemovalAction::Deregister,
+            Action::Disable => RemovalAction::Disable,
+        },
+        grace_period: Duration::from_secs(p.grace_period_seconds.into()),
+        on_pod_terminating: match p.on_pod_terminating {
+            OnPodTerminating::Deregister => TerminatingAction::Deregister,
+            OnPodTerminating::Ignore => TerminatingAction::Ignore,
+        },
+        on_pod_unready: match p.on_pod_unready {
+            OnPodUnready::Ignore => UnreadyAction::Ignore,
+            OnPodUnready::Disable => UnreadyAction::Disable,
+        },
+        on_node_unreachable: match p.on_node_unreachable {
+            OnNodeUnreachable::Ignore => NodeAction::Ignore,
+            OnNodeUnreachable::Disable => NodeAction::Disable,
+            OnNodeUnreachable::Deregister => NodeAction::Deregister,
+        },
+        node_unreachable_after: Duration::from_secs(p.node_unreachable_seconds.into()),
+        max_removals: p.max_removals().map_err(bad)?,
+        removal_window: Duration::from_secs(p.removal_window_seconds.into()),
+        dry_run: p.dry_run,
+        port: match spec.pods.port_selector().map_err(bad)? {
+            None => None,
+            Some(PortSelector::Number(n)) => Some(PortFilter::Number(n)),
+            Some(PortSelector::Name(n)) => Some(PortFilter::Name(n)),
+        },
+        scope,
+    })
+}
