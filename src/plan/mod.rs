@@ -351,8 +351,9 @@ fn action_order(a: &Action, b: &Action) -> std::cmp::Ordering {
     (a.evidence_at, &a.instance, a.kind).cmp(&(b.evidence_at, &b.instance, b.kind))
 }
 
-/// A fresh approval token releases every held removal of this pass, once. It is consumed whenever a
-/// pass could act, even with nothing held, so that an old approval never releases a future batch.
+/// A fresh approval token releases every held removal of this pass, once. It is consumed by the first
+/// pass with complete evidence (every listing succeeded, free to act), even with nothing held, so that
+/// an old approval never releases a future batch, and a partial pass never wastes one.
 fn release_approved(
     input: &PlanInput<'_>,
     memory: &mut Memory,
@@ -362,10 +363,11 @@ fn release_approved(
         return false;
     };
     let fresh = memory.approval_consumed.as_deref() != Some(token);
-    if !fresh || input.policy.dry_run || pass_blocked(input).is_some() {
+    let complete = services.iter().all(|s| s.blocked.is_none());
+    if !fresh || !complete || input.policy.dry_run || pass_blocked(input).is_some() {
         return false;
     }
-    for service in services.iter_mut().filter(|s| s.blocked.is_none()) {
+    for service in services.iter_mut() {
         let held = std::mem::take(&mut service.held);
         service.actions.extend(held);
         service.actions.sort_by(action_order);
