@@ -110,53 +110,39 @@ pub(crate) struct ClusterIndex<'a> {
 }
 
 impl<'a> ClusterIndex<'a> {
+    /// Indexes the facts. Input order never matters: ties are broken by name, so plans are deterministic.
     pub fn new(
         pods: &'a [PodFacts],
         nodes: &'a [NodeFacts],
         tombstones: &'a [PodTombstone],
     ) -> Self {
         let mut pods_by_ip: BTreeMap<IpAddr, Vec<&PodFacts>> = BTreeMap::new();
-        let mut named_ports: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
         for pod in pods {
             for ip in &pod.ips {
                 pods_by_ip.entry(*ip).or_default().push(pod);
             }
-            if pod.matches {
-                for (name, number) in &pod.container_ports {
-                    if let Some(name) = name {
-                        named_ports
-                            .entry(name.as_str())
-                            .or_default()
-                            .insert(*number);
-                    }
-                }
-            }
         }
+        for holders in pods_by_ip.values_mut() {
+            holders.sort_by(|a, b| {
+                (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid))
+            });
+        }
+        let mut sorted_nodes: Vec<&NodeFacts> = nodes.iter().collect();
+        sorted_nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let mut nodes_by_ip = BTreeMap::new();
         let mut nodes_by_name = BTreeMap::new();
-        for node in nodes {
-            nodes_by_name.insert(node.name.as_str(), node);
+        for node in sorted_nodes {
+            nodes_by_name.entry(node.name.as_str()).or_insert(node);
             for ip in &node.internal_ips {
-                nodes_by_ip.insert(*ip, node);
-            }
-        }
-        let mut tombstones_by_ip: BTreeMap<IpAddr, &PodTombstone> = BTreeMap::new();
-        for tomb in tombstones.iter().filter(|t| t.matches) {
-            for ip in &tomb.ips {
-                let newer = tombstones_by_ip
-                    .get(ip)
-                    .is_none_or(|t| t.deleted_at < tomb.deleted_at);
-                if newer {
-                    tombstones_by_ip.insert(*ip, tomb);
-                }
+                nodes_by_ip.entry(*ip).or_insert(node);
             }
         }
         Self {
             pods_by_ip,
             nodes_by_ip,
             nodes_by_name,
-            tombstones_by_ip,
-            named_ports,
+            tombstones_by_ip: latest_tombstones(tombstones),
+            named_ports: named_ports(pods),
         }
     }
 
@@ -282,6 +268,39 @@ impl<'a> ClusterIndex<'a> {
             Confirm::NoLivePodWithIp(*ip),
         )
     }
+}
+
+/// The latest deletion of a matching pod per IP (ties: the greatest namespace/name, for determinism).
+fn latest_tombstones(tombstones: &[PodTombstone]) -> BTreeMap<IpAddr, &PodTombstone> {
+    let mut by_ip: BTreeMap<IpAddr, &PodTombstone> = BTreeMap::new();
+    for tomb in tombstones.iter().filter(|t| t.matches) {
+        for ip in &tomb.ips {
+            if by_ip
+                .get(ip)
+                .is_none_or(|t| tomb_order(t) < tomb_order(tomb))
+            {
+                by_ip.insert(*ip, tomb);
+            }
+        }
+    }
+    by_ip
+}
+
+fn tomb_order(t: &PodTombstone) -> (DateTime<Utc>, &str, &str, &str) {
+    (t.deleted_at, &t.namespace, &t.name, &t.uid)
+}
+
+/// The numbers each container port name stands for among the binding's pods.
+fn named_ports(pods: &[PodFacts]) -> BTreeMap<&str, BTreeSet<u16>> {
+    let mut named: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
+    for pod in pods.iter().filter(|p| p.matches) {
+        for (name, number) in &pod.container_ports {
+            if let Some(name) = name {
+                named.entry(name.as_str()).or_default().insert(*number);
+            }
+        }
+    }
+    named
 }
 
 /// Prefers the liveliest of several matching pods with one IP: a Failed pod keeps its IP in its status

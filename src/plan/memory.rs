@@ -30,6 +30,12 @@ impl Memory {
         self.ineffective.insert(key.clone());
     }
 
+    /// Forgets a deregistration that was never carried out (the call itself failed), so the
+    /// instance's next listing is not mistaken for a re-appearance.
+    pub fn forget_deregistration(&mut self, key: &InstanceKey) {
+        self.deregistered.remove(key);
+    }
+
     /// Whether a Deregister of this instance should be replaced by Disable: marked ineffective, or
     /// listed again less than `window` after we deregistered it.
     pub fn deregister_ineffective(

@@ -1,6 +1,21 @@
 //! The planner: the pure heart of the operator. Plain data in (cluster facts, registry listings,
 //! policy, memory, `now`), plain data out (verdicts, actions, held and waiting ones, updated memory).
 //! No I/O, no clock, no Kubernetes or HTTP types, so every safety rule is testable without a server.
+//!
+//! Choices where the contract is silent, each the safer or the more predictable option:
+//! - A node InternalIP is judged by the node alone (a hostNetwork pod shares it with the node).
+//!   Node deletions are not tracked, so the "node no longer exists" row never fires: such an IP is
+//!   then judged like a pod IP.
+//! - Unready instances wait out the grace period like Gone and Orphan; Terminating and Unreachable
+//!   do not (the node threshold already is Unreachable's grace).
+//! - While frozen, a pod that is not Ready on a node that is not Ready is node evidence too: no action.
+//! - A stale instance that someone else disabled may be deregistered but never disabled by us: our
+//!   marker on it would later let us re-enable what we did not disable.
+//! - The planner records the removals it plans in the returned [`Memory`] (a failed attempt still
+//!   spends budget: conservative). The executor reports what its verification saw with
+//!   [`Memory::mark_ineffective`] and [`Memory::forget_deregistration`].
+//! - An approval token is consumed by the first pass with complete evidence, held or not, so an old
+//!   approval never releases a future batch. Dry-run neither spends budget nor consumes approvals.
 
 mod classify;
 mod decide;

@@ -156,6 +156,11 @@ prop_compose! {
     ) -> Fx {
         let mut fx = Fx::new(dedup(instances));
         fx.pods = pods;
+        // Kubernetes gives every pod its own UID and name.
+        for (i, p) in fx.pods.iter_mut().enumerate() {
+            p.uid = format!("pod-{i}");
+            p.name = format!("p-{i}");
+        }
         fx.tombs = tombs;
         fx.nodes = nodes;
         fx.policy = policy;
@@ -231,6 +236,18 @@ proptest! {
         }
         prop_assert!(!p.approval_consumed);
         prop_assert_eq!(&p.memory.removals, &fx.memory.removals);
+    }
+
+    #[test]
+    fn input_order_does_not_matter(fx in fixture()) {
+        let mut reversed = fx.clone();
+        reversed.pods.reverse();
+        reversed.nodes.reverse();
+        reversed.tombs.reverse();
+        if let Ok(s) = &mut reversed.services[0].listing {
+            s.instances.reverse();
+        }
+        prop_assert_eq!(fx.run(), reversed.run());
     }
 
     /// Runs passes at random intervals, feeding memory back and letting the removed instances vanish,
