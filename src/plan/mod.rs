@@ -151,10 +151,35 @@ pub struct Plan {
     pub memory: Memory,
 }
 
+impl ServicePlan {
+    fn empty(service: ServiceKey) -> Self {
+        Self {
+            service,
+            counts: Counts::default(),
+            instances: Vec::new(),
+            actions: Vec::new(),
+            held: Vec::new(),
+            waiting: Vec::new(),
+            would_act: Vec::new(),
+            blocked: None,
+        }
+    }
+}
+
 impl Plan {
     /// Every action to execute now, service by service.
     pub fn actions(&self) -> impl Iterator<Item = &Action> {
         self.services.iter().flat_map(|s| s.actions.iter())
+    }
+
+    /// Every removal held over budget, service by service.
+    pub fn held(&self) -> impl Iterator<Item = &Action> {
+        self.services.iter().flat_map(|s| s.held.iter())
+    }
+
+    /// Dry-run: every action that would have been executed, service by service.
+    pub fn would_act(&self) -> impl Iterator<Item = &Action> {
+        self.services.iter().flat_map(|s| s.would_act.iter())
     }
 }
 
@@ -218,16 +243,7 @@ fn plan_service(
     memory: &mut Memory,
     listing: &ServiceListing,
 ) -> ServicePlan {
-    let mut out = ServicePlan {
-        service: listing.service.clone(),
-        counts: Counts::default(),
-        instances: Vec::new(),
-        actions: Vec::new(),
-        held: Vec::new(),
-        waiting: Vec::new(),
-        would_act: Vec::new(),
-        blocked: None,
-    };
+    let mut out = ServicePlan::empty(listing.service.clone());
     let snapshot = match &listing.listing {
         Ok(snapshot) => snapshot,
         Err(reason) => {
@@ -239,39 +255,15 @@ fn plan_service(
     instances.sort_by(|a, b| a.key.cmp(&b.key));
     let mut removals = Vec::new();
     for instance in instances {
-        let first_seen = memory.first_seen_stale.get(&instance.key).copied();
-        let mut evidence = index.classify(instance, input.policy, first_seen, input.now);
-        if input.caches_synced {
-            remember(memory, instance, &evidence, input.now);
-        }
-        if frozen && evidence.node_based && evidence.verdict.is_stale() {
-            evidence.reason.push_str(" (frozen: most nodes not ready)");
-        }
-        let ctx = DecideCtx {
-            policy: input.policy,
-            uid: input.binding_uid,
-            memory,
+        plan_instance(
+            input,
+            index,
             frozen,
-            now: input.now,
-        };
-        if let Some(decision) = decide(instance, &evidence, &ctx) {
-            route(
-                &mut out,
-                &mut removals,
-                instance,
-                &evidence,
-                decision,
-                input.now,
-            );
-        }
-        count(&mut out.counts, instance, &evidence, input.binding_uid);
-        out.instances.push(InstanceVerdict {
-            instance: instance.key.clone(),
-            verdict: evidence.verdict,
-            reason: evidence.reason,
-            enabled: instance.enabled,
-            offline: disabled_by_us(instance, input.binding_uid),
-        });
+            memory,
+            instance,
+            &mut out,
+            &mut removals,
+        );
     }
     apply_budget(input, memory, &mut out, removals);
     if let Some(reason) = pass_blocked(input) {
@@ -283,6 +275,44 @@ fn plan_service(
         out.blocked = Some(reason);
     }
     out
+}
+
+/// Classifies one instance, remembers what needs remembering, and routes its decision.
+fn plan_instance(
+    input: &PlanInput<'_>,
+    index: &ClusterIndex<'_>,
+    frozen: bool,
+    memory: &mut Memory,
+    instance: &Instance,
+    out: &mut ServicePlan,
+    removals: &mut Vec<Action>,
+) {
+    let first_seen = memory.first_seen_stale.get(&instance.key).copied();
+    let mut evidence = index.classify(instance, input.policy, first_seen, input.now);
+    if input.caches_synced {
+        remember(memory, instance, &evidence, input.now);
+    }
+    if frozen && evidence.node_based && evidence.verdict.is_stale() {
+        evidence.reason.push_str(" (frozen: most nodes not ready)");
+    }
+    let ctx = DecideCtx {
+        policy: input.policy,
+        uid: input.binding_uid,
+        memory,
+        frozen,
+        now: input.now,
+    };
+    if let Some(decision) = decide(instance, &evidence, &ctx) {
+        route(out, removals, instance, &evidence, decision, input.now);
+    }
+    count(&mut out.counts, instance, &evidence, input.binding_uid);
+    out.instances.push(InstanceVerdict {
+        instance: instance.key.clone(),
+        verdict: evidence.verdict,
+        reason: evidence.reason,
+        enabled: instance.enabled,
+        offline: disabled_by_us(instance, input.binding_uid),
+    });
 }
 
 /// Keeps the first-seen-stale clock running for stale instances, and forgets the history of an

@@ -1248,3 +1248,48 @@ fn liveliest_pod_wins_when_an_ip_is_reused() {
     assert_eq!(s.instances[0].verdict, Verdict::Live);
     assert_eq!(s.actions[0].kind, ActionKind::Enable);
 }
+
+#[test]
+fn settle_period_keeps_waiting_but_holds_nothing() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7"), inst("10.1.0.8")]);
+    fx.tombs = vec![
+        tomb("orders-1", "10.1.0.7", -100),
+        tomb("orders-2", "10.1.0.8", -5),
+    ];
+    fx.policy.max_removals = MaxRemovals::Count(0);
+    fx.acting = false;
+    let p = fx.run();
+    let s = &p.services[0];
+    assert!(s.actions.is_empty() && s.held.is_empty());
+    assert_eq!(s.waiting.len(), 1, "the grace clock is still shown");
+    assert_eq!(
+        p.memory.first_seen_stale.len(),
+        2,
+        "evidence is still remembered"
+    );
+}
+
+#[test]
+fn executor_feedback_on_memory() {
+    let key = inst("10.1.0.7").key;
+    let mut m = Memory::default();
+    m.deregistered.insert(key.clone(), t(-5));
+    assert!(m.deregister_ineffective(&key, t(0), chrono::TimeDelta::seconds(300)));
+    m.forget_deregistration(&key);
+    assert!(!m.deregister_ineffective(&key, t(0), chrono::TimeDelta::seconds(300)));
+    m.mark_ineffective(&key);
+    assert!(m.deregister_ineffective(&key, t(0), chrono::TimeDelta::seconds(300)));
+}
+
+#[test]
+fn unready_reason_and_extreme_durations_do_not_overflow() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.pods = vec![unready(pod("orders-1", "10.1.0.7"), Some(t(-12)))];
+    fx.policy.on_pod_unready = UnreadyAction::Disable;
+    fx.policy.grace_period = Duration::MAX;
+    fx.policy.removal_window = Duration::MAX;
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!(s.instances[0].reason, "pod shop/orders-1 not ready for 12s");
+    assert!(s.actions.is_empty() && s.waiting.len() == 1);
+}
