@@ -4,4 +4,5 @@ pub mod cluster;
 pub mod crd;
 pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod server;

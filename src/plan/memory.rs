@@ -1,0 +1,106 @@
+//! What the operator remembers between passes. The caller owns it; the planner returns it updated.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::model::{InstanceKey, ServiceKey};
+
+use super::policy::before;
+
+/// Small and prunable: entries of instances that are no longer listed are dropped on every pass.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Memory {
+    /// When each instance was first seen stale: the grace clock when no better evidence time exists.
+    pub first_seen_stale: BTreeMap<InstanceKey, DateTime<Utc>>,
+    /// Times of the removals (Deregister or Disable) per service, for the budget window.
+    pub removals: BTreeMap<ServiceKey, Vec<DateTime<Utc>>>,
+    /// Deregistrations we issued, with their time: a re-appearance within the window means the
+    /// delete did not take (a 1.x client re-registers within seconds).
+    pub deregistered: BTreeMap<InstanceKey, DateTime<Utc>>,
+    /// Instances whose deregistration did not take: the next action for them is Disable.
+    pub ineffective: BTreeSet<InstanceKey>,
+    /// The last approval token that released held removals.
+    pub approval_consumed: Option<String>,
+}
+
+impl Memory {
+    /// Records that a deregistration was seen not to take (the executor's verification calls this).
+    pub fn mark_ineffective(&mut self, key: &InstanceKey) {
+        self.ineffective.insert(key.clone());
+    }
+
+    /// Forgets a deregistration that was never carried out (the call itself failed), so the
+    /// instance's next listing is not mistaken for a re-appearance.
+    pub fn forget_deregistration(&mut self, key: &InstanceKey) {
+        self.deregistered.remove(key);
+    }
+
+    /// Whether a Deregister of this instance should be replaced by Disable: marked ineffective, or
+    /// listed again less than `window` after we deregistered it.
+    pub fn deregister_ineffective(
+        &self,
+        key: &InstanceKey,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+    ) -> bool {
+        self.ineffective.contains(key)
+            || self
+                .deregistered
+                .get(key)
+                .is_some_and(|at| *at > before(now, window))
+    }
+
+    /// Removals of `service` that still count against the budget at `now`.
+    pub fn removals_in_window(
+        &self,
+        service: &ServiceKey,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+    ) -> usize {
+        let start = before(now, window);
+        self.removals
+            .get(service)
+            .map_or(0, |times| times.iter().filter(|t| **t > start).count())
+    }
+
+    pub(crate) fn record_removal(&mut self, service: &ServiceKey, now: DateTime<Utc>) {
+        self.removals.entry(service.clone()).or_default().push(now);
+    }
+
+    pub(crate) fn record_deregistration(&mut self, key: &InstanceKey, now: DateTime<Utc>) {
+        self.deregistered.insert(key.clone(), now);
+    }
+
+    /// Forgets the staleness history of an instance that is live again (a new life for its address).
+    pub(crate) fn forget_instance(&mut self, key: &InstanceKey) {
+        self.first_seen_stale.remove(key);
+        self.ineffective.remove(key);
+        self.deregistered.remove(key);
+    }
+
+    /// Drops what can no longer matter: services no longer governed, instances no longer listed in a
+    /// service whose listing succeeded, and times older than the window. Deregistrations are kept
+    /// for the whole window even when unlisted: their re-appearance is what they are kept for.
+    pub(crate) fn prune(
+        &mut self,
+        governed: &BTreeSet<&ServiceKey>,
+        listed: &BTreeMap<&ServiceKey, BTreeSet<&InstanceKey>>,
+        now: DateTime<Utc>,
+        window: TimeDelta,
+    ) {
+        let start = before(now, window);
+        let keep = |key: &InstanceKey| match listed.get(&key.service) {
+            Some(keys) => keys.contains(key),
+            None => governed.contains(&key.service),
+        };
+        self.first_seen_stale.retain(|k, _| keep(k));
+        self.ineffective.retain(|k| keep(k));
+        self.deregistered
+            .retain(|k, at| governed.contains(&k.service) && *at > start);
+        self.removals.retain(|s, times| {
+            times.retain(|t| *t > start);
+            governed.contains(s) && !times.is_empty()
+        });
+    }
+}

@@ -1,0 +1,459 @@
+//! The planner: the pure heart of the operator. Plain data in (cluster facts, registry listings,
+//! policy, memory, `now`), plain data out (verdicts, actions, held and waiting ones, updated memory).
+//! No I/O, no clock, no Kubernetes or HTTP types, so every safety rule is testable without a server.
+//!
+//! Choices where the contract is silent, each the safer or the more predictable option:
+//! - A node InternalIP is judged by the node alone (a hostNetwork pod shares it with the node).
+//!   Node deletions are not tracked, so the "node no longer exists" row never fires: such an IP is
+//!   then judged like a pod IP.
+//! - Unready instances wait out the grace period like Gone and Orphan; Terminating and Unreachable
+//!   do not (the node threshold already is Unreachable's grace).
+//! - While frozen, a pod that is not Ready on a node that is not Ready is node evidence too: no action.
+//! - A stale instance that someone else disabled may be deregistered but never disabled by us: our
+//!   marker on it would later let us re-enable what we did not disable.
+//! - The planner records the removals it plans in the returned [`Memory`] (a failed attempt still
+//!   spends budget: conservative). The executor reports what its verification saw with
+//!   [`Memory::mark_ineffective`] and [`Memory::forget_deregistration`].
+//! - An approval token is consumed by the first pass with complete evidence, held or not, so an old
+//!   approval never releases a future batch. Dry-run neither spends budget nor consumes approvals.
+
+mod classify;
+mod decide;
+mod memory;
+mod policy;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    Instance, InstanceKey, NodeFacts, NodeReadiness, PodFacts, PodTombstone, ServiceKey,
+    ServiceSnapshot,
+};
+
+pub use classify::{Confirm, Verdict};
+pub use decide::ActionKind;
+pub use memory::Memory;
+pub use policy::{
+    MaxRemovals, NodeAction, Policy, PortFilter, RemovalAction, TerminatingAction, UnreadyAction,
+};
+
+use classify::{ClusterIndex, Evidence};
+use decide::{decide, disabled_by_us, DecideCtx, Decision};
+use policy::delta;
+
+/// One governed service and the outcome of listing it in this pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceListing {
+    pub service: ServiceKey,
+    /// `Err` carries why the listing failed: no evidence, so no action for this service.
+    pub listing: Result<ServiceSnapshot, String>,
+}
+
+/// Everything one pass decides from.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The binding's UID: the value of our disabled-by marker.
+    pub binding_uid: &'a str,
+    pub policy: &'a Policy,
+    /// Every watch cache has synced; until then absence proves nothing.
+    pub caches_synced: bool,
+    /// False during the settle period after winning leadership.
+    pub acting_allowed: bool,
+    /// All pods with IPs, matching or not (others are needed to recognise IP reuse).
+    pub pods: &'a [PodFacts],
+    pub nodes: &'a [NodeFacts],
+    pub tombstones: &'a [PodTombstone],
+    pub services: &'a [ServiceListing],
+    /// The approval annotation's current token; it releases held removals once per distinct value.
+    pub approval: Option<&'a str>,
+    pub memory: &'a Memory,
+    pub now: DateTime<Utc>,
+}
+
+/// A write to Nacos, with what the executor, the events and the metrics need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub instance: InstanceKey,
+    /// Persistent instances need `ephemeral=false` on delete.
+    pub ephemeral: bool,
+    pub verdict: Verdict,
+    /// For events and logs, e.g. "pod shop/orders-7d9f deleted 31s ago".
+    pub reason: String,
+    /// When the evidence appeared: the start of the removal latency.
+    pub evidence_at: DateTime<Utc>,
+    pub confirm: Confirm,
+}
+
+/// An action still in its grace period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub action: Action,
+    pub due_at: DateTime<Utc>,
+}
+
+/// One listed instance as the plan table shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceVerdict {
+    pub instance: InstanceKey,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub enabled: bool,
+    /// Disabled by this binding.
+    pub offline: bool,
+}
+
+/// `live + stale + foreign = total`; `offline` (disabled by us) overlaps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub total: usize,
+    pub live: usize,
+    pub stale: usize,
+    pub offline: usize,
+    pub foreign: usize,
+    pub held: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePlan {
+    pub service: ServiceKey,
+    pub counts: Counts,
+    /// Every listed instance, ordered by key.
+    pub instances: Vec<InstanceVerdict>,
+    /// To execute now (empty in dry-run).
+    pub actions: Vec<Action>,
+    /// Over the removal budget, waiting for the window or an approval.
+    pub held: Vec<Action>,
+    /// In grace, with the time each becomes due.
+    pub waiting: Vec<Waiting>,
+    /// Dry-run: what `actions` would have held.
+    pub would_act: Vec<Action>,
+    /// Why this service gets no actions at all in this pass.
+    pub blocked: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Ordered by service key.
+    pub services: Vec<ServicePlan>,
+    /// More than half of the nodes are not Ready: node-based actions are suspended.
+    pub frozen: bool,
+    pub dry_run: bool,
+    /// The approval token released held removals in this pass and is now consumed.
+    pub approval_consumed: bool,
+    /// The memory to keep for the next pass.
+    pub memory: Memory,
+}
+
+impl ServicePlan {
+    fn empty(service: ServiceKey) -> Self {
+        Self {
+            service,
+            counts: Counts::default(),
+            instances: Vec::new(),
+            actions: Vec::new(),
+            held: Vec::new(),
+            waiting: Vec::new(),
+            would_act: Vec::new(),
+            blocked: None,
+        }
+    }
+}
+
+impl Plan {
+    /// Every action to execute now, service by service.
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.services.iter().flat_map(|s| s.actions.iter())
+    }
+
+    /// Every removal held over budget, service by service.
+    pub fn held(&self) -> impl Iterator<Item = &Action> {
+        self.services.iter().flat_map(|s| s.held.iter())
+    }
+
+    /// Dry-run: every action that would have been executed, service by service.
+    pub fn would_act(&self) -> impl Iterator<Item = &Action> {
+        self.services.iter().flat_map(|s| s.would_act.iter())
+    }
+}
+
+/// Decides one pass. Pure: the same input always gives the same plan.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let index = ClusterIndex::new(input.pods, input.nodes, input.tombstones);
+    let frozen = is_frozen(input.nodes);
+    let mut memory = input.memory.clone();
+    let mut listings: Vec<&ServiceListing> = input.services.iter().collect();
+    listings.sort_by(|a, b| a.service.cmp(&b.service));
+    let mut services: Vec<ServicePlan> = listings
+        .iter()
+        .map(|l| plan_service(input, &index, frozen, &mut memory, l))
+        .collect();
+    let approval_consumed = release_approved(input, &mut memory, &mut services);
+    for service in &mut services {
+        if input.policy.dry_run {
+            service.would_act = std::mem::take(&mut service.actions);
+        } else {
+            record_actions(&mut memory, &service.service, &service.actions, input.now);
+        }
+        service.counts.held = service.held.len();
+    }
+    if input.caches_synced {
+        prune_memory(input, &mut memory, &listings);
+    }
+    Plan {
+        services,
+        frozen,
+        dry_run: input.policy.dry_run,
+        approval_consumed,
+        memory,
+    }
+}
+
+/// A control-plane partition looks like most nodes going NotReady at once: more than half of them,
+/// and at least two.
+pub fn is_frozen(nodes: &[NodeFacts]) -> bool {
+    let down = nodes
+        .iter()
+        .filter(|n| n.readiness != NodeReadiness::Ready)
+        .count();
+    down >= 2 && down * 2 > nodes.len()
+}
+
+/// Why nothing may act anywhere in this pass.
+fn pass_blocked(input: &PlanInput<'_>) -> Option<String> {
+    if !input.caches_synced {
+        Some("watch caches not synced: no evidence yet".to_string())
+    } else if !input.acting_allowed {
+        Some("leader settle period: not acting yet".to_string())
+    } else {
+        None
+    }
+}
+
+fn plan_service(
+    input: &PlanInput<'_>,
+    index: &ClusterIndex<'_>,
+    frozen: bool,
+    memory: &mut Memory,
+    listing: &ServiceListing,
+) -> ServicePlan {
+    let mut out = ServicePlan::empty(listing.service.clone());
+    let snapshot = match &listing.listing {
+        Ok(snapshot) => snapshot,
+        Err(reason) => {
+            out.blocked = Some(format!("listing failed: {reason}"));
+            return out;
+        }
+    };
+    let mut instances: Vec<&Instance> = snapshot.instances.iter().collect();
+    instances.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut removals = Vec::new();
+    for instance in instances {
+        plan_instance(
+            input,
+            index,
+            frozen,
+            memory,
+            instance,
+            &mut out,
+            &mut removals,
+        );
+    }
+    apply_budget(input, memory, &mut out, removals);
+    if let Some(reason) = pass_blocked(input) {
+        out.actions.clear();
+        out.held.clear();
+        if !input.caches_synced {
+            out.waiting.clear();
+        }
+        out.blocked = Some(reason);
+    }
+    out
+}
+
+/// Classifies one instance, remembers what needs remembering, and routes its decision.
+fn plan_instance(
+    input: &PlanInput<'_>,
+    index: &ClusterIndex<'_>,
+    frozen: bool,
+    memory: &mut Memory,
+    instance: &Instance,
+    out: &mut ServicePlan,
+    removals: &mut Vec<Action>,
+) {
+    let first_seen = memory.first_seen_stale.get(&instance.key).copied();
+    let mut evidence = index.classify(instance, input.policy, first_seen, input.now);
+    if input.caches_synced {
+        remember(memory, instance, &evidence, input.now);
+    }
+    if frozen && evidence.node_based && evidence.verdict.is_stale() {
+        evidence.reason.push_str(" (frozen: most nodes not ready)");
+    }
+    let ctx = DecideCtx {
+        policy: input.policy,
+        uid: input.binding_uid,
+        memory,
+        frozen,
+        now: input.now,
+    };
+    if let Some(decision) = decide(instance, &evidence, &ctx) {
+        route(out, removals, instance, &evidence, decision, input.now);
+    }
+    count(&mut out.counts, instance, &evidence, input.binding_uid);
+    out.instances.push(InstanceVerdict {
+        instance: instance.key.clone(),
+        verdict: evidence.verdict,
+        reason: evidence.reason,
+        enabled: instance.enabled,
+        offline: disabled_by_us(instance, input.binding_uid),
+    });
+}
+
+/// Keeps the first-seen-stale clock running for stale instances, and forgets the history of an
+/// instance that is positively live again.
+fn remember(memory: &mut Memory, instance: &Instance, evidence: &Evidence, now: DateTime<Utc>) {
+    if evidence.track_stale {
+        memory
+            .first_seen_stale
+            .entry(instance.key.clone())
+            .or_insert(now);
+    } else if evidence.may_enable {
+        memory.forget_instance(&instance.key);
+    } else {
+        memory.first_seen_stale.remove(&instance.key);
+    }
+}
+
+/// Sends a decision to the actions (Enable), the budget candidates (due removals) or the waiting list.
+fn route(
+    out: &mut ServicePlan,
+    removals: &mut Vec<Action>,
+    instance: &Instance,
+    evidence: &Evidence,
+    decision: Decision,
+    now: DateTime<Utc>,
+) {
+    let action = Action {
+        kind: decision.kind,
+        instance: instance.key.clone(),
+        ephemeral: instance.ephemeral,
+        verdict: evidence.verdict,
+        reason: evidence.reason.clone(),
+        evidence_at: evidence.since.unwrap_or(now),
+        confirm: evidence.confirm,
+    };
+    if decision.due_at > now {
+        out.waiting.push(Waiting {
+            action,
+            due_at: decision.due_at,
+        });
+    } else if decision.kind.is_removal() {
+        removals.push(action);
+    } else {
+        out.actions.push(action);
+    }
+}
+
+fn count(counts: &mut Counts, instance: &Instance, evidence: &Evidence, uid: &str) {
+    counts.total += 1;
+    match evidence.verdict {
+        Verdict::Live => counts.live += 1,
+        Verdict::Foreign => counts.foreign += 1,
+        _ => counts.stale += 1,
+    }
+    if disabled_by_us(instance, uid) {
+        counts.offline += 1;
+    }
+}
+
+/// At most `max_removals` per service per window, oldest evidence first; the rest is held.
+fn apply_budget(
+    input: &PlanInput<'_>,
+    memory: &Memory,
+    out: &mut ServicePlan,
+    mut removals: Vec<Action>,
+) {
+    let window = delta(input.policy.removal_window);
+    let limit = input.policy.max_removals.limit(out.counts.total);
+    let used = memory.removals_in_window(&out.service, input.now, window);
+    let allowed = limit.saturating_sub(used).min(removals.len());
+    removals.sort_by(action_order);
+    let held = removals.split_off(allowed);
+    out.actions.extend(removals);
+    out.actions.sort_by(action_order);
+    out.held = held;
+    out.waiting
+        .sort_by(|a, b| (a.due_at, &a.action.instance).cmp(&(b.due_at, &b.action.instance)));
+}
+
+fn action_order(a: &Action, b: &Action) -> std::cmp::Ordering {
+    (a.evidence_at, &a.instance, a.kind).cmp(&(b.evidence_at, &b.instance, b.kind))
+}
+
+/// A fresh approval token releases every held removal of this pass, once. It is consumed by the first
+/// pass with complete evidence (every listing succeeded, free to act), even with nothing held, so that
+/// an old approval never releases a future batch, and a partial pass never wastes one.
+fn release_approved(
+    input: &PlanInput<'_>,
+    memory: &mut Memory,
+    services: &mut [ServicePlan],
+) -> bool {
+    let Some(token) = input.approval else {
+        return false;
+    };
+    let fresh = memory.approval_consumed.as_deref() != Some(token);
+    let complete = services.iter().all(|s| s.blocked.is_none());
+    if !fresh || !complete || input.policy.dry_run || pass_blocked(input).is_some() {
+        return false;
+    }
+    for service in services.iter_mut() {
+        let held = std::mem::take(&mut service.held);
+        service.actions.extend(held);
+        service.actions.sort_by(action_order);
+    }
+    memory.approval_consumed = Some(token.to_string());
+    true
+}
+
+/// Counts executed removals against the budget and dates deregistrations, so a re-appearance within
+/// the window shows the delete did not take.
+fn record_actions(
+    memory: &mut Memory,
+    service: &ServiceKey,
+    actions: &[Action],
+    now: DateTime<Utc>,
+) {
+    for action in actions {
+        if action.kind.is_removal() {
+            memory.record_removal(service, now);
+        }
+        if action.kind == ActionKind::Deregister {
+            memory.record_deregistration(&action.instance, now);
+        }
+    }
+}
+
+fn prune_memory(input: &PlanInput<'_>, memory: &mut Memory, listings: &[&ServiceListing]) {
+    let governed: BTreeSet<&ServiceKey> = listings.iter().map(|l| &l.service).collect();
+    let listed: BTreeMap<&ServiceKey, BTreeSet<&InstanceKey>> = listings
+        .iter()
+        .filter_map(|l| {
+            l.listing
+                .as_ref()
+                .ok()
+                .map(|s| (&l.service, s.instances.iter().map(|i| &i.key).collect()))
+        })
+        .collect();
+    memory.prune(
+        &governed,
+        &listed,
+        input.now,
+        delta(input.policy.removal_window),
+    );
+}

@@ -1,0 +1,302 @@
+//! Property tests for the safety invariants, over random clusters, registries and policies.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::tests::{inst, node, pod, policy, t, Fx, UID};
+use super::*;
+use crate::model::{PodPhase, DISABLED_BY_KEY};
+
+/// A small address space so pods, nodes, tombstones and instances collide often.
+fn addr() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => (0u8..8).prop_map(|i| format!("10.1.0.{i}")),
+        2 => (1u8..4).prop_map(|i| format!("10.250.0.{i}")),
+        1 => Just("192.168.0.1".to_string()),
+    ]
+}
+
+fn instance() -> impl Strategy<Value = Instance> {
+    (
+        addr(),
+        prop_oneof![Just(8080u16), Just(9090)],
+        any::<bool>(),
+        0u8..3,
+        any::<bool>(),
+    )
+        .prop_map(|(a, port, enabled, marker, ephemeral)| {
+            let mut i = inst(&a);
+            i.key.port = port;
+            i.enabled = enabled;
+            i.ephemeral = ephemeral;
+            match marker {
+                1 => drop(i.metadata.insert(DISABLED_BY_KEY.into(), UID.into())),
+                2 => drop(i.metadata.insert(DISABLED_BY_KEY.into(), "other".into())),
+                _ => {}
+            }
+            i
+        })
+}
+
+fn pod_facts() -> impl Strategy<Value = PodFacts> {
+    (
+        (0u8..8).prop_map(|i| format!("10.1.0.{i}")),
+        any::<bool>(),
+        prop_oneof![
+            Just(PodPhase::Running),
+            Just(PodPhase::Pending),
+            Just(PodPhase::Failed)
+        ],
+        any::<bool>(),
+        proptest::option::of(-400i64..400),
+        proptest::option::of(-400i64..0),
+    )
+        .prop_map(|(a, matches, phase, ready, deleted, since)| {
+            let mut p = pod(&format!("p-{a}"), &a);
+            p.matches = matches;
+            p.phase = phase;
+            p.ready = ready;
+            p.deletion_timestamp = deleted.map(t);
+            p.ready_since = since.map(t);
+            p
+        })
+}
+
+fn tombstone() -> impl Strategy<Value = PodTombstone> {
+    ((0u8..8), any::<bool>(), -400i64..0).prop_map(|(i, matches, at)| PodTombstone {
+        uid: format!("t-{i}"),
+        namespace: "shop".into(),
+        name: format!("gone-{i}"),
+        ips: vec![format!("10.1.0.{i}").parse().unwrap()],
+        matches,
+        deleted_at: t(at),
+    })
+}
+
+fn nodes() -> impl Strategy<Value = Vec<NodeFacts>> {
+    proptest::collection::vec((0u8..3, -400i64..0), 3).prop_map(|states| {
+        states
+            .into_iter()
+            .enumerate()
+            .map(|(i, (r, since))| {
+                let readiness = [
+                    NodeReadiness::Ready,
+                    NodeReadiness::NotReady,
+                    NodeReadiness::Unknown,
+                ][r as usize];
+                node(
+                    &format!("node-{i}"),
+                    &format!("10.250.0.{}", i + 1),
+                    readiness,
+                    since,
+                )
+            })
+            .collect()
+    })
+}
+
+fn any_policy() -> impl Strategy<Value = Policy> {
+    (
+        any::<bool>(),
+        0u64..120,
+        any::<bool>(),
+        any::<bool>(),
+        0u8..3,
+        prop_oneof![
+            (0u32..4).prop_map(MaxRemovals::Count),
+            (0u32..=100).prop_map(MaxRemovals::Percent)
+        ],
+        proptest::option::of(prop_oneof![
+            Just(PortFilter::Number(8080)),
+            Just(PortFilter::Name("http".into()))
+        ]),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(deregister, grace, term, unready, node_action, max, port, dry_run)| Policy {
+                action: if deregister {
+                    RemovalAction::Deregister
+                } else {
+                    RemovalAction::Disable
+                },
+                grace_period: Duration::from_secs(grace),
+                on_pod_terminating: if term {
+                    TerminatingAction::Deregister
+                } else {
+                    TerminatingAction::Ignore
+                },
+                on_pod_unready: if unready {
+                    UnreadyAction::Disable
+                } else {
+                    UnreadyAction::Ignore
+                },
+                on_node_unreachable: [
+                    NodeAction::Ignore,
+                    NodeAction::Disable,
+                    NodeAction::Deregister,
+                ][node_action as usize],
+                max_removals: max,
+                port,
+                dry_run,
+                ..policy()
+            },
+        )
+}
+
+prop_compose! {
+    fn fixture()(
+        instances in proptest::collection::vec(instance(), 0..10),
+        pods in proptest::collection::vec(pod_facts(), 0..8),
+        tombs in proptest::collection::vec(tombstone(), 0..4),
+        nodes in nodes(),
+        policy in any_policy(),
+        approval in proptest::option::of(Just("1".to_string())),
+    ) -> Fx {
+        let mut fx = Fx::new(dedup(instances));
+        fx.pods = pods;
+        // Kubernetes gives every pod its own UID and name.
+        for (i, p) in fx.pods.iter_mut().enumerate() {
+            p.uid = format!("pod-{i}");
+            p.name = format!("p-{i}");
+        }
+        fx.tombs = tombs;
+        fx.nodes = nodes;
+        fx.policy = policy;
+        fx.approval = approval;
+        fx
+    }
+}
+
+/// Nacos lists each ip:port:cluster once.
+fn dedup(instances: Vec<Instance>) -> Vec<Instance> {
+    let by_key: BTreeMap<_, _> = instances.into_iter().map(|i| (i.key.clone(), i)).collect();
+    by_key.into_values().collect()
+}
+
+/// Every action the plan mentions, wherever it sits.
+fn all_actions(s: &ServicePlan) -> impl Iterator<Item = &Action> {
+    s.actions
+        .iter()
+        .chain(&s.held)
+        .chain(&s.would_act)
+        .chain(s.waiting.iter().map(|w| &w.action))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn never_removes_live_never_touches_foreign(fx in fixture()) {
+        let p = fx.run();
+        for s in &p.services {
+            let verdicts: BTreeMap<_, _> = s.instances.iter().map(|v| (&v.instance, v.verdict)).collect();
+            for a in all_actions(s) {
+                let v = verdicts[&a.instance];
+                prop_assert_ne!(v, Verdict::Foreign);
+                prop_assert_eq!(v, a.verdict);
+                if a.kind.is_removal() {
+                    prop_assert!(v.is_stale(), "{:?} on a {:?} instance", a.kind, v);
+                } else {
+                    prop_assert_eq!(v, Verdict::Live);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enable_only_with_our_marker(fx in fixture()) {
+        let p = fx.run();
+        let listed: BTreeMap<_, _> = match &fx.services[0].listing {
+            Ok(s) => s.instances.iter().map(|i| (&i.key, i)).collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        for a in all_actions(&p.services[0]).filter(|a| a.kind == ActionKind::Enable) {
+            let i = listed[&a.instance];
+            prop_assert!(!i.enabled && i.disabled_by() == Some(UID));
+        }
+        for a in all_actions(&p.services[0]).filter(|a| a.kind == ActionKind::Disable) {
+            prop_assert!(listed[&a.instance].enabled, "disabling what is already disabled");
+        }
+    }
+
+    #[test]
+    fn no_action_without_evidence(fx in fixture(), which in 0u8..3) {
+        let mut fx = fx;
+        match which {
+            0 => fx.synced = false,
+            1 => fx.acting = false,
+            _ => fx.services[0].listing = Err("boom".into()),
+        }
+        let p = fx.run();
+        for s in &p.services {
+            prop_assert!(s.actions.is_empty() && s.held.is_empty() && s.would_act.is_empty());
+            prop_assert!(s.blocked.is_some());
+        }
+        prop_assert!(!p.approval_consumed);
+        prop_assert_eq!(&p.memory.removals, &fx.memory.removals);
+    }
+
+    #[test]
+    fn input_order_does_not_matter(fx in fixture()) {
+        let mut reversed = fx.clone();
+        reversed.pods.reverse();
+        reversed.nodes.reverse();
+        reversed.tombs.reverse();
+        if let Ok(s) = &mut reversed.services[0].listing {
+            s.instances.reverse();
+        }
+        prop_assert_eq!(fx.run(), reversed.run());
+    }
+
+    /// Runs passes at random intervals, feeding memory back and letting the removed instances vanish,
+    /// and checks every window of the run.
+    #[test]
+    fn budget_holds_in_every_window(
+        fx in fixture(),
+        limit in 0u32..4,
+        steps in proptest::collection::vec(1i64..200, 1..12),
+    ) {
+        let mut fx = fx;
+        fx.policy.max_removals = MaxRemovals::Count(limit);
+        fx.policy.dry_run = false;
+        fx.approval = None;
+        let window = 300;
+        let mut removal_times = Vec::new();
+        for step in steps {
+            let p = fx.run();
+            let removed: Vec<_> = p.actions().filter(|a| a.kind.is_removal()).cloned().collect();
+            removal_times.extend(removed.iter().map(|_| fx.now));
+            if let Ok(snapshot) = &mut fx.services[0].listing {
+                for a in &removed {
+                    apply(snapshot, a);
+                }
+            }
+            fx.memory = p.memory;
+            fx.now += chrono::TimeDelta::seconds(step);
+        }
+        for start in &removal_times {
+            let end = *start + chrono::TimeDelta::seconds(window);
+            let n = removal_times.iter().filter(|r| *r >= start && *r < &end).count();
+            prop_assert!(n <= limit as usize, "{} removals in the window from {}", n, start);
+        }
+    }
+}
+
+/// What a successful write does to the registry.
+fn apply(snapshot: &mut ServiceSnapshot, action: &Action) {
+    match action.kind {
+        ActionKind::Deregister => snapshot.instances.retain(|i| i.key != action.instance),
+        ActionKind::Disable | ActionKind::Enable => {
+            for i in snapshot
+                .instances
+                .iter_mut()
+                .filter(|i| i.key == action.instance)
+            {
+                i.enabled = action.kind == ActionKind::Enable;
+                i.metadata.insert(DISABLED_BY_KEY.into(), UID.into());
+            }
+        }
+    }
+}

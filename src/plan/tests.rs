@@ -1,0 +1,1295 @@
+//! Table-driven unit tests: one table per rule.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+use crate::model::{PodPhase, DISABLED_BY_KEY};
+
+pub(super) const UID: &str = "binding-uid";
+
+pub(super) fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+pub(super) fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub(super) fn svc(name: &str) -> ServiceKey {
+    ServiceKey::new("DEFAULT_GROUP", name)
+}
+
+pub(super) fn inst_in(service: &str, addr: &str, port: u16) -> Instance {
+    Instance {
+        key: InstanceKey {
+            service: svc(service),
+            cluster: "DEFAULT".into(),
+            ip: ip(addr),
+            port,
+        },
+        ephemeral: true,
+        enabled: true,
+        healthy: true,
+        weight: 1.0,
+        metadata: BTreeMap::new(),
+    }
+}
+
+pub(super) fn inst(addr: &str) -> Instance {
+    inst_in("orders", addr, 8080)
+}
+
+/// An instance disabled with the marker of `by` (None: disabled without marker).
+fn disabled(mut i: Instance, by: Option<&str>) -> Instance {
+    i.enabled = false;
+    if let Some(by) = by {
+        i.metadata.insert(DISABLED_BY_KEY.into(), by.into());
+    }
+    i
+}
+
+pub(super) fn pod(name: &str, addr: &str) -> PodFacts {
+    PodFacts {
+        uid: format!("uid-{name}"),
+        namespace: "shop".into(),
+        name: name.into(),
+        ips: vec![ip(addr)],
+        matches: true,
+        phase: PodPhase::Running,
+        ready: true,
+        ready_since: Some(t(-600)),
+        deletion_timestamp: None,
+        node_name: Some("node-a".into()),
+        host_network: false,
+        container_ports: vec![(Some("http".into()), 8080)],
+    }
+}
+
+fn unready(mut p: PodFacts, since: Option<DateTime<Utc>>) -> PodFacts {
+    p.ready = false;
+    p.ready_since = since;
+    p
+}
+
+pub(super) fn node(name: &str, addr: &str, readiness: NodeReadiness, since: i64) -> NodeFacts {
+    NodeFacts {
+        name: name.into(),
+        internal_ips: vec![ip(addr)],
+        pod_cidrs: vec![],
+        readiness,
+        readiness_since: Some(t(since)),
+    }
+}
+
+fn tomb(name: &str, addr: &str, deleted_at: i64) -> PodTombstone {
+    PodTombstone {
+        uid: format!("uid-{name}"),
+        namespace: "shop".into(),
+        name: name.into(),
+        ips: vec![ip(addr)],
+        matches: true,
+        deleted_at: t(deleted_at),
+    }
+}
+
+pub(super) fn policy() -> Policy {
+    Policy {
+        max_removals: MaxRemovals::Count(100),
+        scope: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Policy::default()
+    }
+}
+
+/// One pass's inputs, owned, with sensible defaults: synced, acting, a few Ready nodes outside the pod range.
+#[derive(Debug, Clone)]
+pub(super) struct Fx {
+    pub policy: Policy,
+    pub synced: bool,
+    pub acting: bool,
+    pub pods: Vec<PodFacts>,
+    pub nodes: Vec<NodeFacts>,
+    pub tombs: Vec<PodTombstone>,
+    pub services: Vec<ServiceListing>,
+    pub approval: Option<String>,
+    pub memory: Memory,
+    pub now: DateTime<Utc>,
+}
+
+impl Fx {
+    pub fn new(instances: Vec<Instance>) -> Self {
+        Self {
+            policy: policy(),
+            synced: true,
+            acting: true,
+            pods: vec![],
+            nodes: vec![
+                node("node-a", "10.250.0.1", NodeReadiness::Ready, -3600),
+                node("node-b", "10.250.0.2", NodeReadiness::Ready, -3600),
+                node("node-c", "10.250.0.3", NodeReadiness::Ready, -3600),
+            ],
+            tombs: vec![],
+            services: vec![ServiceListing {
+                service: svc("orders"),
+                listing: Ok(ServiceSnapshot {
+                    service: svc("orders"),
+                    instances,
+                }),
+            }],
+            approval: None,
+            memory: Memory::default(),
+            now: t(0),
+        }
+    }
+
+    pub fn run(&self) -> Plan {
+        plan(&PlanInput {
+            binding_uid: UID,
+            policy: &self.policy,
+            caches_synced: self.synced,
+            acting_allowed: self.acting,
+            pods: &self.pods,
+            nodes: &self.nodes,
+            tombstones: &self.tombs,
+            services: &self.services,
+            approval: self.approval.as_deref(),
+            memory: &self.memory,
+            now: self.now,
+        })
+    }
+}
+
+/// Where the single instance's action landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Got {
+    Nothing,
+    Act(ActionKind),
+    Wait(ActionKind, i64),
+    Held(ActionKind),
+}
+
+fn outcome(p: &Plan) -> (Verdict, Got) {
+    let s = &p.services[0];
+    let verdict = s.instances[0].verdict;
+    let got = if let Some(a) = s.actions.first() {
+        Got::Act(a.kind)
+    } else if let Some(w) = s.waiting.first() {
+        Got::Wait(w.action.kind, (w.due_at - t(0)).num_seconds())
+    } else if let Some(h) = s.held.first() {
+        Got::Held(h.kind)
+    } else {
+        Got::Nothing
+    };
+    (verdict, got)
+}
+
+struct Case {
+    name: &'static str,
+    instance: Instance,
+    pods: Vec<PodFacts>,
+    nodes: Vec<NodeFacts>,
+    tombs: Vec<PodTombstone>,
+    policy: fn(&mut Policy),
+    memory: Memory,
+    want: (Verdict, Got),
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            name: "",
+            instance: inst("10.1.0.7"),
+            pods: vec![],
+            nodes: vec![],
+            tombs: vec![],
+            policy: |_| {},
+            memory: Memory::default(),
+            want: (Verdict::Live, Got::Nothing),
+        }
+    }
+}
+
+fn run_cases(cases: Vec<Case>) {
+    for case in cases {
+        let mut fx = Fx::new(vec![case.instance]);
+        fx.pods = case.pods;
+        if !case.nodes.is_empty() {
+            fx.nodes = case.nodes;
+        }
+        fx.tombs = case.tombs;
+        (case.policy)(&mut fx.policy);
+        fx.memory = case.memory;
+        let got = outcome(&fx.run());
+        assert_eq!(got, case.want, "case {}", case.name);
+    }
+}
+
+fn ready_nodes_plus(extra: NodeFacts) -> Vec<NodeFacts> {
+    vec![
+        node("node-a", "10.250.0.1", NodeReadiness::Ready, -3600),
+        node("node-b", "10.250.0.2", NodeReadiness::Ready, -3600),
+        node("node-c", "10.250.0.3", NodeReadiness::Ready, -3600),
+        node("node-d", "10.250.0.4", NodeReadiness::Ready, -3600),
+        extra,
+    ]
+}
+
+#[test]
+fn verdict_table_rows() {
+    use ActionKind::*;
+    let terminating = {
+        let mut p = pod("orders-1", "10.1.0.7");
+        p.deletion_timestamp = Some(t(20));
+        p
+    };
+    let failed = {
+        let mut p = unready(pod("orders-1", "10.1.0.7"), Some(t(-40)));
+        p.phase = PodPhase::Failed;
+        p
+    };
+    let succeeded = {
+        let mut p = unready(pod("orders-1", "10.1.0.7"), Some(t(-10)));
+        p.phase = PodPhase::Succeeded;
+        p
+    };
+    let other_app = {
+        let mut p = pod("billing-1", "10.1.0.7");
+        p.matches = false;
+        p
+    };
+    run_cases(vec![
+        Case {
+            name: "ready matching pod is Live",
+            pods: vec![pod("orders-1", "10.1.0.7")],
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "unready pod, onPodUnready=Ignore",
+            pods: vec![unready(pod("orders-1", "10.1.0.7"), Some(t(-100)))],
+            want: (Verdict::Unready, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "unready pod, onPodUnready=Disable, past grace",
+            pods: vec![unready(pod("orders-1", "10.1.0.7"), Some(t(-100)))],
+            policy: |p| p.on_pod_unready = UnreadyAction::Disable,
+            want: (Verdict::Unready, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "pending pod is Unready",
+            pods: vec![{
+                let mut p = unready(pod("orders-1", "10.1.0.7"), None);
+                p.phase = PodPhase::Pending;
+                p
+            }],
+            policy: |p| p.on_pod_unready = UnreadyAction::Disable,
+            want: (Verdict::Unready, Got::Wait(Disable, 30)),
+            ..Case::default()
+        },
+        Case {
+            name: "terminating pod, no grace",
+            pods: vec![terminating.clone()],
+            want: (Verdict::Terminating, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "terminating pod, onPodTerminating=Ignore",
+            pods: vec![terminating],
+            policy: |p| p.on_pod_terminating = TerminatingAction::Ignore,
+            want: (Verdict::Terminating, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "failed pod is Gone, grace from the Ready transition",
+            pods: vec![failed],
+            want: (Verdict::Gone, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "succeeded pod is Gone, still in grace",
+            pods: vec![succeeded],
+            want: (Verdict::Gone, Got::Wait(Deregister, 20)),
+            ..Case::default()
+        },
+        Case {
+            name: "deleted pod is Orphan, grace from the tombstone",
+            tombs: vec![tomb("orders-1", "10.1.0.7", -31)],
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "IP reused by another app is Orphan",
+            pods: vec![other_app],
+            tombs: vec![tomb("orders-1", "10.1.0.7", -5)],
+            want: (Verdict::Orphan, Got::Wait(Deregister, 25)),
+            ..Case::default()
+        },
+        Case {
+            name: "no pod at all: Orphan, grace from first sight",
+            want: (Verdict::Orphan, Got::Wait(Deregister, 30)),
+            ..Case::default()
+        },
+        Case {
+            name: "orphan with action=Disable",
+            tombs: vec![tomb("orders-1", "10.1.0.7", -60)],
+            policy: |p| p.action = RemovalAction::Disable,
+            want: (Verdict::Orphan, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "node IP, node Ready",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Ready, -10)),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "node IP, NotReady under the threshold: Live, no action",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -59)),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "node IP, Unknown past the threshold: Unreachable, no grace",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -75)),
+            want: (Verdict::Unreachable, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "unreachable with onNodeUnreachable=Deregister",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -75)),
+            policy: |p| p.on_node_unreachable = NodeAction::Deregister,
+            want: (Verdict::Unreachable, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "unreachable with onNodeUnreachable=Ignore",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -75)),
+            policy: |p| p.on_node_unreachable = NodeAction::Ignore,
+            want: (Verdict::Unreachable, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "outside scope is Foreign",
+            instance: inst("192.168.1.7"),
+            want: (Verdict::Foreign, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "empty scope: everything Foreign",
+            policy: |p| p.scope.clear(),
+            want: (Verdict::Foreign, Got::Nothing),
+            ..Case::default()
+        },
+    ]);
+}
+
+#[test]
+fn rule1_live_reenable_only_our_marker() {
+    use ActionKind::*;
+    let live = || vec![pod("orders-1", "10.1.0.7")];
+    run_cases(vec![
+        Case {
+            name: "disabled by us, Live again: Enable",
+            instance: disabled(inst("10.1.0.7"), Some(UID)),
+            pods: live(),
+            want: (Verdict::Live, Got::Act(Enable)),
+            ..Case::default()
+        },
+        Case {
+            name: "disabled by someone else without marker: untouched",
+            instance: disabled(inst("10.1.0.7"), None),
+            pods: live(),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "disabled by another binding: untouched",
+            instance: disabled(inst("10.1.0.7"), Some("other-uid")),
+            pods: live(),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "enabled, stale marker left: nothing",
+            instance: {
+                let mut i = inst("10.1.0.7");
+                i.metadata.insert(DISABLED_BY_KEY.into(), UID.into());
+                i
+            },
+            pods: live(),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "node IP not yet unreachable: no Enable while the node is not Ready",
+            instance: disabled(inst("10.250.0.9"), Some(UID)),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -10)),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "node Ready again: Enable",
+            instance: disabled(inst("10.250.0.9"), Some(UID)),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Ready, -10)),
+            want: (Verdict::Live, Got::Act(Enable)),
+            ..Case::default()
+        },
+        Case {
+            name: "Foreign disabled by us: never touched",
+            instance: disabled(inst("192.168.0.7"), Some(UID)),
+            want: (Verdict::Foreign, Got::Nothing),
+            ..Case::default()
+        },
+    ]);
+}
+
+#[test]
+fn rule2_3_grace_and_evidence_time() {
+    use ActionKind::*;
+    let first_seen = |secs: i64| {
+        let mut m = Memory::default();
+        m.first_seen_stale.insert(inst("10.1.0.7").key, t(secs));
+        m
+    };
+    run_cases(vec![
+        Case {
+            name: "tombstone 29s old: due in 1s",
+            tombs: vec![tomb("orders-1", "10.1.0.7", -29)],
+            want: (Verdict::Orphan, Got::Wait(Deregister, 1)),
+            ..Case::default()
+        },
+        Case {
+            name: "tombstone exactly at grace: due now",
+            tombs: vec![tomb("orders-1", "10.1.0.7", -30)],
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "the newest tombstone for the IP dates the evidence",
+            tombs: vec![
+                tomb("orders-0", "10.1.0.7", -500),
+                tomb("orders-1", "10.1.0.7", -10),
+            ],
+            want: (Verdict::Orphan, Got::Wait(Deregister, 20)),
+            ..Case::default()
+        },
+        Case {
+            name: "tombstones of other apps do not date the evidence",
+            tombs: vec![{
+                let mut tb = tomb("billing-1", "10.1.0.7", -500);
+                tb.matches = false;
+                tb
+            }],
+            want: (Verdict::Orphan, Got::Wait(Deregister, 30)),
+            ..Case::default()
+        },
+        Case {
+            name: "no evidence time: Memory's first sight",
+            memory: first_seen(-45),
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "first sight 10s ago: 20s to go",
+            memory: first_seen(-10),
+            want: (Verdict::Orphan, Got::Wait(Deregister, 20)),
+            ..Case::default()
+        },
+        Case {
+            name: "unready: grace from the Ready transition",
+            pods: vec![unready(pod("orders-1", "10.1.0.7"), Some(t(-12)))],
+            policy: |p| p.on_pod_unready = UnreadyAction::Disable,
+            want: (Verdict::Unready, Got::Wait(Disable, 18)),
+            ..Case::default()
+        },
+        Case {
+            name: "terminating: no grace even when the deletion is in the future",
+            pods: vec![{
+                let mut p = pod("orders-1", "10.1.0.7");
+                p.deletion_timestamp = Some(t(30));
+                p
+            }],
+            policy: |p| p.grace_period = Duration::from_secs(600),
+            want: (Verdict::Terminating, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "unreachable: the node threshold is the grace",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -60)),
+            policy: |p| p.grace_period = Duration::from_secs(600),
+            want: (Verdict::Unreachable, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "node readiness time unknown: first sight counts",
+            instance: inst("10.250.0.9"),
+            nodes: ready_nodes_plus({
+                let mut n = node("node-e", "10.250.0.9", NodeReadiness::NotReady, 0);
+                n.readiness_since = None;
+                n
+            }),
+            memory: {
+                let mut m = Memory::default();
+                m.first_seen_stale.insert(inst("10.250.0.9").key, t(-61));
+                m
+            },
+            want: (Verdict::Unreachable, Got::Act(Disable)),
+            ..Case::default()
+        },
+    ]);
+}
+
+#[test]
+fn rule4_offline_and_ineffective_deregistration() {
+    use ActionKind::*;
+    let gone = || vec![tomb("orders-1", "10.1.0.7", -100)];
+    let ineffective = || {
+        let mut m = Memory::default();
+        m.mark_ineffective(&inst("10.1.0.7").key);
+        m
+    };
+    run_cases(vec![
+        Case {
+            name: "disabled by us and still stale: offline, nothing to do",
+            instance: disabled(inst("10.1.0.7"), Some(UID)),
+            tombs: gone(),
+            want: (Verdict::Orphan, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "persistent instance: Deregister is fine",
+            instance: {
+                let mut i = inst("10.1.0.7");
+                i.ephemeral = false;
+                i
+            },
+            tombs: gone(),
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "marked ineffective: Disable instead",
+            tombs: gone(),
+            memory: ineffective(),
+            want: (Verdict::Orphan, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "re-appeared within the window after our deregistration: Disable",
+            tombs: gone(),
+            memory: {
+                let mut m = Memory::default();
+                m.deregistered.insert(inst("10.1.0.7").key, t(-20));
+                m
+            },
+            want: (Verdict::Orphan, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "deregistered long before the window: Deregister again",
+            tombs: gone(),
+            memory: {
+                let mut m = Memory::default();
+                m.deregistered.insert(inst("10.1.0.7").key, t(-301));
+                m
+            },
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "terminating, ineffective: Disable",
+            pods: vec![{
+                let mut p = pod("orders-1", "10.1.0.7");
+                p.deletion_timestamp = Some(t(0));
+                p
+            }],
+            memory: ineffective(),
+            want: (Verdict::Terminating, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "disabled by someone else, action Deregister: deregistered",
+            instance: disabled(inst("10.1.0.7"), None),
+            tombs: gone(),
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "disabled by someone else, action Disable: never re-marked as ours",
+            instance: disabled(inst("10.1.0.7"), Some("other-uid")),
+            tombs: gone(),
+            policy: |p| p.action = RemovalAction::Disable,
+            want: (Verdict::Orphan, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "disabled by someone else, ineffective: left alone",
+            instance: disabled(inst("10.1.0.7"), None),
+            tombs: gone(),
+            memory: ineffective(),
+            want: (Verdict::Orphan, Got::Nothing),
+            ..Case::default()
+        },
+    ]);
+}
+
+#[test]
+fn rule4_memory_records_and_detects_reappearance() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.tombs = vec![tomb("orders-1", "10.1.0.7", -100)];
+    let first = fx.run();
+    assert_eq!(first.services[0].actions[0].kind, ActionKind::Deregister);
+    assert_eq!(
+        first.memory.deregistered.get(&inst("10.1.0.7").key),
+        Some(&t(0))
+    );
+    // The deregistration took; the listing no longer has it; the record survives for the window.
+    fx.memory = first.memory;
+    fx.services[0].listing = Ok(ServiceSnapshot {
+        service: svc("orders"),
+        instances: vec![],
+    });
+    fx.now = t(5);
+    let second = fx.run();
+    assert!(second
+        .memory
+        .deregistered
+        .contains_key(&inst("10.1.0.7").key));
+    // A 1.x client re-registers: next time we disable instead.
+    fx.memory = second.memory;
+    fx.services[0].listing = Ok(ServiceSnapshot {
+        service: svc("orders"),
+        instances: vec![inst("10.1.0.7")],
+    });
+    fx.now = t(10);
+    let third = fx.run();
+    assert_eq!(third.services[0].actions[0].kind, ActionKind::Disable);
+}
+
+#[test]
+fn memory_is_pruned_and_reset_by_a_new_life() {
+    let key = inst("10.1.0.7").key;
+    let gone_key = inst("10.1.0.99").key;
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.pods = vec![pod("orders-2", "10.1.0.7")];
+    fx.memory.first_seen_stale.insert(key.clone(), t(-50));
+    fx.memory.mark_ineffective(&key);
+    fx.memory.first_seen_stale.insert(gone_key.clone(), t(-50));
+    fx.memory
+        .removals
+        .insert(svc("orders"), vec![t(-400), t(-10)]);
+    fx.memory.removals.insert(svc("retired"), vec![t(-10)]);
+    let p = fx.run();
+    assert!(p.memory.first_seen_stale.is_empty(), "{:?}", p.memory);
+    assert!(p.memory.ineffective.is_empty());
+    assert_eq!(
+        p.memory.removals,
+        BTreeMap::from([(svc("orders"), vec![t(-10)])])
+    );
+}
+
+#[test]
+fn memory_survives_a_failed_listing_and_unsynced_caches() {
+    let key = inst("10.1.0.7").key;
+    let mut fx = Fx::new(vec![]);
+    fx.services[0].listing = Err("timeout".into());
+    fx.memory.first_seen_stale.insert(key.clone(), t(-50));
+    assert_eq!(fx.run().memory, fx.memory);
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.synced = false;
+    assert_eq!(
+        fx.run().memory,
+        Memory::default(),
+        "no first sight recorded from an unsynced cache"
+    );
+}
+
+#[test]
+fn rule5_no_evidence_no_action() {
+    let stale = || {
+        let mut fx = Fx::new(vec![
+            inst("10.1.0.7"),
+            disabled(inst("10.1.0.8"), Some(UID)),
+        ]);
+        fx.tombs = vec![tomb("orders-1", "10.1.0.7", -100)];
+        fx.pods = vec![pod("orders-2", "10.1.0.8")];
+        fx
+    };
+    assert_eq!(
+        stale().run().services[0].actions.len(),
+        2,
+        "the control case acts"
+    );
+    type BlockCase = (&'static str, fn(&mut Fx), &'static str);
+    let cases: Vec<BlockCase> = vec![
+        (
+            "unsynced caches",
+            |fx| fx.synced = false,
+            "watch caches not synced",
+        ),
+        (
+            "settle period",
+            |fx| fx.acting = false,
+            "leader settle period",
+        ),
+        (
+            "listing failed",
+            |fx| fx.services[0].listing = Err("connection refused".into()),
+            "listing failed: connection refused",
+        ),
+    ];
+    for (name, mutate, reason) in cases {
+        let mut fx = stale();
+        mutate(&mut fx);
+        let p = fx.run();
+        let s = &p.services[0];
+        assert!(
+            s.actions.is_empty() && s.held.is_empty() && s.would_act.is_empty(),
+            "{name}"
+        );
+        assert!(
+            s.blocked.as_deref().is_some_and(|b| b.contains(reason)),
+            "{name}: {:?}",
+            s.blocked
+        );
+        assert!(p.memory.removals.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn rule5_failed_listing_blocks_only_its_service() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.tombs = vec![tomb("orders-1", "10.1.0.7", -100)];
+    fx.services.push(ServiceListing {
+        service: svc("billing"),
+        listing: Err("HTTP 500".into()),
+    });
+    let p = fx.run();
+    let names: Vec<_> = p.services.iter().map(|s| s.service.name.as_str()).collect();
+    assert_eq!(names, ["billing", "orders"]);
+    assert!(p.services[0].blocked.is_some() && p.services[0].actions.is_empty());
+    assert!(p.services[1].blocked.is_none() && p.services[1].actions.len() == 1);
+}
+
+fn orphans(n: usize) -> Fx {
+    let instances = (0..n)
+        .map(|i| inst(&format!("10.1.0.{}", 10 + i)))
+        .collect();
+    let mut fx = Fx::new(instances);
+    // Evidence ages differ so the oldest-first order is visible: .10 is the youngest.
+    fx.tombs = (0..n)
+        .map(|i| {
+            tomb(
+                &format!("orders-{i}"),
+                &format!("10.1.0.{}", 10 + i),
+                -100 - i as i64,
+            )
+        })
+        .collect();
+    fx
+}
+
+fn acted_ips(p: &Plan) -> Vec<String> {
+    p.services[0]
+        .actions
+        .iter()
+        .map(|a| a.instance.ip.to_string())
+        .collect()
+}
+
+#[test]
+fn rule6_budget_limits() {
+    /// (name, limit, instances, removals already in memory, expected actions)
+    type BudgetCase = (&'static str, MaxRemovals, usize, Vec<DateTime<Utc>>, usize);
+    let cases: Vec<BudgetCase> = vec![
+        ("count 2 of 5", MaxRemovals::Count(2), 5, vec![], 2),
+        ("count 0 holds all", MaxRemovals::Count(0), 5, vec![], 0),
+        (
+            "50% of 5 rounds down",
+            MaxRemovals::Percent(50),
+            5,
+            vec![],
+            2,
+        ),
+        (
+            "10% of 5 is at least 1",
+            MaxRemovals::Percent(10),
+            5,
+            vec![],
+            1,
+        ),
+        ("0% holds all", MaxRemovals::Percent(0), 5, vec![], 0),
+        ("100% of 5", MaxRemovals::Percent(100), 5, vec![], 5),
+        (
+            "removals in the window count",
+            MaxRemovals::Count(3),
+            5,
+            vec![t(-10), t(-299)],
+            1,
+        ),
+        (
+            "removals before the window do not",
+            MaxRemovals::Count(3),
+            5,
+            vec![t(-300), t(-1000)],
+            3,
+        ),
+        (
+            "window already spent",
+            MaxRemovals::Count(2),
+            5,
+            vec![t(-1), t(-2), t(-3)],
+            0,
+        ),
+    ];
+    for (name, max, n, past, want) in cases {
+        let mut fx = orphans(n);
+        fx.policy.max_removals = max;
+        fx.memory.removals.insert(svc("orders"), past);
+        let p = fx.run();
+        let s = &p.services[0];
+        assert_eq!(s.actions.len(), want, "{name}");
+        assert_eq!(s.held.len(), n - want, "{name}");
+        assert_eq!(s.counts.held, n - want, "{name}");
+    }
+}
+
+#[test]
+fn rule6_oldest_evidence_first_and_enable_is_free() {
+    let mut fx = orphans(4);
+    fx.policy.max_removals = MaxRemovals::Count(2);
+    let p = fx.run();
+    assert_eq!(acted_ips(&p), ["10.1.0.13", "10.1.0.12"]);
+    let held: Vec<_> = p.services[0]
+        .held
+        .iter()
+        .map(|a| a.instance.ip.to_string())
+        .collect();
+    assert_eq!(held, ["10.1.0.11", "10.1.0.10"]);
+
+    let mut fx = Fx::new(vec![
+        disabled(inst("10.1.0.7"), Some(UID)),
+        inst("10.1.0.8"),
+    ]);
+    fx.pods = vec![pod("orders-1", "10.1.0.7")];
+    fx.tombs = vec![tomb("orders-2", "10.1.0.8", -100)];
+    fx.policy.max_removals = MaxRemovals::Count(0);
+    let p = fx.run();
+    let kinds: Vec<_> = p.services[0].actions.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [ActionKind::Enable]);
+    assert_eq!(p.services[0].held.len(), 1);
+}
+
+#[test]
+fn rule6_budget_is_recorded_across_passes() {
+    let mut fx = orphans(4);
+    fx.policy.max_removals = MaxRemovals::Count(2);
+    let first = fx.run();
+    assert_eq!(first.memory.removals[&svc("orders")], vec![t(0), t(0)]);
+    fx.memory = first.memory;
+    fx.now = t(100);
+    assert!(
+        fx.run().services[0].actions.is_empty(),
+        "window still spent"
+    );
+    fx.now = t(300);
+    assert_eq!(fx.run().services[0].actions.len(), 2, "window passed");
+}
+
+#[test]
+fn rule6_approval_releases_held_once() {
+    let mut fx = orphans(4);
+    fx.policy.max_removals = MaxRemovals::Count(1);
+    /// (name, token, already consumed, consumed now, expected actions)
+    type ApprovalCase = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        bool,
+        usize,
+    );
+    let cases: Vec<ApprovalCase> = vec![
+        ("no token", None, None, false, 1),
+        ("fresh token releases all", Some("4"), None, true, 4),
+        (
+            "consumed token does nothing",
+            Some("4"),
+            Some("4"),
+            false,
+            1,
+        ),
+        ("a new token releases again", Some("5"), Some("4"), true, 4),
+    ];
+    for (name, token, consumed, want_consumed, want_actions) in cases {
+        fx.approval = token.map(str::to_string);
+        fx.memory.approval_consumed = consumed.map(str::to_string);
+        let p = fx.run();
+        assert_eq!(p.approval_consumed, want_consumed, "{name}");
+        assert_eq!(p.services[0].actions.len(), want_actions, "{name}");
+        assert_eq!(p.services[0].held.len(), 4 - want_actions, "{name}");
+        assert_eq!(p.memory.approval_consumed.as_deref(), token, "{name}");
+    }
+    // Not consumed while nothing may act, nor in dry-run.
+    fx.approval = Some("6".into());
+    fx.memory.approval_consumed = None;
+    fx.acting = false;
+    assert!(!fx.run().approval_consumed);
+    fx.acting = true;
+    fx.services.push(ServiceListing {
+        service: svc("billing"),
+        listing: Err("timeout".into()),
+    });
+    assert!(
+        !fx.run().approval_consumed,
+        "a partial pass does not spend the approval"
+    );
+    fx.services.pop();
+    fx.policy.dry_run = true;
+    let p = fx.run();
+    assert!(!p.approval_consumed && p.memory.approval_consumed.is_none());
+}
+
+#[test]
+fn rule7_freeze_suspends_node_based_actions() {
+    use NodeReadiness::*;
+    let cases: Vec<(&str, Vec<NodeReadiness>, bool)> = vec![
+        ("all ready", vec![Ready, Ready, Ready, Ready], false),
+        ("one of one down is not a partition", vec![NotReady], false),
+        (
+            "half down is not more than half",
+            vec![NotReady, Unknown, Ready, Ready],
+            false,
+        ),
+        ("two of three down", vec![NotReady, Unknown, Ready], true),
+        (
+            "all down",
+            vec![Unknown, Unknown, Unknown, Unknown, Unknown],
+            true,
+        ),
+    ];
+    for (name, states, frozen) in cases {
+        let mut fx = Fx::new(vec![inst("10.250.0.1"), inst("10.1.0.7"), inst("10.1.0.8")]);
+        fx.nodes = states
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                node(
+                    &format!("node-{i}"),
+                    &format!("10.250.0.{}", i + 1),
+                    *r,
+                    -600,
+                )
+            })
+            .collect();
+        fx.pods = vec![unready(pod("orders-1", "10.1.0.7"), Some(t(-600)))];
+        fx.pods[0].node_name = Some("node-0".into());
+        fx.tombs = vec![tomb("orders-2", "10.1.0.8", -600)];
+        fx.policy.on_pod_unready = UnreadyAction::Disable;
+        let p = fx.run();
+        assert_eq!(p.frozen, frozen, "{name}");
+        let s = &p.services[0];
+        let node_down = states[0] != Ready;
+        let want: Vec<(Verdict, ActionKind)> = [
+            (node_down && !frozen).then_some((Verdict::Unreachable, ActionKind::Disable)),
+            (!(node_down && frozen)).then_some((Verdict::Unready, ActionKind::Disable)),
+            Some((Verdict::Orphan, ActionKind::Deregister)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut got: Vec<_> = s.actions.iter().map(|a| (a.verdict, a.kind)).collect();
+        got.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(got, want, "{name}");
+        if frozen {
+            assert!(
+                s.instances.iter().any(|i| i.reason.contains("frozen")),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rule8_scope_and_port_filter_make_foreign() {
+    let mk_pod = || {
+        let mut p = pod("orders-1", "10.1.0.7");
+        p.deletion_timestamp = Some(t(0));
+        p.container_ports = vec![(Some("http".into()), 8080), (Some("metrics".into()), 9090)];
+        p
+    };
+    /// (name, filter, instance ip, instance port, pods, expected verdict)
+    type ScopeCase = (
+        &'static str,
+        Option<PortFilter>,
+        &'static str,
+        u16,
+        Vec<PodFacts>,
+        Verdict,
+    );
+    let cases: Vec<ScopeCase> = vec![
+        (
+            "no filter",
+            None,
+            "10.1.0.7",
+            9999,
+            vec![mk_pod()],
+            Verdict::Terminating,
+        ),
+        (
+            "number matches",
+            Some(PortFilter::Number(8080)),
+            "10.1.0.7",
+            8080,
+            vec![mk_pod()],
+            Verdict::Terminating,
+        ),
+        (
+            "number differs",
+            Some(PortFilter::Number(8080)),
+            "10.1.0.7",
+            9090,
+            vec![mk_pod()],
+            Verdict::Foreign,
+        ),
+        (
+            "name and number match",
+            Some(PortFilter::Name("http".into())),
+            "10.1.0.7",
+            8080,
+            vec![mk_pod()],
+            Verdict::Terminating,
+        ),
+        (
+            "name on another number",
+            Some(PortFilter::Name("http".into())),
+            "10.1.0.7",
+            9090,
+            vec![mk_pod()],
+            Verdict::Foreign,
+        ),
+        (
+            "unknown name",
+            Some(PortFilter::Name("grpc".into())),
+            "10.1.0.7",
+            8080,
+            vec![mk_pod()],
+            Verdict::Foreign,
+        ),
+        (
+            "orphan: the name resolves through the binding's other pods",
+            Some(PortFilter::Name("http".into())),
+            "10.1.0.50",
+            8080,
+            vec![mk_pod()],
+            Verdict::Orphan,
+        ),
+        (
+            "orphan with no pod declaring the name",
+            Some(PortFilter::Name("http".into())),
+            "10.1.0.50",
+            8080,
+            vec![],
+            Verdict::Foreign,
+        ),
+        (
+            "outside scope",
+            None,
+            "172.16.0.1",
+            8080,
+            vec![],
+            Verdict::Foreign,
+        ),
+        (
+            "IPv6 outside an IPv4 scope",
+            None,
+            "fd00::7",
+            8080,
+            vec![],
+            Verdict::Foreign,
+        ),
+    ];
+    for (name, filter, addr, port, pods, want) in cases {
+        let mut fx = Fx::new(vec![inst_in("orders", addr, port)]);
+        fx.pods = pods;
+        fx.policy.port = filter;
+        let p = fx.run();
+        let s = &p.services[0];
+        assert_eq!(s.instances[0].verdict, want, "{name}");
+        if want == Verdict::Foreign {
+            assert!(s.actions.is_empty() && s.waiting.is_empty(), "{name}");
+            assert_eq!(s.counts.foreign, 1, "{name}");
+        }
+    }
+}
+
+#[test]
+fn rule9_dry_run_lists_would_be_actions_only() {
+    let mut fx = orphans(3);
+    fx.policy.dry_run = true;
+    fx.policy.max_removals = MaxRemovals::Count(2);
+    let p = fx.run();
+    let s = &p.services[0];
+    assert!(p.dry_run);
+    assert!(s.actions.is_empty() && p.actions().next().is_none());
+    assert_eq!(s.would_act.len(), 2);
+    assert_eq!(s.held.len(), 1);
+    assert!(p.memory.removals.is_empty() && p.memory.deregistered.is_empty());
+}
+
+#[test]
+fn rule10_output_is_ordered_and_deterministic() {
+    let mut fx = orphans(5);
+    fx.services.push(ServiceListing {
+        service: svc("billing"),
+        listing: Ok(ServiceSnapshot {
+            service: svc("billing"),
+            instances: vec![
+                inst_in("billing", "10.1.0.99", 80),
+                inst_in("billing", "10.1.0.98", 80),
+            ],
+        }),
+    });
+    let a = fx.run();
+    let mut shuffled = fx.clone();
+    shuffled.services.reverse();
+    if let Ok(s) = &mut shuffled.services[1].listing {
+        s.instances.reverse();
+    }
+    shuffled.tombs.reverse();
+    let b = shuffled.run();
+    assert_eq!(a, b);
+    assert_eq!(a.services[0].service.name, "billing");
+    let keys: Vec<_> = a.services[1]
+        .instances
+        .iter()
+        .map(|i| i.instance.ip.to_string())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by_key(|s| s.parse::<IpAddr>().ok());
+    assert_eq!(keys, sorted);
+    let waiting: Vec<_> = a.services[0].waiting.iter().map(|w| w.due_at).collect();
+    assert!(waiting.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn counts_and_reasons() {
+    let mut fx = Fx::new(vec![
+        inst("10.1.0.1"),
+        inst("10.1.0.2"),
+        disabled(inst("10.1.0.3"), Some(UID)),
+        inst("192.168.0.1"),
+    ]);
+    fx.pods = vec![pod("orders-1", "10.1.0.1")];
+    fx.tombs = vec![
+        tomb("orders-7d9f", "10.1.0.2", -31),
+        tomb("orders-3", "10.1.0.3", -600),
+    ];
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!(
+        s.counts,
+        Counts {
+            total: 4,
+            live: 1,
+            stale: 2,
+            offline: 1,
+            foreign: 1,
+            held: 0
+        }
+    );
+    let a = &s.actions[0];
+    assert_eq!(a.reason, "pod shop/orders-7d9f deleted 31s ago");
+    assert_eq!(a.evidence_at, t(-31));
+    assert_eq!(a.confirm, Confirm::NoLivePodWithIp(ip("10.1.0.2")));
+
+    let mut fx = Fx::new(vec![inst("10.250.0.9")]);
+    fx.nodes = ready_nodes_plus(node(
+        "kwok-node-1",
+        "10.250.0.9",
+        NodeReadiness::Unknown,
+        -75,
+    ));
+    let a = &fx.run().services[0].actions[0];
+    assert_eq!(a.reason, "node kwok-node-1 unreachable for 75s");
+    assert_eq!(a.confirm, Confirm::None);
+
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    let mut other = pod("billing-1", "10.1.0.7");
+    other.matches = false;
+    other.namespace = "pay".into();
+    fx.pods = vec![other];
+    let v = &fx.run().services[0].instances[0];
+    assert_eq!(v.reason, "IP now held by pod pay/billing-1 of another app");
+}
+
+#[test]
+fn liveliest_pod_wins_when_an_ip_is_reused() {
+    let mut old = unready(pod("orders-old", "10.1.0.7"), Some(t(-900)));
+    old.phase = PodPhase::Failed;
+    let new = pod("orders-new", "10.1.0.7");
+    let mut fx = Fx::new(vec![disabled(inst("10.1.0.7"), Some(UID))]);
+    fx.pods = vec![old, new];
+    let s = &fx.run().services[0];
+    assert_eq!(s.instances[0].verdict, Verdict::Live);
+    assert_eq!(s.actions[0].kind, ActionKind::Enable);
+}
+
+#[test]
+fn settle_period_keeps_waiting_but_holds_nothing() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7"), inst("10.1.0.8")]);
+    fx.tombs = vec![
+        tomb("orders-1", "10.1.0.7", -100),
+        tomb("orders-2", "10.1.0.8", -5),
+    ];
+    fx.policy.max_removals = MaxRemovals::Count(0);
+    fx.acting = false;
+    let p = fx.run();
+    let s = &p.services[0];
+    assert!(s.actions.is_empty() && s.held.is_empty());
+    assert_eq!(s.waiting.len(), 1, "the grace clock is still shown");
+    assert_eq!(
+        p.memory.first_seen_stale.len(),
+        2,
+        "evidence is still remembered"
+    );
+}
+
+#[test]
+fn executor_feedback_on_memory() {
+    let key = inst("10.1.0.7").key;
+    let mut m = Memory::default();
+    m.deregistered.insert(key.clone(), t(-5));
+    assert!(m.deregister_ineffective(&key, t(0), chrono::TimeDelta::seconds(300)));
+    m.forget_deregistration(&key);
+    assert!(!m.deregister_ineffective(&key, t(0), chrono::TimeDelta::seconds(300)));
+    m.mark_ineffective(&key);
+    assert!(m.deregister_ineffective(&key, t(0), chrono::TimeDelta::seconds(300)));
+}
+
+#[test]
+fn unready_reason_and_extreme_durations_do_not_overflow() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.pods = vec![unready(pod("orders-1", "10.1.0.7"), Some(t(-12)))];
+    fx.policy.on_pod_unready = UnreadyAction::Disable;
+    fx.policy.grace_period = Duration::MAX;
+    fx.policy.removal_window = Duration::MAX;
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!(s.instances[0].reason, "pod shop/orders-1 not ready for 12s");
+    assert!(s.actions.is_empty() && s.waiting.len() == 1);
+}
