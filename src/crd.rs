@@ -709,7 +709,7 @@ pub enum SpecError {
 pub enum MaxRemovals {
     /// At most this many removals.
     Count(u32),
-    /// At most this percentage (0-100) of the service's instances, rounded up.
+    /// At most this percentage (0-100) of the service's instances (see [`MaxRemovals::limit`]).
     Percent(u32),
 }
 
@@ -735,15 +735,13 @@ impl MaxRemovals {
     }
 
     /// The number of removals allowed in one window for a service with `total` instances.
-    /// Percentages round up (like a PodDisruptionBudget's maxUnavailable), so 50% of 1 is 1;
-    /// 0% is always 0.
-    pub fn limit(self, total: u32) -> u32 {
+    /// Percentages round down (the cautious side) but allow at least 1 when above 0%, so a
+    /// one-instance service can still lose its dead instance; 0% is always 0.
+    pub fn limit(self, total: usize) -> usize {
         match self {
-            MaxRemovals::Count(n) => n,
-            MaxRemovals::Percent(p) => {
-                let scaled = u64::from(total) * u64::from(p);
-                u32::try_from(scaled.div_ceil(100)).unwrap_or(u32::MAX)
-            }
+            MaxRemovals::Count(n) => n as usize,
+            MaxRemovals::Percent(0) => 0,
+            MaxRemovals::Percent(p) => (total.saturating_mul(p.min(100) as usize) / 100).max(1),
         }
     }
 }
@@ -1260,11 +1258,11 @@ status:
         assert_eq!(MaxRemovals::Count(5).limit(2), 5);
         assert_eq!(MaxRemovals::Percent(50).limit(1), 1);
         assert_eq!(MaxRemovals::Percent(50).limit(4), 2);
-        assert_eq!(MaxRemovals::Percent(50).limit(5), 3);
+        assert_eq!(MaxRemovals::Percent(50).limit(5), 2);
         assert_eq!(MaxRemovals::Percent(0).limit(100), 0);
         assert_eq!(MaxRemovals::Percent(100).limit(7), 7);
-        assert_eq!(MaxRemovals::Percent(10).limit(0), 0);
-        assert_eq!(MaxRemovals::Percent(100).limit(u32::MAX), u32::MAX);
+        assert_eq!(MaxRemovals::Percent(10).limit(0), 1);
+        assert_eq!(MaxRemovals::Percent(100).limit(1_000_000), 1_000_000);
     }
 
     #[test]

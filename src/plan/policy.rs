@@ -5,66 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use ipnet::IpNet;
 
-/// What to do with an instance whose pod is gone (Gone, Orphan).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemovalAction {
-    Deregister,
-    /// `enabled=false` plus our marker: reversible.
-    Disable,
-}
-
-/// What to do as soon as the pod behind an instance starts terminating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TerminatingAction {
-    Deregister,
-    Ignore,
-}
-
-/// What to do while the pod behind an instance is not Ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnreadyAction {
-    Ignore,
-    Disable,
-}
-
-/// What to do with an instance on a node's InternalIP once the node is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeAction {
-    Ignore,
-    Disable,
-    Deregister,
-}
-
-/// Removal budget per service per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxRemovals {
-    Count(u32),
-    /// Percent of the service's listed instances, rounded down, at least 1 when the percent is above 0.
-    Percent(u32),
-}
-
-impl MaxRemovals {
-    /// The number of removals allowed per window for a service that lists `total` instances.
-    pub fn limit(self, total: usize) -> usize {
-        match self {
-            MaxRemovals::Count(n) => n as usize,
-            MaxRemovals::Percent(0) => 0,
-            MaxRemovals::Percent(p) => {
-                let scaled = total.saturating_mul(p.min(100) as usize) / 100;
-                scaled.max(1)
-            }
-        }
-    }
-}
-
-/// Restricts the governed instances to one port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortFilter {
-    Number(u16),
-    /// A container port name: matches an instance when the pod holding its IP declares a port with
-    /// this name and the instance's number.
-    Name(String),
-}
+// The policy enums are the CRD's own (plain data, no Kubernetes types), named here for what the
+// planner does with them.
+pub use crate::crd::{
+    Action as RemovalAction, MaxRemovals, OnNodeUnreachable as NodeAction,
+    OnPodTerminating as TerminatingAction, OnPodUnready as UnreadyAction,
+    PortSelector as PortFilter,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
