@@ -7,15 +7,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::crd::{
-    Action, NacosApiVersion, NacosBindingSpec, OnNodeUnreachable, OnPodTerminating, OnPodUnready,
-    PortSelector,
-};
+use crate::crd::{NacosApiVersion, NacosBindingSpec};
 use crate::model::NodeFacts;
 use crate::nacos::{ApiGeneration, Credentials, NacosConfig, TlsConfig};
-use crate::plan::{
-    NodeAction, Policy, PortFilter, RemovalAction, TerminatingAction, UnreadyAction,
-};
+use crate::plan::Policy;
 
 /// Why a binding cannot be acted on as written. Shown in the SpecValid condition and an Event.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -139,33 +134,16 @@ pub fn policy(spec: &NacosBindingSpec, scope: Vec<IpNet>) -> Result<Policy, Inpu
     let p = &spec.policy;
     let bad = |e: crate::crd::SpecError| InputError::Spec(e.to_string());
     Ok(Policy {
-        action: match p.action {
-            Action::Deregister => RemovalAction::Deregister,
-            Action::Disable => RemovalAction::Disable,
-        },
+        action: p.action,
         grace_period: Duration::from_secs(p.grace_period_seconds.into()),
-        on_pod_terminating: match p.on_pod_terminating {
-            OnPodTerminating::Deregister => TerminatingAction::Deregister,
-            OnPodTerminating::Ignore => TerminatingAction::Ignore,
-        },
-        on_pod_unready: match p.on_pod_unready {
-            OnPodUnready::Ignore => UnreadyAction::Ignore,
-            OnPodUnready::Disable => UnreadyAction::Disable,
-        },
-        on_node_unreachable: match p.on_node_unreachable {
-            OnNodeUnreachable::Ignore => NodeAction::Ignore,
-            OnNodeUnreachable::Disable => NodeAction::Disable,
-            OnNodeUnreachable::Deregister => NodeAction::Deregister,
-        },
+        on_pod_terminating: p.on_pod_terminating,
+        on_pod_unready: p.on_pod_unready,
+        on_node_unreachable: p.on_node_unreachable,
         node_unreachable_after: Duration::from_secs(p.node_unreachable_seconds.into()),
         max_removals: p.max_removals().map_err(bad)?,
         removal_window: Duration::from_secs(p.removal_window_seconds.into()),
         dry_run: p.dry_run,
-        port: match spec.pods.port_selector().map_err(bad)? {
-            None => None,
-            Some(PortSelector::Number(n)) => Some(PortFilter::Number(n)),
-            Some(PortSelector::Name(n)) => Some(PortFilter::Name(n)),
-        },
+        port: spec.pods.port_selector().map_err(bad)?,
         scope,
     })
 }
