@@ -1,0 +1,215 @@
+//! Applies a plan to Nacos: confirm (second signal), write, verify by reading back, and fall back
+//! from an ineffective DELETE to `enabled=false`. Touches nothing the plan did not name.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+use super::Context;
+use crate::cluster::PodScope;
+use crate::crd::NacosBinding;
+use crate::metrics::BindingLabels;
+use crate::model::{Instance, ServiceKey, ServiceSnapshot, DISABLED_BY_KEY};
+use crate::nacos::NacosClient;
+use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
+
+/// What became of one planned action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Result {
+    /// Written and seen to take.
+    Done,
+    /// A DELETE Nacos answered but did not apply; `disabled` says whether the fallback took.
+    Ineffective { disabled: bool },
+    /// The second signal contradicted the cache: nothing was written.
+    NotConfirmed(String),
+    /// The write or its verification failed: nothing is assumed.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub action: Action,
+    pub result: Result,
+}
+
+impl Outcome {
+    /// Taken offline, by the planned action or by the fallback.
+    pub fn took_offline(&self) -> bool {
+        self.action.kind.is_removal()
+            && matches!(
+                self.result,
+                Result::Done | Result::Ineffective { disabled: true }
+            )
+    }
+}
+
+pub async fn execute(
+    ctx: &Context,
+    b: &NacosBinding,
+    uid: &str,
+    nacos: &NacosClient,
+    plan: &Plan,
+    snapshots: &BTreeMap<ServiceKey, &ServiceSnapshot>,
+    memory: &mut Memory,
+) -> Vec<Outcome> {
+    let binding = super::reconcile::key(b);
+    let scope = PodScope::new(
+        &b.namespace().unwrap_or_default(),
+        &b.spec.pods.selector,
+        &b.spec.pods.namespaces,
+    )
+    .ok();
+    let mut outcomes = Vec::new();
+    for action in plan.actions() {
+        let Some(instance) = snapshots
+            .get(&action.instance.service)
+            .and_then(|s| s.instances.iter().find(|i| i.key == action.instance))
+        else {
+            continue; // the planner only plans listed instances
+        };
+        let result = match confirm(ctx, scope.as_ref(), action).await {
+            Err(why) => Result::NotConfirmed(why),
+            Ok(()) => apply(nacos, uid, action, instance, memory).await,
+        };
+        let label = match action.kind {
+            ActionKind::Deregister => "deregister",
+            ActionKind::Disable => "disable",
+            ActionKind::Enable => "enable",
+        };
+        let result_label = match &result {
+            Result::Done => "success",
+            Result::Ineffective { .. } => "ineffective",
+            Result::NotConfirmed(_) => "not_confirmed",
+            Result::Failed(_) => "failed",
+        };
+        ctx.metrics.count_action(&binding, label, result_label);
+        let outcome = Outcome {
+            action: action.clone(),
+            result,
+        };
+        if outcome.took_offline() {
+            let latency = (Utc::now() - action.evidence_at)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64();
+            ctx.metrics
+                .removal_latency
+                .get_or_create(&BindingLabels {
+                    binding: binding.clone(),
+                })
+                .observe(latency);
+        }
+        match &outcome.result {
+            Result::Done | Result::Ineffective { .. } => {
+                info!(instance = %action.instance, action = label, result = result_label, reason = %action.reason, "applied")
+            }
+            Result::NotConfirmed(why) | Result::Failed(why) => {
+                warn!(instance = %action.instance, action = label, result = result_label, %why, "not applied")
+            }
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// Two signals: the cache says no live pod of this binding holds the IP; ask the API server directly.
+async fn confirm(
+    ctx: &Context,
+    scope: Option<&PodScope>,
+    action: &Action,
+) -> std::result::Result<(), String> {
+    let Confirm::NoLivePodWithIp(ip) = action.confirm else {
+        return Ok(());
+    };
+    let Some(scope) = scope else {
+        return Err("the binding's pod selector is invalid".into());
+    };
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let listed = pods
+        .list(&ListParams::default().fields(&format!("status.podIP={ip}")))
+        .await
+        .map_err(|e| format!("confirming with the API server failed: {e}"))?;
+    let live = listed.items.iter().find(|p| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        p.metadata.deletion_timestamp.is_none()
+            && matches!(phase, Some("Running") | Some("Pending"))
+            && scope.matches(&p.namespace().unwrap_or_default(), p.labels())
+    });
+    match live {
+        Some(p) => Err(format!(
+            "the API server still has pod {}/{} on {ip}",
+            p.namespace().unwrap_or_default(),
+            p.name_any()
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn apply(
+    nacos: &NacosClient,
+    uid: &str,
+    action: &Action,
+    instance: &Instance,
+    memory: &mut Memory,
+) -> Result {
+    match action.kind {
+        ActionKind::Deregister => {
+            if let Err(e) = nacos.deregister(instance).await {
+                memory.forget_deregistration(&instance.key);
+                return Result::Failed(e.to_string());
+            }
+            match nacos.get_instance(&instance.key).await {
+                Ok(None) => Result::Done,
+                Ok(Some(still)) => {
+                    // Answered `ok`, still listed: a live gRPC owner (Nacos 2.x/3.x) or a 1.x
+                    // client re-registering. Disabling is what takes it away from consumers.
+                    memory.mark_ineffective(&instance.key);
+                    let disabled = disable(nacos, uid, &still).await.is_ok();
+                    Result::Ineffective { disabled }
+                }
+                Err(e) => Result::Failed(format!("verifying the deregistration: {e}")),
+            }
+        }
+        ActionKind::Disable => match disable(nacos, uid, instance).await {
+            Ok(()) => Result::Done,
+            Err(e) => Result::Failed(e),
+        },
+        ActionKind::Enable => {
+            let mut metadata = instance.metadata.clone();
+            metadata.remove(DISABLED_BY_KEY);
+            if let Err(e) = nacos.set_enabled(instance, true, &metadata).await {
+                return Result::Failed(e.to_string());
+            }
+            match nacos.get_instance(&instance.key).await {
+                Ok(Some(i)) if i.enabled => Result::Done,
+                Ok(_) => Result::Failed("the instance is not enabled after the write".into()),
+                Err(e) => Result::Failed(format!("verifying the enable: {e}")),
+            }
+        }
+    }
+}
+
+/// `enabled=false` with our marker, verified by reading the instance back.
+async fn disable(
+    nacos: &NacosClient,
+    uid: &str,
+    instance: &Instance,
+) -> std::result::Result<(), String> {
+    let mut metadata = instance.metadata.clone();
+    metadata.insert(DISABLED_BY_KEY.to_string(), uid.to_string());
+    nacos
+        .set_enabled(instance, false, &metadata)
+        .await
+        .map_err(|e| e.to_string())?;
+    match nacos.get_instance(&instance.key).await {
+        Ok(Some(i)) if !i.enabled => Ok(()),
+        Ok(Some(_)) => Err("the instance is still enabled after the write".into()),
+        // Gone by itself in the meantime: offline all the same.
+        Ok(None) => Ok(()),
+        Err(e) => Err(format!("verifying the disable: {e}")),
+    }
+}

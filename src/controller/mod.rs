@@ -1,0 +1,158 @@
+//! The controller: watches NacosBindings and the cluster, and runs one reconcile pass per binding
+//! when it or the pods it governs change (and every `resyncSeconds`).
+//!
+//! One pass: dereference (Secrets) → list Nacos → plan (pure) → execute and verify → report.
+
+mod execute;
+pub mod inputs;
+mod reconcile;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::Mutex;
+
+use crate::cluster::{binding_triggers, ClusterView, ClusterViewConfig, PodScope};
+use crate::crd::NacosBinding;
+use crate::metrics::Metrics;
+use crate::nacos::NacosClient;
+use crate::plan::Memory;
+use crate::server::Health;
+
+pub use reconcile::{reconcile, ReconcileError};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "nacos-reconciler";
+
+/// What a binding's passes share: remembered decisions and the Nacos client.
+#[derive(Default)]
+pub struct BindingState {
+    pub memory: Option<Memory>,
+    /// The client and the fingerprint of the configuration it was built from.
+    pub nacos: Option<(u64, Arc<NacosClient>)>,
+}
+
+/// Shared by every reconcile pass.
+pub struct Context {
+    pub client: Client,
+    pub view: ClusterView,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Per binding UID.
+    pub bindings: Mutex<HashMap<String, Arc<Mutex<BindingState>>>>,
+    /// False while this process is not the leader, or during the settle period after winning.
+    pub acting_allowed: Arc<AtomicBool>,
+}
+
+impl Context {
+    pub fn acting_allowed(&self) -> bool {
+        self.acting_allowed.load(Ordering::Relaxed)
+    }
+
+    async fn binding_state(&self, uid: &str) -> Arc<Mutex<BindingState>> {
+        let mut map = self.bindings.lock().await;
+        map.entry(uid.to_string()).or_default().clone()
+    }
+}
+
+/// Options of `nacos-reconciler run` that the controller needs.
+pub struct RunOptions {
+    pub cluster: ClusterViewConfig,
+    /// Namespaces whose NacosBindings are watched; empty = all.
+    pub binding_namespaces: Vec<String>,
+    pub concurrency: u16,
+    pub instance_name: String,
+}
+
+/// Runs the controller until a termination signal.
+pub async fn run(
+    client: Client,
+    opts: RunOptions,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    acting_allowed: Arc<AtomicBool>,
+) {
+    let (view, changes) = ClusterView::start(client.clone(), &opts.cluster);
+    {
+        // /readyz follows the cluster view's sync state.
+        let (view, health) = (view.clone(), health.clone());
+        tokio::spawn(async move {
+            loop {
+                health
+                    .caches_synced
+                    .store(view.is_synced(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    let api: Api<NacosBinding> = match opts.binding_namespaces.as_slice() {
+        [ns] => Api::namespaced(client.clone(), ns),
+        _ => Api::all(client.clone()),
+    };
+    let watched = opts.binding_namespaces.clone();
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let triggers = binding_triggers(changes, move || {
+        store
+            .state()
+            .iter()
+            .filter_map(|b| {
+                let ns = b.namespace()?;
+                let scope =
+                    PodScope::new(&ns, &b.spec.pods.selector, &b.spec.pods.namespaces).ok()?;
+                Some((ObjectRef::from_obj(&**b), scope))
+            })
+            .collect()
+    });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "nacos-reconciler".into(),
+            instance: Some(opts.instance_name.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        view,
+        metrics,
+        recorder,
+        bindings: Mutex::new(HashMap::new()),
+        acting_allowed,
+    });
+    controller
+        .reconcile_on(triggers)
+        .with_config(kube::runtime::controller::Config::default().concurrency(opts.concurrency))
+        .shutdown_on_signal()
+        .run(
+            move |b, ctx| {
+                let watched = watched.clone();
+                async move {
+                    // With several watched namespaces the API watches all; skip the others here.
+                    if !watched.is_empty()
+                        && !watched.iter().any(|n| Some(n) == b.namespace().as_ref())
+                    {
+                        return Ok(kube::runtime::controller::Action::await_change());
+                    }
+                    reconcile(b, ctx).await
+                }
+            },
+            reconcile::error_policy,
+            ctx,
+        )
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile ended in error");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,342 @@
+//! One reconcile pass of a NacosBinding.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::execute::{execute, Outcome};
+use super::inputs::{self, InputError, SecretData};
+use super::report::{self, Problem};
+use super::Context;
+use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
+use crate::metrics::BindingLabels;
+use crate::model::ServiceKey;
+use crate::nacos::{NacosClient, NacosError, ServerInfo};
+use crate::plan::{self, Memory, PlanInput, ServiceListing};
+
+/// Errors that end a pass early. Each becomes a condition and an Event; none crashes the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("the binding has no namespace")]
+    NoNamespace,
+    #[error("reading Secret {0}: {1}")]
+    SecretRead(String, #[source] kube::Error),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+pub fn error_policy(b: Arc<NacosBinding>, e: &ReconcileError, ctx: Arc<Context>) -> Requeue {
+    warn!(binding = %key(&b), error = %e, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&BindingLabels { binding: key(&b) })
+        .inc();
+    Requeue::requeue(Duration::from_secs(15))
+}
+
+pub(super) fn key(b: &NacosBinding) -> String {
+    format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
+}
+
+/// Reads the Secrets the binding references, in its own namespace only.
+async fn read_secrets(
+    ctx: &Context,
+    ns: &str,
+    b: &NacosBinding,
+) -> Result<Result<SecretData, InputError>, ReconcileError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let read = |name: String| {
+        let api = api.clone();
+        async move {
+            match api.get_opt(&name).await {
+                Ok(Some(s)) => Ok(Ok(s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect::<BTreeMap<_, _>>())),
+                Ok(None) => Ok(Err(InputError::SecretMissing {
+                    namespace: api_ns(&api),
+                    name,
+                })),
+                Err(e) => Err(ReconcileError::SecretRead(name, e)),
+            }
+        }
+    };
+    let mut data = SecretData::default();
+    if let Some(r) = &b.spec.nacos.credentials_secret_ref {
+        match read(r.name.clone()).await? {
+            Ok(d) => data.credentials = Some(d),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    if let Some(r) = b.spec.nacos.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()) {
+        match read(r.name.clone()).await? {
+            Ok(d) => data.ca = Some(d),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(data))
+}
+
+fn api_ns(api: &Api<Secret>) -> String {
+    api.resource_url()
+        .split('/')
+        .skip_while(|s| *s != "namespaces")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The Nacos client for this configuration, reused while the configuration (Secrets included) is
+/// unchanged so the login token is reused too.
+fn nacos_client(
+    state: &mut super::BindingState,
+    cfg: crate::nacos::NacosConfig,
+    ctx: &Context,
+) -> Result<Arc<NacosClient>, NacosError> {
+    let mut h = DefaultHasher::new();
+    format!("{cfg:?}").hash(&mut h);
+    cfg.credentials.fingerprint().hash(&mut h);
+    let fp = h.finish();
+    if let Some((old, c)) = &state.nacos {
+        if *old == fp {
+            return Ok(c.clone());
+        }
+    }
+    let c = Arc::new(
+        NacosClient::new(cfg)?.with_observer(Arc::new(report::RequestMetrics(ctx.metrics.clone()))),
+    );
+    state.nacos = Some((fp, c.clone()));
+    Ok(c)
+}
+
+/// The services a binding governs on this server: exact names, plus pattern matches.
+async fn governed_services(
+    b: &NacosBinding,
+    nacos: &NacosClient,
+) -> Result<Vec<(ServiceKey, Vec<String>)>, NacosError> {
+    let mut out: BTreeMap<ServiceKey, Vec<String>> = BTreeMap::new();
+    let mut listed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for sel in &b.spec.services {
+        if let Some(name) = &sel.name {
+            out.entry(ServiceKey::new(&sel.group, name))
+                .or_default()
+                .extend(sel.clusters.iter().cloned());
+            continue;
+        }
+        if !listed.contains_key(&sel.group) {
+            let names = nacos.list_services(&sel.group).await?;
+            listed.insert(sel.group.clone(), names);
+        }
+        for name in listed.get(&sel.group).into_iter().flatten() {
+            if sel.governs(name) {
+                out.entry(ServiceKey::new(&sel.group, name))
+                    .or_default()
+                    .extend(sel.clusters.iter().cloned());
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(k, mut c)| {
+            c.sort();
+            c.dedup();
+            (k, c)
+        })
+        .collect())
+}
+
+#[instrument(skip_all, fields(binding = %key(&b)))]
+pub async fn reconcile(
+    b: Arc<NacosBinding>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    let ns = b.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let uid = b.uid().unwrap_or_default();
+    let resync = Duration::from_secs(b.spec.resync_seconds.max(5).into());
+    let state = ctx.binding_state(&uid).await;
+    let mut state = state.lock().await;
+    let mut rep = report::Report::new(&b, &ctx);
+
+    // Dereference and validate everything the schema cannot.
+    if let Err(errors) = b.spec.check() {
+        let msg = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        rep.problem(Problem::InvalidSpec(msg)).await;
+        return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+    }
+    let secrets = match read_secrets(&ctx, &ns, &b).await? {
+        Ok(s) => s,
+        Err(e) => {
+            rep.problem(Problem::InvalidSpec(e.to_string())).await;
+            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+        }
+    };
+    let cfg = match inputs::nacos_config(&ns, &b.spec, &secrets) {
+        Ok(c) => c,
+        Err(e) => {
+            rep.problem(Problem::InvalidSpec(e.to_string())).await;
+            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+        }
+    };
+    if cfg.tls.insecure_skip_verify {
+        warn!("tls.insecureSkipVerify is set: the Nacos server's certificate is not verified");
+    }
+    let nacos = match nacos_client(&mut state, cfg, &ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            rep.problem(Problem::InvalidSpec(e.to_string())).await;
+            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+        }
+    };
+
+    // Nacos: which server, which services, and a full listing of each.
+    let server: ServerInfo = match nacos.server_info().await {
+        Ok(s) => s,
+        Err(e) => {
+            rep.problem(Problem::from_nacos(&e)).await;
+            return rep.finish(None, started).await.map(|_| Requeue::requeue(retry_after(resync)));
+        }
+    };
+    rep.server(&server);
+    let services = match governed_services(&b, &nacos).await {
+        Ok(s) => s,
+        Err(e) => {
+            rep.problem(Problem::from_nacos(&e)).await;
+            return rep.finish(None, started).await.map(|_| Requeue::requeue(retry_after(resync)));
+        }
+    };
+    let mut listings = Vec::with_capacity(services.len());
+    let mut nacos_problem = None;
+    for (service, clusters) in &services {
+        let listing = match nacos.list_instances(service, clusters).await {
+            Ok(snap) => Ok(snap),
+            Err(e) => {
+                nacos_problem.get_or_insert_with(|| Problem::from_nacos(&e));
+                Err(e.to_string())
+            }
+        };
+        listings.push(ServiceListing {
+            service: service.clone(),
+            listing,
+        });
+    }
+    if let Some(p) = nacos_problem {
+        rep.problem(p).await;
+    }
+
+    // The cluster side of the evidence, for exactly the IPs Nacos lists.
+    let synced = ctx.view.is_synced();
+    if !synced {
+        rep.problem(Problem::CacheNotSynced(ctx.view.unsynced_reasons().join("; ")))
+            .await;
+    }
+    let scope_pods =
+        match crate::cluster::PodScope::new(&ns, &b.spec.pods.selector, &b.spec.pods.namespaces) {
+            Ok(s) => s,
+            Err(e) => {
+                rep.problem(Problem::InvalidSpec(e.to_string())).await;
+                return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+            }
+        };
+    let ips: BTreeSet<IpAddr> = listings
+        .iter()
+        .filter_map(|l| l.listing.as_ref().ok())
+        .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
+        .collect();
+    let facts = ctx.view.facts_for_ips(&scope_pods, ips.iter());
+    let scope = inputs::scope(&b.spec, &facts.nodes).unwrap_or_default();
+    let policy = match inputs::policy(&b.spec, scope) {
+        Ok(p) => p,
+        Err(e) => {
+            rep.problem(Problem::InvalidSpec(e.to_string())).await;
+            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+        }
+    };
+
+    // Decide.
+    let memory = state
+        .memory
+        .take()
+        .unwrap_or_else(|| report::memory_from_status(&b));
+    let approval = approval_token(&b);
+    let now = Utc::now();
+    let planned = plan::plan(&PlanInput {
+        binding_uid: &uid,
+        policy: &policy,
+        caches_synced: synced,
+        acting_allowed: ctx.acting_allowed(),
+        pods: &facts.pods,
+        nodes: &facts.nodes,
+        tombstones: &facts.tombstones,
+        services: &listings,
+        approval: approval.as_deref(),
+        memory: &memory,
+        now,
+    });
+    if !ctx.acting_allowed() {
+        rep.note_not_leader();
+    }
+
+    // Act, verify, remember what the registry showed.
+    let mut memory: Memory = planned.memory.clone();
+    let snapshots: BTreeMap<ServiceKey, &crate::model::ServiceSnapshot> = listings
+        .iter()
+        .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), s)))
+        .collect();
+    let outcomes: Vec<Outcome> = execute(
+        &ctx,
+        &b,
+        &uid,
+        &nacos,
+        &planned,
+        &snapshots,
+        &mut memory,
+    )
+    .await;
+    state.memory = Some(memory.clone());
+    for o in &outcomes {
+        rep.outcome(o).await;
+    }
+    rep.plan(&planned, &memory, policy.removal_window).await;
+    if planned.approval_consumed {
+        info!("approval annotation consumed");
+    }
+    let next = planned
+        .services
+        .iter()
+        .flat_map(|s| s.waiting.iter().map(|w| w.due_at))
+        .min()
+        .and_then(|due| (due - now).to_std().ok())
+        .map(|d| d + Duration::from_millis(200))
+        .unwrap_or(resync)
+        .min(resync);
+    rep.finish(Some(approval), started).await?;
+    Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
+}
+
+/// Sooner than a full resync after a Nacos failure, but not hot.
+fn retry_after(resync: Duration) -> Duration {
+    resync.min(Duration::from_secs(10))
+}
+
+/// The approval annotation's value when it names the binding's current generation.
+fn approval_token(b: &NacosBinding) -> Option<String> {
+    let value = b.annotations().get(APPROVE_ANNOTATION)?;
+    let generation = b.metadata.generation?;
+    (value.trim() == generation.to_string()).then(|| value.trim().to_string())
+}

@@ -1,0 +1,497 @@
+//! What users see of a pass: status (server-side apply), conditions, Events and metrics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use tracing::warn;
+
+use super::execute::{Outcome, Result as Applied};
+use super::reconcile::{key, ReconcileError};
+use super::{Context, FIELD_MANAGER};
+use crate::crd::{
+    InstanceCounts, NacosApi, NacosBinding, NacosBindingStatus, NacosServerStatus, PendingAction,
+    PendingState, PlannedAction, RemovalRecord, ServiceStatus, MAX_PENDING, MAX_REMOVAL_RECORDS,
+};
+use crate::metrics::{BindingLabels, Metrics, RequestErrorLabels, RequestLabels, VerdictLabels};
+use crate::model::{InstanceKey, ServiceKey};
+use crate::nacos::{ApiGeneration, NacosError, RequestEvent, RequestObserver, ServerInfo};
+use crate::plan::{Action, ActionKind, Memory, Plan, Verdict};
+
+/// Why a pass could not do its whole job.
+#[derive(Debug, Clone)]
+pub enum Problem {
+    InvalidSpec(String),
+    NacosUnavailable(String),
+    AuthFailed(String),
+    CacheNotSynced(String),
+}
+
+impl Problem {
+    pub fn from_nacos(e: &NacosError) -> Self {
+        match e.kind() {
+            "auth" => Problem::AuthFailed(e.to_string()),
+            "config" => Problem::InvalidSpec(e.to_string()),
+            _ => Problem::NacosUnavailable(e.to_string()),
+        }
+    }
+}
+
+pub fn to_time(t: DateTime<Utc>) -> Option<Time> {
+    let nanos = t.timestamp_nanos_opt()?;
+    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos.into())
+        .ok()
+        .map(Time)
+}
+
+fn from_time(t: &Time) -> Option<DateTime<Utc>> {
+    crate::cluster::to_chrono(t)
+}
+
+/// The budget already spent and the approval already used, as the status recorded them: a new
+/// leader (or a restarted operator) starts from there, not from zero.
+pub fn memory_from_status(b: &NacosBinding) -> Memory {
+    let mut m = Memory::default();
+    if let Some(s) = &b.status {
+        for r in &s.removals {
+            if let Some(t) = from_time(&r.time) {
+                m.removals
+                    .entry(ServiceKey::new(&r.group, &r.service))
+                    .or_default()
+                    .push(t);
+            }
+        }
+        m.approval_consumed = s.approved_token.clone();
+    }
+    m
+}
+
+/// Feeds the Nacos client's requests into the metrics.
+pub struct RequestMetrics(pub Arc<Metrics>);
+
+impl RequestObserver for RequestMetrics {
+    fn on_request(&self, ev: &RequestEvent<'_>) {
+        let operation = operation_of(ev.method, ev.path).to_string();
+        self.0
+            .nacos_request_duration
+            .get_or_create(&RequestLabels {
+                operation: operation.clone(),
+            })
+            .observe(ev.elapsed.as_secs_f64());
+        let kind = match ev.status {
+            None => Some("unreachable"),
+            Some(401 | 403) => Some("auth"),
+            Some(s) if s >= 400 => Some("server"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.0
+                .nacos_request_errors
+                .get_or_create(&RequestErrorLabels {
+                    operation,
+                    kind: kind.into(),
+                })
+                .inc();
+        }
+    }
+}
+
+fn operation_of(method: &str, path: &str) -> &'static str {
+    match (method, path) {
+        (_, p) if p.contains("/auth/") => "login",
+        (_, p) if p.contains("state") => "server_info",
+        ("DELETE", _) => "deregister",
+        ("PATCH" | "PUT", _) => "set_enabled",
+        (_, p) if p.contains("service") && p.contains("list") => "list_services",
+        (_, p) if p.ends_with("/ns/instance") => "get_instance",
+        _ => "list_instances",
+    }
+}
+
+/// Collects what a pass found and did, then writes it once.
+pub struct Report<'a> {
+    b: &'a NacosBinding,
+    ctx: &'a Context,
+    problems: Vec<Problem>,
+    server: Option<NacosServerStatus>,
+    status: NacosBindingStatus,
+    planned: bool,
+    not_leader: bool,
+    held: usize,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(b: &'a NacosBinding, ctx: &'a Context) -> Self {
+        // Start from the last status so a pass that stops early keeps the counters it cannot refresh.
+        let status = b.status.clone().unwrap_or_default();
+        Self {
+            b,
+            ctx,
+            problems: Vec::new(),
+            server: None,
+            status,
+            planned: false,
+            not_leader: false,
+            held: 0,
+        }
+    }
+
+    pub fn server(&mut self, s: &ServerInfo) {
+        self.server = Some(NacosServerStatus {
+            version: Some(s.version.clone()),
+            api: match s.api {
+                ApiGeneration::V3 => Some(NacosApi::V3),
+                ApiGeneration::V2 => Some(NacosApi::V2),
+                ApiGeneration::V1 => Some(NacosApi::V1),
+                ApiGeneration::Auto => None,
+            },
+        });
+    }
+
+    pub fn note_not_leader(&mut self) {
+        self.not_leader = true;
+    }
+
+    pub async fn problem(&mut self, p: Problem) {
+        let (reason, msg) = match &p {
+            Problem::InvalidSpec(m) => ("InvalidSpec", m),
+            Problem::NacosUnavailable(m) => ("NacosUnavailable", m),
+            Problem::AuthFailed(m) => ("AuthFailed", m),
+            Problem::CacheNotSynced(m) => ("CacheNotSynced", m),
+        };
+        self.event(
+            EventType::Warning,
+            reason,
+            &format!("{msg}; nothing removed"),
+        )
+        .await;
+        self.problems.push(p);
+    }
+
+    pub async fn outcome(&mut self, o: &Outcome) {
+        let a = &o.action;
+        let target = describe(&a.instance);
+        match &o.result {
+            Applied::Done => {
+                let (reason, verb) = match a.kind {
+                    ActionKind::Deregister => ("Deregistered", "deregistered"),
+                    ActionKind::Disable => ("Disabled", "disabled"),
+                    ActionKind::Enable => ("Enabled", "enabled"),
+                };
+                self.event(EventType::Normal, reason, &format!("{target} {verb}: {}", a.reason))
+                    .await;
+            }
+            Applied::Ineffective { disabled } => {
+                let then = if *disabled {
+                    "disabled it instead (enabled=false)"
+                } else {
+                    "disabling it failed too"
+                };
+                self.event(
+                    EventType::Warning,
+                    "DeregisterIneffective",
+                    &format!(
+                        "{target}: Nacos answered ok to the deregistration but still lists it \
+                         (a live client owns it); {then}: {}",
+                        a.reason
+                    ),
+                )
+                .await;
+            }
+            Applied::NotConfirmed(why) => {
+                self.event(
+                    EventType::Normal,
+                    "NotConfirmed",
+                    &format!("{target} left alone: {why}"),
+                )
+                .await;
+            }
+            Applied::Failed(why) => {
+                self.event(
+                    EventType::Warning,
+                    "ActionFailed",
+                    &format!("{target}: {} failed: {why}", verb_of(a.kind)),
+                )
+                .await;
+            }
+        }
+        if o.took_offline() {
+            self.status.removed_total += 1;
+        }
+    }
+
+    /// Counts, pending work, held removals, dry-run reports and the remembered budget.
+    pub async fn plan(&mut self, plan: &Plan, memory: &Memory, window: Duration) {
+        self.planned = true;
+        let binding = key(self.b);
+        let mut totals = InstanceCounts::default();
+        let mut by_verdict: BTreeMap<Verdict, i64> = BTreeMap::new();
+        let mut services = Vec::new();
+        let mut pending = Vec::new();
+        let mut held = 0usize;
+        for sp in &plan.services {
+            let c = &sp.counts;
+            totals.total += c.total as u32;
+            totals.live += c.live as u32;
+            totals.stale += c.stale as u32;
+            totals.offline += c.offline as u32;
+            totals.foreign += c.foreign as u32;
+            for v in &sp.instances {
+                *by_verdict.entry(v.verdict).or_default() += 1;
+            }
+            services.push(ServiceStatus {
+                name: sp.service.name.clone(),
+                group: sp.service.group.clone(),
+                total: c.total as u32,
+                live: c.live as u32,
+                stale: c.stale as u32,
+                offline: c.offline as u32,
+                held: c.held as u32,
+            });
+            for w in &sp.waiting {
+                pending.push(pending_of(&w.action, PendingState::Grace, Some(w.due_at)));
+            }
+            for a in &sp.held {
+                pending.push(pending_of(a, PendingState::Held, None));
+            }
+            for a in &sp.would_act {
+                pending.push(pending_of(a, PendingState::DryRun, None));
+                let target = describe(&a.instance);
+                let (reason, verb) = match a.kind {
+                    ActionKind::Deregister => ("WouldDeregister", "would be deregistered"),
+                    ActionKind::Disable => ("WouldDisable", "would be disabled"),
+                    ActionKind::Enable => ("WouldEnable", "would be enabled"),
+                };
+                self.event(
+                    EventType::Normal,
+                    reason,
+                    &format!("{target} {verb} (dryRun): {}", a.reason),
+                )
+                .await;
+            }
+            if !sp.held.is_empty() {
+                held += sp.held.len();
+                self.event(
+                    EventType::Warning,
+                    "RemovalsHeld",
+                    &format!(
+                        "{}: {} removal(s) held by maxRemovals {} per {}s ({}); approve one batch with: \
+                         kubectl annotate nb -n {} {} {}={} --overwrite",
+                        sp.service,
+                        sp.held.len(),
+                        self.b.spec.policy.max_removals().map(|m| m.to_string()).unwrap_or_default(),
+                        window.as_secs(),
+                        sp.held.iter().map(|a| describe(&a.instance)).collect::<Vec<_>>().join(", "),
+                        self.b.namespace().unwrap_or_default(),
+                        self.b.name_any(),
+                        crate::crd::APPROVE_ANNOTATION,
+                        self.b.metadata.generation.unwrap_or_default(),
+                    ),
+                )
+                .await;
+            }
+            if let Some(why) = &sp.blocked {
+                warn!(service = %sp.service, %why, "no action for this service");
+            }
+        }
+        if plan.frozen {
+            self.event(
+                EventType::Warning,
+                "NodeActionsFrozen",
+                "more than half of the nodes are not Ready: node-based actions are frozen",
+            )
+            .await;
+        }
+        pending.truncate(MAX_PENDING);
+        for (verdict, n) in by_verdict {
+            self.ctx
+                .metrics
+                .instances
+                .get_or_create(&VerdictLabels {
+                    binding: binding.clone(),
+                    verdict: verdict.to_string().to_lowercase(),
+                })
+                .set(n);
+        }
+        self.ctx
+            .metrics
+            .held_removals
+            .get_or_create(&BindingLabels { binding })
+            .set(held as i64);
+        self.status.instances = totals;
+        self.status.service_count = services.len() as u32;
+        self.status.services = services;
+        self.status.pending = pending;
+        self.status.removals = removal_records(memory);
+        self.status.approved_token = memory.approval_consumed.clone();
+        self.held = held;
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, note: &str) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&ev, &self.b.object_ref(&()))
+            .await
+        {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Writes status and records the pass duration.
+    pub async fn finish(
+        mut self,
+        _approval: Option<Option<String>>,
+        started: Instant,
+    ) -> Result<(), ReconcileError> {
+        let now = Utc::now();
+        let gen = self.b.metadata.generation;
+        let old = self.b.status.clone().unwrap_or_default().conditions;
+        let mut conds = Vec::new();
+        let find = |k: fn(&Problem) -> bool| {
+            self.problems.iter().find(|p| k(p)).map(|p| match p {
+                Problem::InvalidSpec(m)
+                | Problem::NacosUnavailable(m)
+                | Problem::AuthFailed(m)
+                | Problem::CacheNotSynced(m) => m.clone(),
+            })
+        };
+        let spec_bad = find(|p| matches!(p, Problem::InvalidSpec(_)));
+        let auth_bad = find(|p| matches!(p, Problem::AuthFailed(_)));
+        let nacos_bad = find(|p| matches!(p, Problem::NacosUnavailable(_)));
+        let cache_bad = find(|p| matches!(p, Problem::CacheNotSynced(_)));
+        conds.push(cond(&old, "SpecValid", spec_bad.is_none(), spec_bad.as_deref().map_or(("Valid", "the spec is valid"), |m| ("InvalidSpec", m)), gen, now));
+        let nacos_state = match (&auth_bad, &nacos_bad) {
+            (Some(m), _) => (false, "AuthFailed", m.as_str()),
+            (None, Some(m)) => (false, "NacosUnavailable", m.as_str()),
+            (None, None) if spec_bad.is_some() => (false, "NotChecked", "the spec is invalid"),
+            (None, None) => (true, "Reachable", "every listing succeeded"),
+        };
+        conds.push(cond(&old, "NacosReachable", nacos_state.0, (nacos_state.1, nacos_state.2), gen, now));
+        let cache_ok = cache_bad.is_none() && self.ctx.view.is_synced();
+        conds.push(cond(&old, "CacheSynced", cache_ok, cache_bad.as_deref().map_or(("Synced", "every watch cache has synced"), |m| ("NotSynced", m)), gen, now));
+        let held_msg = format!("{} removal(s) held by the removal budget", self.held);
+        conds.push(cond(&old, "RemovalsHeld", self.held > 0, if self.held > 0 { ("BudgetExceeded", held_msg.as_str()) } else { ("WithinBudget", "no removal is held") }, gen, now));
+        let ready = self.problems.is_empty() && self.planned;
+        let ready_msg = if self.not_leader {
+            "reconciled; this replica is not the leader (or is settling): nothing is written to Nacos"
+        } else {
+            "every governed service was compared with the cluster"
+        };
+        conds.push(cond(&old, "Ready", ready, if ready { ("Reconciled", ready_msg) } else { ("Degraded", "see the other conditions") }, gen, now));
+        self.status.conditions = conds;
+        self.status.observed_generation = gen;
+        if self.server.is_some() {
+            self.status.nacos = self.server.take();
+        }
+        if self.planned {
+            self.status.last_sync_time = to_time(now);
+        }
+        let api: Api<NacosBinding> =
+            Api::namespaced(self.ctx.client.clone(), &self.b.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": "nacos-reconciler.io/v1alpha1",
+            "kind": "NacosBinding",
+            "status": self.status,
+        });
+        let result = api
+            .patch_status(
+                &self.b.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await;
+        self.ctx
+            .metrics
+            .reconcile_duration
+            .get_or_create(&BindingLabels { binding: key(self.b) })
+            .observe(started.elapsed().as_secs_f64());
+        result.map(|_| ()).map_err(ReconcileError::Status)
+    }
+}
+
+fn cond(
+    old: &[Condition],
+    type_: &str,
+    ok: bool,
+    (reason, message): (&str, &str),
+    gen: Option<i64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    // The transition time moves only when the status does.
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .or_else(|| to_time(now))
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.chars().take(1000).collect(),
+        last_transition_time: since,
+        observed_generation: gen,
+    }
+}
+
+fn describe(k: &InstanceKey) -> String {
+    k.to_string()
+}
+
+fn verb_of(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Deregister => "deregistration",
+        ActionKind::Disable => "disabling",
+        ActionKind::Enable => "enabling",
+    }
+}
+
+fn pending_of(a: &Action, state: PendingState, due: Option<DateTime<Utc>>) -> PendingAction {
+    PendingAction {
+        service: a.instance.service.name.clone(),
+        group: a.instance.service.group.clone(),
+        ip: a.instance.ip.to_string(),
+        port: a.instance.port,
+        action: match a.kind {
+            ActionKind::Deregister => PlannedAction::Deregister,
+            ActionKind::Disable => PlannedAction::Disable,
+            ActionKind::Enable => PlannedAction::Enable,
+        },
+        state: Some(state),
+        reason: a.reason.clone(),
+        due: due.and_then(to_time),
+    }
+}
+
+fn removal_records(memory: &Memory) -> Vec<RemovalRecord> {
+    let mut out: Vec<RemovalRecord> = memory
+        .removals
+        .iter()
+        .flat_map(|(svc, times)| {
+            times.iter().filter_map(move |t| {
+                Some(RemovalRecord {
+                    service: svc.name.clone(),
+                    group: svc.group.clone(),
+                    time: to_time(*t)?,
+                })
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.time.0.cmp(&a.time.0));
+    out.truncate(MAX_REMOVAL_RECORDS);
+    out
+}
