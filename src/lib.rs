@@ -1,8 +1,10 @@
 //! nacos-reconciler: takes Nacos instances offline when the Kubernetes pod or node behind them is gone.
 
 pub mod cluster;
+pub mod controller;
 pub mod crd;
 pub mod metrics;
 pub mod model;
+pub mod nacos;
 pub mod plan;
 pub mod server;
