@@ -1,1 +1,155 @@
-fn main() {}
+//! nacos-reconciler: the command line. `run` the controller, print a one-shot `plan`, print the `crd`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nacos_reconciler::cluster::{ClusterViewConfig, WatchNamespaces};
+use nacos_reconciler::controller::{self, RunOptions};
+use nacos_reconciler::metrics::Metrics;
+use nacos_reconciler::server::{self, Health};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "nacos-reconciler",
+    version,
+    about = "Takes Nacos instances offline when their Kubernetes pod or node is gone"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print the NacosBinding CRD as YAML.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig file; default: in-cluster, then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Namespaces to watch (pods and NacosBindings), comma-separated; empty = all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. info or nacos_reconciler=debug.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Bindings reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+    /// Name of this replica in Events and leases (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME", default_value = "nacos-reconciler")]
+    instance_name: String,
+}
+
+fn init_logs(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow_like::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Start-up errors: printed once, exit code 1.
+mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+async fn run(args: RunArgs) -> anyhow_like::Result<()> {
+    init_logs(args.log_format, &args.log_level);
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let server = tokio::spawn(server::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+    ));
+    let namespaces = args
+        .namespaces
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>();
+    let cluster = ClusterViewConfig {
+        namespaces: if namespaces.is_empty() {
+            WatchNamespaces::All
+        } else {
+            WatchNamespaces::Only(namespaces.clone())
+        },
+        ..ClusterViewConfig::default()
+    };
+    let acting_allowed = Arc::new(AtomicBool::new(true));
+    tokio::select! {
+        _ = controller::run(
+            client,
+            RunOptions {
+                cluster,
+                binding_namespaces: namespaces,
+                concurrency: args.concurrency.max(1),
+                instance_name: args.instance_name,
+            },
+            metrics,
+            health,
+            acting_allowed,
+        ) => Ok(()),
+        r = server => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("metrics server on {}: {e}", args.metrics_addr).into()),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", nacos_reconciler::crd::crd_yaml());
+            Ok(())
+        }
+        Command::Version => {
+            println!("nacos-reconciler {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("nacos-reconciler: {e}");
+        std::process::exit(1);
+    }
+}

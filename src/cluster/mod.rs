@@ -43,8 +43,7 @@ use tokio::task::JoinHandle;
 pub use change::{binding_triggers, bindings_for_change, BindingRef, ClusterChange};
 pub use index::TombstoneLimits;
 pub use prune::{
-    to_chrono,
-    node_facts, pod_info, slice_info, EndpointFacts, EndpointInfo, PodInfo, SliceInfo,
+    node_facts, pod_info, slice_info, to_chrono, EndpointFacts, EndpointInfo, PodInfo, SliceInfo,
     TombstoneInfo,
 };
 pub use selector::{selector_matches, LabelMatcher, PodScope, SelectorError};

@@ -79,7 +79,13 @@ async fn read_secrets(
             Err(e) => return Ok(Err(e)),
         }
     }
-    if let Some(r) = b.spec.nacos.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()) {
+    if let Some(r) = b
+        .spec
+        .nacos
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_secret_ref.as_ref())
+    {
         match read(r.name.clone()).await? {
             Ok(d) => data.ca = Some(d),
             Err(e) => return Ok(Err(e)),
@@ -102,11 +108,14 @@ fn api_ns(api: &Api<Secret>) -> String {
 fn nacos_client(
     state: &mut super::BindingState,
     cfg: crate::nacos::NacosConfig,
+    secrets: &SecretData,
     ctx: &Context,
 ) -> Result<Arc<NacosClient>, NacosError> {
+    // Debug output redacts secrets, so hash the Secret data too: a rotated password makes a new client.
     let mut h = DefaultHasher::new();
     format!("{cfg:?}").hash(&mut h);
-    cfg.credentials.fingerprint().hash(&mut h);
+    secrets.credentials.hash(&mut h);
+    secrets.ca.hash(&mut h);
     let fp = h.finish();
     if let Some((old, c)) = &state.nacos {
         if *old == fp {
@@ -157,10 +166,7 @@ async fn governed_services(
 }
 
 #[instrument(skip_all, fields(binding = %key(&b)))]
-pub async fn reconcile(
-    b: Arc<NacosBinding>,
-    ctx: Arc<Context>,
-) -> Result<Requeue, ReconcileError> {
+pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
     let ns = b.namespace().ok_or(ReconcileError::NoNamespace)?;
     let uid = b.uid().unwrap_or_default();
@@ -177,30 +183,42 @@ pub async fn reconcile(
             .collect::<Vec<_>>()
             .join("; ");
         rep.problem(Problem::InvalidSpec(msg)).await;
-        return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+        return rep
+            .finish(None, started)
+            .await
+            .map(|_| Requeue::requeue(resync));
     }
     let secrets = match read_secrets(&ctx, &ns, &b).await? {
         Ok(s) => s,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+            return rep
+                .finish(None, started)
+                .await
+                .map(|_| Requeue::requeue(resync));
         }
     };
     let cfg = match inputs::nacos_config(&ns, &b.spec, &secrets) {
         Ok(c) => c,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+            return rep
+                .finish(None, started)
+                .await
+                .map(|_| Requeue::requeue(resync));
         }
     };
     if cfg.tls.insecure_skip_verify {
         warn!("tls.insecureSkipVerify is set: the Nacos server's certificate is not verified");
     }
-    let nacos = match nacos_client(&mut state, cfg, &ctx) {
+    let nacos = match nacos_client(&mut state, cfg, &secrets, &ctx) {
         Ok(c) => c,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+            return rep
+                .finish(None, started)
+                .await
+                .map(|_| Requeue::requeue(resync));
         }
     };
 
@@ -209,7 +227,10 @@ pub async fn reconcile(
         Ok(s) => s,
         Err(e) => {
             rep.problem(Problem::from_nacos(&e)).await;
-            return rep.finish(None, started).await.map(|_| Requeue::requeue(retry_after(resync)));
+            return rep
+                .finish(None, started)
+                .await
+                .map(|_| Requeue::requeue(retry_after(resync)));
         }
     };
     rep.server(&server);
@@ -217,7 +238,10 @@ pub async fn reconcile(
         Ok(s) => s,
         Err(e) => {
             rep.problem(Problem::from_nacos(&e)).await;
-            return rep.finish(None, started).await.map(|_| Requeue::requeue(retry_after(resync)));
+            return rep
+                .finish(None, started)
+                .await
+                .map(|_| Requeue::requeue(retry_after(resync)));
         }
     };
     let mut listings = Vec::with_capacity(services.len());
@@ -242,15 +266,20 @@ pub async fn reconcile(
     // The cluster side of the evidence, for exactly the IPs Nacos lists.
     let synced = ctx.view.is_synced();
     if !synced {
-        rep.problem(Problem::CacheNotSynced(ctx.view.unsynced_reasons().join("; ")))
-            .await;
+        rep.problem(Problem::CacheNotSynced(
+            ctx.view.unsynced_reasons().join("; "),
+        ))
+        .await;
     }
     let scope_pods =
         match crate::cluster::PodScope::new(&ns, &b.spec.pods.selector, &b.spec.pods.namespaces) {
             Ok(s) => s,
             Err(e) => {
                 rep.problem(Problem::InvalidSpec(e.to_string())).await;
-                return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+                return rep
+                    .finish(None, started)
+                    .await
+                    .map(|_| Requeue::requeue(resync));
             }
         };
     let ips: BTreeSet<IpAddr> = listings
@@ -264,7 +293,10 @@ pub async fn reconcile(
         Ok(p) => p,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(None, started).await.map(|_| Requeue::requeue(resync));
+            return rep
+                .finish(None, started)
+                .await
+                .map(|_| Requeue::requeue(resync));
         }
     };
 
@@ -298,16 +330,8 @@ pub async fn reconcile(
         .iter()
         .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), s)))
         .collect();
-    let outcomes: Vec<Outcome> = execute(
-        &ctx,
-        &b,
-        &uid,
-        &nacos,
-        &planned,
-        &snapshots,
-        &mut memory,
-    )
-    .await;
+    let outcomes: Vec<Outcome> =
+        execute(&ctx, &b, &uid, &nacos, &planned, &snapshots, &mut memory).await;
     state.memory = Some(memory.clone());
     for o in &outcomes {
         rep.outcome(o).await;

@@ -183,8 +183,12 @@ impl<'a> Report<'a> {
                     ActionKind::Disable => ("Disabled", "disabled"),
                     ActionKind::Enable => ("Enabled", "enabled"),
                 };
-                self.event(EventType::Normal, reason, &format!("{target} {verb}: {}", a.reason))
-                    .await;
+                self.event(
+                    EventType::Normal,
+                    reason,
+                    &format!("{target} {verb}: {}", a.reason),
+                )
+                .await;
             }
             Applied::Ineffective { disabled } => {
                 let then = if *disabled {
@@ -372,25 +376,74 @@ impl<'a> Report<'a> {
         let auth_bad = find(|p| matches!(p, Problem::AuthFailed(_)));
         let nacos_bad = find(|p| matches!(p, Problem::NacosUnavailable(_)));
         let cache_bad = find(|p| matches!(p, Problem::CacheNotSynced(_)));
-        conds.push(cond(&old, "SpecValid", spec_bad.is_none(), spec_bad.as_deref().map_or(("Valid", "the spec is valid"), |m| ("InvalidSpec", m)), gen, now));
+        conds.push(cond(
+            &old,
+            "SpecValid",
+            spec_bad.is_none(),
+            spec_bad
+                .as_deref()
+                .map_or(("Valid", "the spec is valid"), |m| ("InvalidSpec", m)),
+            gen,
+            now,
+        ));
         let nacos_state = match (&auth_bad, &nacos_bad) {
             (Some(m), _) => (false, "AuthFailed", m.as_str()),
             (None, Some(m)) => (false, "NacosUnavailable", m.as_str()),
             (None, None) if spec_bad.is_some() => (false, "NotChecked", "the spec is invalid"),
             (None, None) => (true, "Reachable", "every listing succeeded"),
         };
-        conds.push(cond(&old, "NacosReachable", nacos_state.0, (nacos_state.1, nacos_state.2), gen, now));
+        conds.push(cond(
+            &old,
+            "NacosReachable",
+            nacos_state.0,
+            (nacos_state.1, nacos_state.2),
+            gen,
+            now,
+        ));
         let cache_ok = cache_bad.is_none() && self.ctx.view.is_synced();
-        conds.push(cond(&old, "CacheSynced", cache_ok, cache_bad.as_deref().map_or(("Synced", "every watch cache has synced"), |m| ("NotSynced", m)), gen, now));
+        conds.push(cond(
+            &old,
+            "CacheSynced",
+            cache_ok,
+            cache_bad
+                .as_deref()
+                .map_or(("Synced", "every watch cache has synced"), |m| {
+                    ("NotSynced", m)
+                }),
+            gen,
+            now,
+        ));
         let held_msg = format!("{} removal(s) held by the removal budget", self.held);
-        conds.push(cond(&old, "RemovalsHeld", self.held > 0, if self.held > 0 { ("BudgetExceeded", held_msg.as_str()) } else { ("WithinBudget", "no removal is held") }, gen, now));
+        conds.push(cond(
+            &old,
+            "RemovalsHeld",
+            self.held > 0,
+            if self.held > 0 {
+                ("BudgetExceeded", held_msg.as_str())
+            } else {
+                ("WithinBudget", "no removal is held")
+            },
+            gen,
+            now,
+        ));
         let ready = self.problems.is_empty() && self.planned;
         let ready_msg = if self.not_leader {
             "reconciled; this replica is not the leader (or is settling): nothing is written to Nacos"
         } else {
             "every governed service was compared with the cluster"
         };
-        conds.push(cond(&old, "Ready", ready, if ready { ("Reconciled", ready_msg) } else { ("Degraded", "see the other conditions") }, gen, now));
+        conds.push(cond(
+            &old,
+            "Ready",
+            ready,
+            if ready {
+                ("Reconciled", ready_msg)
+            } else {
+                ("Degraded", "see the other conditions")
+            },
+            gen,
+            now,
+        ));
         self.status.conditions = conds;
         self.status.observed_generation = gen;
         if self.server.is_some() {
@@ -399,8 +452,10 @@ impl<'a> Report<'a> {
         if self.planned {
             self.status.last_sync_time = to_time(now);
         }
-        let api: Api<NacosBinding> =
-            Api::namespaced(self.ctx.client.clone(), &self.b.namespace().unwrap_or_default());
+        let api: Api<NacosBinding> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.b.namespace().unwrap_or_default(),
+        );
         let patch = serde_json::json!({
             "apiVersion": "nacos-reconciler.io/v1alpha1",
             "kind": "NacosBinding",
@@ -416,7 +471,9 @@ impl<'a> Report<'a> {
         self.ctx
             .metrics
             .reconcile_duration
-            .get_or_create(&BindingLabels { binding: key(self.b) })
+            .get_or_create(&BindingLabels {
+                binding: key(self.b),
+            })
             .observe(started.elapsed().as_secs_f64());
         result.map(|_| ()).map_err(ReconcileError::Status)
     }

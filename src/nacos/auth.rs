@@ -15,7 +15,10 @@ pub enum Credentials {
     /// Nacos user: log in for a token (`/v1/auth/login`, 3.x `/v3/auth/user/login`).
     UserPassword { username: String, password: String },
     /// Alibaba Cloud MSE style: every request is signed with HmacSHA1 of the secret key.
-    AccessKey { access_key: String, secret_key: String },
+    AccessKey {
+        access_key: String,
+        secret_key: String,
+    },
 }
 
 impl fmt::Debug for Credentials {

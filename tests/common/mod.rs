@@ -236,3 +236,254 @@ pub fn node_ready(node: &k8s_openapi::api::core::v1::Node) -> Option<String> {
         .find(|c| c.type_ == "Ready")
         .map(|c| c.status.clone())
 }
+
+/// Applies the generated CRD (idempotent) and waits until it is served.
+pub async fn install_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&nacos_reconciler::crd::crd_yaml()).expect("the generated CRD parses");
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the CRD");
+    wait_for("the CRD to be established", Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let c = api.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The operator binary, run as a process against the testbed, watching `namespace`.
+pub struct Operator {
+    pub metrics_addr: String,
+    _proc: TestProcess,
+}
+
+impl Operator {
+    pub fn start(namespace: &str) -> Self {
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = std::env::var("TESTBED_STATE")
+            .map(|s| {
+                PathBuf::from(s)
+                    .join("logs")
+                    .join(format!("operator-{namespace}.log"))
+            })
+            .unwrap_or_else(|_| std::env::temp_dir().join(format!("operator-{namespace}.log")));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"));
+        cmd.arg("run")
+            .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+            .args(["--namespaces", namespace])
+            .args(["--metrics-addr", &metrics_addr])
+            .args(["--log-level", "info,nacos_reconciler=debug"])
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        let proc = TestProcess::spawn(cmd, "operator");
+        eprintln!("operator for {namespace} logs to {}", log.display());
+        Self {
+            metrics_addr,
+            _proc: proc,
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+}
+
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .expect("create namespace");
+}
+
+/// Creates a Deployment of `replicas` pods labelled app=`app` and returns their pod IPs once they
+/// all run Ready.
+pub async fn deploy(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    replicas: i32,
+    node_selector: Option<&str>,
+) -> Vec<(String, String)> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let mut spec = serde_json::json!({"containers": [{"name": app, "image": "app:1", "ports": [{"name": "http", "containerPort": 8080}]}]});
+    if let Some(node) = node_selector {
+        spec["nodeSelector"] = serde_json::json!({"kubernetes.io/hostname": node});
+    }
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {"metadata": {"labels": {"app": app}}, "spec": spec}
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &d)
+        .await
+        .expect("create deployment");
+    ready_pods(client, ns, app, replicas as usize).await
+}
+
+/// Waits until exactly `n` pods of `app` run Ready; returns (name, ip) pairs.
+pub async fn ready_pods(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    n: usize,
+) -> Vec<(String, String)> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("{n} Ready pods of {app}"),
+        Duration::from_secs(90),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels(&format!("app={app}")))
+                    .await
+                    .ok()?;
+                let ready: Vec<(String, String)> = list
+                    .items
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .filter_map(|p| {
+                        let st = p.status.as_ref()?;
+                        let ok = st.phase.as_deref() == Some("Running")
+                            && st
+                                .conditions
+                                .as_ref()?
+                                .iter()
+                                .any(|c| c.type_ == "Ready" && c.status == "True");
+                        if !ok {
+                            return None;
+                        }
+                        Some((p.metadata.name.clone()?, st.pod_ip.clone()?))
+                    })
+                    .collect();
+                (ready.len() == n && list.items.len() == n).then_some(ready)
+            }
+        },
+    )
+    .await
+}
+
+/// A Nacos instance as the test sees it through the instance detail API (shows disabled ones).
+pub async fn nacos_instance(
+    base: &str,
+    service: &str,
+    ip: &str,
+    port: u16,
+) -> Option<serde_json::Value> {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/nacos/v1/ns/instance"))
+        .query(&[
+            ("serviceName", service),
+            ("ip", ip),
+            ("port", &port.to_string()),
+            ("clusterName", "DEFAULT"),
+        ])
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = r.json().await.ok()?;
+    v.get("ip").is_some().then_some(v)
+}
+
+/// ip:port of the instances consumers get (`/instance/list` hides disabled ones).
+pub async fn consumer_view(base: &str, service: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/nacos/v1/ns/instance/list"))
+        .query(&[("serviceName", service), ("healthyOnly", "false")])
+        .send()
+        .await;
+    let Ok(r) = r else { return vec![] };
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    let mut out: Vec<String> = v["hosts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|h| h["enabled"].as_bool().unwrap_or(true))
+                .map(|h| format!("{}:{}", h["ip"].as_str().unwrap_or(""), h["port"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Registers a persistent instance over HTTP.
+pub async fn register_http(base: &str, service: &str, ip: &str, port: u16) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/nacos/v1/ns/instance"))
+        .query(&[
+            ("serviceName", service),
+            ("ip", ip),
+            ("port", &port.to_string()),
+            ("ephemeral", "false"),
+        ])
+        .send()
+        .await
+        .expect("register");
+    assert!(
+        r.status().is_success(),
+        "register {service} {ip}:{port}: {}",
+        r.status()
+    );
+}
+
+/// Creates a NacosBinding from a JSON spec.
+pub async fn create_binding(client: &kube::Client, ns: &str, name: &str, spec: serde_json::Value) {
+    use nacos_reconciler::crd::NacosBinding;
+    let b: NacosBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec
+    }))
+    .expect("a NacosBinding");
+    Api::<NacosBinding>::namespaced(client.clone(), ns)
+        .create(&Default::default(), &b)
+        .await
+        .expect("create the NacosBinding");
+}

@@ -1,0 +1,138 @@
+//! End-to-end: the operator binary against the testbed's API server and Nacos (rnacos).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use nacos_reconciler::crd::NacosBinding;
+
+#[tokio::test]
+async fn scaling_down_takes_exactly_the_removed_pods_instances_offline_within_grace_plus_two_seconds(
+) {
+    let client = kube_client().await;
+    install_crd(&client).await;
+    let nacos = testbed_env("RNACOS_ADDR");
+    let ns = unique("scale");
+    create_namespace(&client, &ns).await;
+    let pods = deploy(&client, &ns, "orders", 4, None).await;
+
+    // Each pod is represented twice: a gRPC instance owned by a live client process, and a
+    // persistent HTTP instance.
+    let grpc_svc = format!("{ns}-grpc");
+    let http_svc = format!("{ns}-http");
+    let _clients: Vec<_> = pods
+        .iter()
+        .map(|(_, ip)| {
+            start_nacos_client(
+                &nacos,
+                &grpc_svc,
+                &[(ip.clone(), 8080)],
+                ClientMode::Grpc,
+                &[],
+            )
+        })
+        .collect();
+    for (_, ip) in &pods {
+        register_http(&nacos, &http_svc, ip, 8080).await;
+    }
+
+    let grace = 3u64;
+    create_binding(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({
+            "nacos": {"serverAddr": [nacos]},
+            "services": [{"name": grpc_svc}, {"name": http_svc}],
+            "pods": {"selector": {"matchLabels": {"app": "orders"}}},
+            "policy": {"gracePeriodSeconds": grace, "maxRemovals": "100%"},
+            "resyncSeconds": 30
+        }),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+    wait_for(
+        "the binding to be Ready with 8 live instances",
+        Duration::from_secs(60),
+        || {
+            let bindings = bindings.clone();
+            async move {
+                let b = bindings.get("orders").await.ok()?;
+                let s = b.status?;
+                let ready = s
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                (ready && s.instances.live == 8).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Scale 4 -> 2.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    deployments
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let scaled = Instant::now();
+    let survivors = ready_pods(&client, &ns, "orders", 2).await;
+    let removed: Vec<&(String, String)> = pods.iter().filter(|p| !survivors.contains(p)).collect();
+    assert_eq!(removed.len(), 2);
+
+    let deadline = Duration::from_secs(grace + 2);
+    for svc in [&grpc_svc, &http_svc] {
+        let want: Vec<String> = {
+            let mut v: Vec<String> = survivors
+                .iter()
+                .map(|(_, ip)| format!("{ip}:8080"))
+                .collect();
+            v.sort();
+            v
+        };
+        let nacos = nacos.clone();
+        let svc = svc.clone();
+        wait_for(
+            &format!("{svc} to list only the surviving pods"),
+            deadline.saturating_sub(scaled.elapsed()) + Duration::from_millis(250),
+            || {
+                let (nacos, svc, want) = (nacos.clone(), svc.clone(), want.clone());
+                async move { (consumer_view(&nacos, &svc).await == want).then_some(()) }
+            },
+        )
+        .await;
+    }
+    let took = scaled.elapsed();
+    assert!(
+        took <= deadline + Duration::from_millis(250),
+        "took {took:?}"
+    );
+
+    // The survivors were never touched: still registered and enabled.
+    for (_, ip) in &survivors {
+        for svc in [&grpc_svc, &http_svc] {
+            let inst = nacos_instance(&nacos, svc, ip, 8080)
+                .await
+                .expect("survivor listed");
+            assert_eq!(inst["enabled"], serde_json::Value::Bool(true), "{svc} {ip}");
+        }
+    }
+    let metrics = operator.metrics().await;
+    assert!(
+        metrics.contains("nacos_reconciler_actions_total{binding=\"")
+            && metrics.contains("action=\"deregister\",result=\"success\"} "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nacos_reconciler_removal_latency_seconds_count"),
+        "{metrics}"
+    );
+}
