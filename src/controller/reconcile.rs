@@ -349,7 +349,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .map(|d| d + Duration::from_millis(200))
         .unwrap_or(resync)
         .min(resync);
-    rep.finish(Some(approval), started).await?;
+    rep.finish(started).await?;
     Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
 }
 

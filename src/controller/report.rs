@@ -355,11 +355,7 @@ impl<'a> Report<'a> {
     }
 
     /// Writes status and records the pass duration.
-    pub async fn finish(
-        mut self,
-        _approval: Option<Option<String>>,
-        started: Instant,
-    ) -> Result<(), ReconcileError> {
+    pub async fn finish(mut self, started: Instant) -> Result<(), ReconcileError> {
         let now = Utc::now();
         let gen = self.b.metadata.generation;
         let old = self.b.status.clone().unwrap_or_default().conditions;
@@ -493,8 +489,8 @@ fn cond(
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .or_else(|| to_time(now))
-        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        .or(to_time(now))
+        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     Condition {
         type_: type_.into(),
         status: status.into(),
@@ -548,7 +544,7 @@ fn removal_records(memory: &Memory) -> Vec<RemovalRecord> {
             })
         })
         .collect();
-    out.sort_by(|a, b| b.time.0.cmp(&a.time.0));
+    out.sort_by_key(|r| std::cmp::Reverse(r.time.0));
     out.truncate(MAX_REMOVAL_RECORDS);
     out
 }
