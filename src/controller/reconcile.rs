@@ -183,29 +183,20 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
             .collect::<Vec<_>>()
             .join("; ");
         rep.problem(Problem::InvalidSpec(msg)).await;
-        return rep
-            .finish(None, started)
-            .await
-            .map(|_| Requeue::requeue(resync));
+        return rep.finish(started).await.map(|_| Requeue::requeue(resync));
     }
     let secrets = match read_secrets(&ctx, &ns, &b).await? {
         Ok(s) => s,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep
-                .finish(None, started)
-                .await
-                .map(|_| Requeue::requeue(resync));
+            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
         }
     };
     let cfg = match inputs::nacos_config(&ns, &b.spec, &secrets) {
         Ok(c) => c,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep
-                .finish(None, started)
-                .await
-                .map(|_| Requeue::requeue(resync));
+            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
         }
     };
     if cfg.tls.insecure_skip_verify {
@@ -215,10 +206,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         Ok(c) => c,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep
-                .finish(None, started)
-                .await
-                .map(|_| Requeue::requeue(resync));
+            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
         }
     };
 
@@ -228,7 +216,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         Err(e) => {
             rep.problem(Problem::from_nacos(&e)).await;
             return rep
-                .finish(None, started)
+                .finish(started)
                 .await
                 .map(|_| Requeue::requeue(retry_after(resync)));
         }
@@ -239,7 +227,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         Err(e) => {
             rep.problem(Problem::from_nacos(&e)).await;
             return rep
-                .finish(None, started)
+                .finish(started)
                 .await
                 .map(|_| Requeue::requeue(retry_after(resync)));
         }
@@ -276,10 +264,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
             Ok(s) => s,
             Err(e) => {
                 rep.problem(Problem::InvalidSpec(e.to_string())).await;
-                return rep
-                    .finish(None, started)
-                    .await
-                    .map(|_| Requeue::requeue(resync));
+                return rep.finish(started).await.map(|_| Requeue::requeue(resync));
             }
         };
     let ips: BTreeSet<IpAddr> = listings
@@ -293,10 +278,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         Ok(p) => p,
         Err(e) => {
             rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep
-                .finish(None, started)
-                .await
-                .map(|_| Requeue::requeue(resync));
+            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
         }
     };
 
