@@ -26,10 +26,25 @@ struct Cli {
 enum Command {
     /// Run the controller.
     Run(RunArgs),
+    /// Print, once, the instances of a NacosBinding, their verdicts and the actions that would be
+    /// taken. Changes nothing.
+    Plan(PlanArgs),
     /// Print the NacosBinding CRD as YAML.
     Crd,
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// Namespace of the NacosBinding.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Name of the NacosBinding.
+    name: String,
+    /// Kubeconfig file; default: in-cluster, then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +149,14 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
     }
 }
 
+async fn plan(args: PlanArgs) -> anyhow_like::Result<()> {
+    init_logs(LogFormat::Text, "warn");
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let table = controller::plan_once(client, &args.namespace, &args.name).await?;
+    print!("{table}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -147,6 +170,7 @@ async fn main() {
             Ok(())
         }
         Command::Run(args) => run(args).await,
+        Command::Plan(args) => plan(args).await,
     };
     if let Err(e) = result {
         eprintln!("nacos-reconciler: {e}");

@@ -136,3 +136,71 @@ async fn scaling_down_takes_exactly_the_removed_pods_instances_offline_within_gr
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing() {
+    let client = kube_client().await;
+    install_crd(&client).await;
+    let nacos = testbed_env("RNACOS_ADDR");
+    let ns = unique("plan");
+    create_namespace(&client, &ns).await;
+    let pods = deploy(&client, &ns, "web", 2, None).await;
+    let svc = format!("{ns}-web");
+    for (_, ip) in &pods {
+        register_http(&nacos, &svc, ip, 8080).await;
+    }
+    register_http(&nacos, &svc, "10.244.250.1", 8080).await; // no pod has this IP
+    register_http(&nacos, &svc, "192.168.250.1", 8080).await; // outside the scope
+    create_binding(
+        &client,
+        &ns,
+        "web",
+        serde_json::json!({
+            "nacos": {"serverAddr": [nacos]},
+            "services": [{"name": svc}],
+            "pods": {"selector": {"matchLabels": {"app": "web"}}},
+            "scope": {"cidrs": ["10.244.0.0/16"]},
+            "policy": {"gracePeriodSeconds": 0}
+        }),
+    )
+    .await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
+        .args([
+            "plan",
+            "-n",
+            &ns,
+            "web",
+            "--kubeconfig",
+            &testbed_env("KUBECONFIG"),
+        ])
+        .output()
+        .expect("run nacos-reconciler plan");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "plan failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |ip: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("{ip}:8080")))
+            .unwrap_or_else(|| panic!("no row for {ip} in\n{text}"))
+            .to_string()
+    };
+    for (_, ip) in &pods {
+        assert!(line(ip).contains("Live"), "{text}");
+    }
+    let orphan = line("10.244.250.1");
+    assert!(
+        orphan.contains("Orphan") && orphan.contains("deregister now"),
+        "{text}"
+    );
+    assert!(line("192.168.250.1").contains("Foreign"), "{text}");
+    assert!(text.contains("nothing was changed"), "{text}");
+
+    // Nothing was changed: the orphan is still there.
+    assert!(nacos_instance(&nacos, &svc, "10.244.250.1", 8080)
+        .await
+        .is_some());
+}

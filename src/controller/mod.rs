@@ -5,6 +5,7 @@
 
 mod execute;
 pub mod inputs;
+mod oneshot;
 mod reconcile;
 mod report;
 
@@ -28,6 +29,7 @@ use crate::nacos::NacosClient;
 use crate::plan::Memory;
 use crate::server::Health;
 
+pub use oneshot::plan_once;
 pub use reconcile::{reconcile, ReconcileError};
 
 /// The field manager of every status write.

@@ -21,7 +21,7 @@ use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
 use crate::metrics::BindingLabels;
 use crate::model::ServiceKey;
 use crate::nacos::{NacosClient, NacosError, ServerInfo};
-use crate::plan::{self, Memory, PlanInput, ServiceListing};
+use crate::plan::{self, Memory, Plan, PlanInput, ServiceListing};
 
 /// Errors that end a pass early. Each becomes a condition and an Event; none crashes the operator.
 #[derive(Debug, thiserror::Error)]
@@ -165,131 +165,122 @@ async fn governed_services(
         .collect())
 }
 
-#[instrument(skip_all, fields(binding = %key(&b)))]
-pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
-    let started = Instant::now();
+/// A pass that cannot go on: what to report, and when to try again.
+pub struct Stop {
+    pub problem: Problem,
+    pub retry: Duration,
+}
+
+/// What a pass found and decided, before anything is written.
+pub struct Evaluation {
+    pub server: ServerInfo,
+    pub nacos: Arc<NacosClient>,
+    pub listings: Vec<ServiceListing>,
+    pub plan: Plan,
+    pub policy: crate::plan::Policy,
+    /// Problems that blocked some services but not the whole pass (a failed listing, unsynced caches).
+    pub problems: Vec<Problem>,
+    pub now: chrono::DateTime<Utc>,
+}
+
+/// Dereference, list Nacos, read the cluster, and plan. Writes nothing.
+pub async fn evaluate(
+    ctx: &Context,
+    b: &NacosBinding,
+    state: &mut super::BindingState,
+) -> Result<Result<Evaluation, Stop>, ReconcileError> {
     let ns = b.namespace().ok_or(ReconcileError::NoNamespace)?;
     let uid = b.uid().unwrap_or_default();
     let resync = Duration::from_secs(b.spec.resync_seconds.max(5).into());
-    let state = ctx.binding_state(&uid).await;
-    let mut state = state.lock().await;
-    let mut rep = report::Report::new(&b, &ctx);
+    let spec_stop = |msg: String| Stop {
+        problem: Problem::InvalidSpec(msg),
+        retry: resync,
+    };
+    let nacos_stop = |e: &NacosError| Stop {
+        problem: Problem::from_nacos(e),
+        retry: retry_after(resync),
+    };
 
     // Dereference and validate everything the schema cannot.
     if let Err(errors) = b.spec.check() {
-        let msg = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        rep.problem(Problem::InvalidSpec(msg)).await;
-        return rep.finish(started).await.map(|_| Requeue::requeue(resync));
+        let msg = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+        return Ok(Err(spec_stop(msg.join("; "))));
     }
-    let secrets = match read_secrets(&ctx, &ns, &b).await? {
+    let pod_scope =
+        match crate::cluster::PodScope::new(&ns, &b.spec.pods.selector, &b.spec.pods.namespaces) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(spec_stop(e.to_string()))),
+        };
+    let secrets = match read_secrets(ctx, &ns, b).await? {
         Ok(s) => s,
-        Err(e) => {
-            rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
-        }
+        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
     let cfg = match inputs::nacos_config(&ns, &b.spec, &secrets) {
         Ok(c) => c,
-        Err(e) => {
-            rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
-        }
+        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
     if cfg.tls.insecure_skip_verify {
         warn!("tls.insecureSkipVerify is set: the Nacos server's certificate is not verified");
     }
-    let nacos = match nacos_client(&mut state, cfg, &secrets, &ctx) {
+    let nacos = match nacos_client(state, cfg, &secrets, ctx) {
         Ok(c) => c,
-        Err(e) => {
-            rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
-        }
+        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
 
     // Nacos: which server, which services, and a full listing of each.
-    let server: ServerInfo = match nacos.server_info().await {
+    let server = match nacos.server_info().await {
         Ok(s) => s,
-        Err(e) => {
-            rep.problem(Problem::from_nacos(&e)).await;
-            return rep
-                .finish(started)
-                .await
-                .map(|_| Requeue::requeue(retry_after(resync)));
-        }
+        Err(e) => return Ok(Err(nacos_stop(&e))),
     };
-    rep.server(&server);
-    let services = match governed_services(&b, &nacos).await {
+    let services = match governed_services(b, &nacos).await {
         Ok(s) => s,
-        Err(e) => {
-            rep.problem(Problem::from_nacos(&e)).await;
-            return rep
-                .finish(started)
-                .await
-                .map(|_| Requeue::requeue(retry_after(resync)));
-        }
+        Err(e) => return Ok(Err(nacos_stop(&e))),
     };
+    let mut problems = Vec::new();
     let mut listings = Vec::with_capacity(services.len());
-    let mut nacos_problem = None;
     for (service, clusters) in &services {
-        let listing = match nacos.list_instances(service, clusters).await {
-            Ok(snap) => Ok(snap),
-            Err(e) => {
-                nacos_problem.get_or_insert_with(|| Problem::from_nacos(&e));
-                Err(e.to_string())
+        let listing = nacos.list_instances(service, clusters).await.map_err(|e| {
+            if problems.is_empty() {
+                problems.push(Problem::from_nacos(&e));
             }
-        };
+            e.to_string()
+        });
         listings.push(ServiceListing {
             service: service.clone(),
             listing,
         });
     }
-    if let Some(p) = nacos_problem {
-        rep.problem(p).await;
-    }
 
     // The cluster side of the evidence, for exactly the IPs Nacos lists.
     let synced = ctx.view.is_synced();
     if !synced {
-        rep.problem(Problem::CacheNotSynced(
+        problems.push(Problem::CacheNotSynced(
             ctx.view.unsynced_reasons().join("; "),
-        ))
-        .await;
+        ));
     }
-    let scope_pods =
-        match crate::cluster::PodScope::new(&ns, &b.spec.pods.selector, &b.spec.pods.namespaces) {
-            Ok(s) => s,
-            Err(e) => {
-                rep.problem(Problem::InvalidSpec(e.to_string())).await;
-                return rep.finish(started).await.map(|_| Requeue::requeue(resync));
-            }
-        };
     let ips: BTreeSet<IpAddr> = listings
         .iter()
         .filter_map(|l| l.listing.as_ref().ok())
         .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
         .collect();
-    let facts = ctx.view.facts_for_ips(&scope_pods, ips.iter());
-    let scope = inputs::scope(&b.spec, &facts.nodes).unwrap_or_default();
+    let facts = ctx.view.facts_for_ips(&pod_scope, ips.iter());
+    let scope = match inputs::scope(&b.spec, &facts.nodes) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
+    };
     let policy = match inputs::policy(&b.spec, scope) {
         Ok(p) => p,
-        Err(e) => {
-            rep.problem(Problem::InvalidSpec(e.to_string())).await;
-            return rep.finish(started).await.map(|_| Requeue::requeue(resync));
-        }
+        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
 
     // Decide.
     let memory = state
         .memory
-        .take()
-        .unwrap_or_else(|| report::memory_from_status(&b));
-    let approval = approval_token(&b);
+        .clone()
+        .unwrap_or_else(|| report::memory_from_status(b));
+    let approval = approval_token(b);
     let now = Utc::now();
-    let planned = plan::plan(&PlanInput {
+    let plan = plan::plan(&PlanInput {
         binding_uid: &uid,
         policy: &policy,
         caches_synced: synced,
@@ -302,32 +293,76 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         memory: &memory,
         now,
     });
+    Ok(Ok(Evaluation {
+        server,
+        nacos,
+        listings,
+        plan,
+        policy,
+        problems,
+        now,
+    }))
+}
+
+#[instrument(skip_all, fields(binding = %key(&b)))]
+pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    let uid = b.uid().unwrap_or_default();
+    let resync = Duration::from_secs(b.spec.resync_seconds.max(5).into());
+    let state = ctx.binding_state(&uid).await;
+    let mut state = state.lock().await;
+    let mut rep = report::Report::new(&b, &ctx);
+
+    let eval = match evaluate(&ctx, &b, &mut state).await? {
+        Ok(eval) => eval,
+        Err(stop) => {
+            rep.problem(stop.problem).await;
+            rep.finish(started).await?;
+            return Ok(Requeue::requeue(stop.retry));
+        }
+    };
+    rep.server(&eval.server);
+    for p in eval.problems.iter().cloned() {
+        rep.problem(p).await;
+    }
     if !ctx.acting_allowed() {
         rep.note_not_leader();
     }
 
-    // Act, verify, remember what the registry showed.
-    let mut memory: Memory = planned.memory.clone();
-    let snapshots: BTreeMap<ServiceKey, &crate::model::ServiceSnapshot> = listings
+    // Act, verify, and remember what the registry showed.
+    let mut memory: Memory = eval.plan.memory.clone();
+    let snapshots: BTreeMap<ServiceKey, &crate::model::ServiceSnapshot> = eval
+        .listings
         .iter()
         .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), s)))
         .collect();
-    let outcomes: Vec<Outcome> =
-        execute(&ctx, &b, &uid, &nacos, &planned, &snapshots, &mut memory).await;
+    let outcomes: Vec<Outcome> = execute(
+        &ctx,
+        &b,
+        &uid,
+        &eval.nacos,
+        &eval.plan,
+        &snapshots,
+        &mut memory,
+    )
+    .await;
     state.memory = Some(memory.clone());
     for o in &outcomes {
         rep.outcome(o).await;
     }
-    rep.plan(&planned, &memory, policy.removal_window).await;
-    if planned.approval_consumed {
+    rep.plan(&eval.plan, &memory, eval.policy.removal_window)
+        .await;
+    if eval.plan.approval_consumed {
         info!("approval annotation consumed");
     }
-    let next = planned
+    // Come back when the next grace period ends, or at the resync.
+    let next = eval
+        .plan
         .services
         .iter()
         .flat_map(|s| s.waiting.iter().map(|w| w.due_at))
         .min()
-        .and_then(|due| (due - now).to_std().ok())
+        .and_then(|due| (due - eval.now).to_std().ok())
         .map(|d| d + Duration::from_millis(200))
         .unwrap_or(resync)
         .min(resync);

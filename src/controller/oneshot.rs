@@ -1,0 +1,153 @@
+//! `nacos-reconciler plan`: one evaluation of a binding, printed as a table. Writes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client};
+use tokio::sync::Mutex;
+
+use super::reconcile::{evaluate, Evaluation};
+use super::report::Problem;
+use super::{BindingState, Context};
+use crate::cluster::{ClusterView, ClusterViewConfig};
+use crate::crd::NacosBinding;
+use crate::metrics::Metrics;
+use crate::model::InstanceKey;
+use crate::plan::{Action, ActionKind, Plan};
+
+/// Evaluates `namespace/name` once against the cluster and Nacos and renders the table.
+pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<String, String> {
+    let binding = Api::<NacosBinding>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| format!("reading NacosBinding {namespace}/{name}: {e}"))?;
+    let (view, _changes) = ClusterView::start(client.clone(), &ClusterViewConfig::default());
+    tokio::time::timeout(Duration::from_secs(60), view.wait_until_synced())
+        .await
+        .map_err(|_| "the cluster caches did not sync within 60s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let ctx = Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "nacos-reconciler-plan".into(),
+                instance: None,
+            },
+        ),
+        client,
+        view,
+        metrics: Arc::new(Metrics::new()),
+        bindings: Mutex::new(Default::default()),
+        acting_allowed: Arc::new(AtomicBool::new(true)),
+    };
+    let mut state = BindingState::default();
+    match evaluate(&ctx, &binding, &mut state).await {
+        Err(e) => Err(e.to_string()),
+        Ok(Err(stop)) => Err(describe(&stop.problem)),
+        Ok(Ok(eval)) => Ok(render(&eval)),
+    }
+}
+
+fn describe(p: &Problem) -> String {
+    match p {
+        Problem::InvalidSpec(m) => format!("invalid spec: {m}"),
+        Problem::NacosUnavailable(m) => format!("Nacos unavailable: {m}"),
+        Problem::AuthFailed(m) => format!("Nacos authentication failed: {m}"),
+        Problem::CacheNotSynced(m) => format!("cluster caches not synced: {m}"),
+    }
+}
+
+fn verb(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Deregister => "deregister",
+        ActionKind::Disable => "disable",
+        ActionKind::Enable => "enable",
+    }
+}
+
+/// What the plan would do with each instance, in words.
+fn actions_by_instance(
+    plan: &Plan,
+    now: chrono::DateTime<chrono::Utc>,
+) -> BTreeMap<InstanceKey, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |a: &Action, text: String| {
+        out.insert(a.instance.clone(), text);
+    };
+    for sp in &plan.services {
+        for a in &sp.actions {
+            put(a, format!("{} now", verb(a.kind)));
+        }
+        for a in &sp.would_act {
+            put(a, format!("{} (dry run)", verb(a.kind)));
+        }
+        for a in &sp.held {
+            put(a, format!("{} held by budget", verb(a.kind)));
+        }
+        for w in &sp.waiting {
+            let secs = (w.due_at - now).num_seconds().max(0);
+            put(&w.action, format!("{} in {secs}s", verb(w.action.kind)));
+        }
+    }
+    out
+}
+
+/// The table `nacos-reconciler plan` prints.
+pub fn render(eval: &Evaluation) -> String {
+    let actions = actions_by_instance(&eval.plan, eval.now);
+    let mut rows = vec![[
+        "SERVICE".to_string(),
+        "INSTANCE".into(),
+        "ENABLED".into(),
+        "VERDICT".into(),
+        "ACTION".into(),
+        "REASON".into(),
+    ]];
+    for sp in &eval.plan.services {
+        for v in &sp.instances {
+            rows.push([
+                sp.service.to_string(),
+                format!("{}:{}", v.instance.ip, v.instance.port),
+                v.enabled.to_string(),
+                v.verdict.to_string(),
+                actions
+                    .get(&v.instance)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                v.reason.clone(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("Nacos {} (api {})\n", eval.server.version, eval.server.api);
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    for sp in &eval.plan.services {
+        if let Some(why) = &sp.blocked {
+            let _ = writeln!(out, "{}: no action: {why}", sp.service);
+        }
+    }
+    for p in &eval.problems {
+        let _ = writeln!(out, "warning: {}", describe(p));
+    }
+    if eval.plan.frozen {
+        let _ = writeln!(
+            out,
+            "node-based actions are frozen: more than half of the nodes are not Ready"
+        );
+    }
+    let _ = writeln!(out, "nothing was changed (plan only)");
+    out
+}
