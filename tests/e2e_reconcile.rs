@@ -204,3 +204,113 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing() {
         .await
         .is_some());
 }
+
+/// The registry keeps (or gets back) an instance whose pod is gone because a live client keeps it:
+/// Alibaba Nacos keeps a gRPC-owned instance after a DELETE; a 1.x client re-registers within
+/// seconds. rnacos behaves like the latter with a beating HTTP client, so that is what runs here.
+#[tokio::test]
+async fn an_instance_a_live_client_keeps_registering_ends_up_disabled_with_deregister_ineffective()
+{
+    let client = kube_client().await;
+    install_crd(&client).await;
+    let nacos = testbed_env("RNACOS_ADDR");
+    let ns = unique("kept");
+    create_namespace(&client, &ns).await;
+    let pods = deploy(&client, &ns, "kept", 2, None).await;
+    let svc = format!("{ns}-svc");
+    let _clients: Vec<_> = pods
+        .iter()
+        .map(|(_, ip)| {
+            start_nacos_client(
+                &nacos,
+                &svc,
+                &[(ip.clone(), 8080)],
+                ClientMode::Http,
+                &["--beat-seconds", "1"],
+            )
+        })
+        .collect();
+    create_binding(
+        &client,
+        &ns,
+        "kept",
+        serde_json::json!({
+            "nacos": {"serverAddr": [nacos]},
+            "services": [{"name": svc}],
+            "pods": {"selector": {"matchLabels": {"app": "kept"}}},
+            "policy": {"gracePeriodSeconds": 1, "maxRemovals": "100%"},
+            "resyncSeconds": 5
+        }),
+    )
+    .await;
+    let _operator = Operator::start(&ns);
+    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+    wait_for("2 live instances", Duration::from_secs(60), || {
+        let bindings = bindings.clone();
+        async move {
+            let s = bindings.get("kept").await.ok()?.status?;
+            (s.instances.live == 2).then_some(())
+        }
+    })
+    .await;
+
+    // Delete one pod; its client process goes on beating and re-registering.
+    let (victim, victim_ip) = pods[0].clone();
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+        .delete(&victim, &Default::default())
+        .await
+        .unwrap();
+    let uid = bindings.get("kept").await.unwrap().metadata.uid.unwrap();
+    let (n, s, ip) = (nacos.clone(), svc.clone(), victim_ip.clone());
+    wait_for(
+        "the instance disabled by us",
+        Duration::from_secs(60),
+        || {
+            let (n, s, ip, uid) = (n.clone(), s.clone(), ip.clone(), uid.clone());
+            async move {
+                let i = nacos_instance(&n, &s, &ip, 8080).await?;
+                (i["enabled"] == serde_json::Value::Bool(false)
+                    && i["metadata"]["nacos-reconciler.io/disabled-by"]
+                        == serde_json::Value::String(uid))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(!consumer_view(&nacos, &svc)
+        .await
+        .contains(&format!("{victim_ip}:8080")));
+
+    // It stays offline while the client goes on beating, and the survivor is untouched.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let i = nacos_instance(&nacos, &svc, &victim_ip, 8080)
+        .await
+        .expect("still registered");
+    assert_eq!(i["enabled"], serde_json::Value::Bool(false), "{i}");
+    assert_eq!(
+        consumer_view(&nacos, &svc).await,
+        vec![format!("{}:8080", pods[1].1)]
+    );
+    let out = std::process::Command::new(testbed_env("KUBECTL"))
+        .args([
+            "--kubeconfig",
+            &testbed_env("KUBECONFIG"),
+            "get",
+            "events",
+            "-n",
+            &ns,
+        ])
+        .args([
+            "--field-selector",
+            "reason=DeregisterIneffective",
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "no DeregisterIneffective event: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -177,6 +177,18 @@ impl<'a> Report<'a> {
         let a = &o.action;
         let target = describe(&a.instance);
         match &o.result {
+            Applied::Done if a.replaces_deregister => {
+                self.event(
+                    EventType::Warning,
+                    "DeregisterIneffective",
+                    &format!(
+                        "{target}: registered again after its deregistration (a live client keeps \
+                         it); disabled instead (enabled=false): {}",
+                        a.reason
+                    ),
+                )
+                .await;
+            }
             Applied::Done => {
                 let (reason, verb) = match a.kind {
                     ActionKind::Deregister => ("Deregistered", "deregistered"),

@@ -31,6 +31,8 @@ pub(crate) struct Decision {
     pub kind: ActionKind,
     /// When the action becomes due: the evidence time plus any grace.
     pub due_at: DateTime<Utc>,
+    /// Disable chosen because a deregistration of this instance did not take.
+    pub replaces_deregister: bool,
 }
 
 /// Everything the decision reads besides the instance and its evidence.
@@ -58,6 +60,7 @@ pub(crate) fn decide(
         return (evidence.may_enable && ours).then_some(Decision {
             kind: ActionKind::Enable,
             due_at: ctx.now,
+            replaces_deregister: false,
         });
     }
     if !evidence.verdict.is_stale() || ours || (evidence.node_based && ctx.frozen) {
@@ -83,6 +86,7 @@ pub(crate) fn decide(
     Some(Decision {
         kind,
         due_at: after(since, grace),
+        replaces_deregister: kind != wanted,
     })
 }
 

@@ -89,6 +89,9 @@ pub struct Action {
     /// When the evidence appeared: the start of the removal latency.
     pub evidence_at: DateTime<Utc>,
     pub confirm: Confirm,
+    /// A Disable that stands in for a deregistration seen not to take (Nacos kept the instance, or
+    /// a client registered it again).
+    pub replaces_deregister: bool,
 }
 
 /// An action still in its grace period.
@@ -347,6 +350,7 @@ fn route(
         reason: evidence.reason.clone(),
         evidence_at: evidence.since.unwrap_or(now),
         confirm: evidence.confirm,
+        replaces_deregister: decision.replaces_deregister,
     };
     if decision.due_at > now {
         out.waiting.push(Waiting {

@@ -680,6 +680,26 @@ fn rule4_memory_records_and_detects_reappearance() {
 }
 
 #[test]
+fn a_disable_standing_in_for_an_ineffective_deregistration_says_so() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.tombs = vec![tomb("orders-1", "10.1.0.7", -100)];
+    fx.memory.deregistered.insert(inst("10.1.0.7").key, t(-20));
+    let p = fx.run();
+    let a: Vec<_> = p.actions().collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].kind, ActionKind::Disable);
+    assert!(a[0].replaces_deregister);
+
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.tombs = vec![tomb("orders-1", "10.1.0.7", -100)];
+    fx.policy.action = RemovalAction::Disable;
+    let p = fx.run();
+    let a: Vec<_> = p.actions().collect();
+    assert_eq!(a[0].kind, ActionKind::Disable);
+    assert!(!a[0].replaces_deregister, "Disable is the policy here");
+}
+
+#[test]
 fn memory_is_pruned_and_reset_by_a_new_life() {
     let key = inst("10.1.0.7").key;
     let gone_key = inst("10.1.0.99").key;
