@@ -266,8 +266,11 @@ start_rnacos() {
   done
   echo "$port" >"$STATE/ports/$name"
   mkdir -p "$STATE/$name"
+  # Without auth, rnacos serves its console API on the HTTP port too: the one listing that shows
+  # disabled instances (its open API hides them).
   start "$name" env RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT=$((port + 1000)) RNACOS_HTTP_CONSOLE_PORT=0 \
     RNACOS_DATA_DIR="$STATE/$name" RNACOS_ENABLE_OPEN_API_AUTH="$auth" \
+    RNACOS_ENABLE_NO_AUTH_CONSOLE="$([ "$auth" = true ] && echo false || echo true)" \
     RNACOS_INIT_ADMIN_USERNAME="$NACOS_USER" RNACOS_INIT_ADMIN_PASSWORD="$NACOS_PASS" \
     RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 RNACOS_ENV_FILE="$STATE/$name/.env" \
     RNACOS_RAFT_NODE_ADDR="127.0.0.1:$((port + 1000))" RUST_LOG=warn "$RNACOS_BIN/rnacos"

@@ -181,6 +181,11 @@ async fn apply(
         ActionKind::Enable => {
             let mut metadata = instance.metadata.clone();
             metadata.remove(DISABLED_BY_KEY);
+            if metadata.is_empty() {
+                // Some servers (rnacos) ignore an empty metadata map and would keep our marker;
+                // an empty marker names no binding.
+                metadata.insert(DISABLED_BY_KEY.to_string(), String::new());
+            }
             if let Err(e) = nacos.set_enabled(instance, true, &metadata).await {
                 return Result::Failed(e.to_string());
             }
