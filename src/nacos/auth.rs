@@ -131,7 +131,7 @@ mod tests {
         // RFC 2202 test case 2.
         assert_eq!(
             hmac_sha1_base64(b"Jefe", b"what do ya want for nothing?"),
-            "7/zfauXrL6LSdBbV8YTfnOWafHk="
+            "7/zfauXrL6LSdBbV8YTfnCWafHk="
         );
     }
 
