@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod nacos;

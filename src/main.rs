@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use nacos_reconciler::cluster::{ClusterViewConfig, WatchNamespaces};
 use nacos_reconciler::controller::{self, RunOptions};
+use nacos_reconciler::leader::{self, LeaderConfig};
 use nacos_reconciler::metrics::Metrics;
 use nacos_reconciler::server::{self, Health};
 use tracing_subscriber::EnvFilter;
@@ -76,6 +77,21 @@ struct RunArgs {
     /// Name of this replica in Events and leases (the pod name in a cluster).
     #[arg(long, env = "POD_NAME", default_value = "nacos-reconciler")]
     instance_name: String,
+    /// Elect a leader on a Lease: only the leader writes to Nacos.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "nacos-reconciler")]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// How long a new leader watches before it writes to Nacos.
+    #[arg(long, env = "SETTLE_SECONDS", default_value_t = 10)]
+    settle_seconds: u64,
 }
 
 fn init_logs(format: LogFormat, level: &str) {
@@ -127,7 +143,20 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
         },
         ..ClusterViewConfig::default()
     };
-    let acting_allowed = Arc::new(AtomicBool::new(true));
+    let acting_allowed = Arc::new(AtomicBool::new(!args.leader_elect));
+    if args.leader_elect {
+        tokio::spawn(leader::run(
+            client.clone(),
+            LeaderConfig {
+                lease_name: args.lease_name.clone(),
+                namespace: args.lease_namespace.clone(),
+                identity: args.instance_name.clone(),
+                lease_duration: std::time::Duration::from_secs(args.lease_duration_seconds.max(2)),
+                settle: std::time::Duration::from_secs(args.settle_seconds),
+            },
+            acting_allowed.clone(),
+        ));
+    }
     tokio::select! {
         _ = controller::run(
             client,
