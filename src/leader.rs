@@ -51,7 +51,7 @@ pub fn decide(
         .lease_duration_seconds
         .map(|s| Duration::from_secs(s.max(1) as u64))
         .unwrap_or(duration);
-    let renewed = spec.renew_time.as_ref().and_then(|t| micro_to_chrono(t));
+    let renewed = spec.renew_time.as_ref().and_then(micro_to_chrono);
     match renewed {
         Some(t) if now < t + chrono::TimeDelta::from_std(lease_for).unwrap_or_default() => {
             LeaseDecision::Follow
