@@ -17,8 +17,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
@@ -102,8 +102,18 @@ pub async fn run(
         _ => Api::all(client.clone()),
     };
     let watched = opts.binding_namespaces.clone();
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // Reconcile on spec (generation) and annotation (approval) changes only: our own status writes
+    // must not trigger passes. Cluster changes and requeues trigger the rest.
+    let (store, writer) = reflector::store();
+    let bindings = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let controller = Controller::for_stream(bindings, store.clone());
     let triggers = binding_triggers(changes, move || {
         store
             .state()

@@ -311,6 +311,14 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     let resync = Duration::from_secs(b.spec.resync_seconds.max(5).into());
     let state = ctx.binding_state(&uid).await;
     let mut state = state.lock().await;
+    if !ctx.acting_allowed() {
+        // A standby (or a leader still settling) keeps its view warm but writes nothing: not to
+        // Nacos, and not status or Events, which the leader owns.
+        if let Ok(Ok(eval)) = evaluate(&ctx, &b, &mut state).await {
+            state.memory = Some(eval.plan.memory);
+        }
+        return Ok(Requeue::requeue(resync.min(Duration::from_secs(5))));
+    }
     let mut rep = report::Report::new(&b, &ctx);
 
     let eval = match evaluate(&ctx, &b, &mut state).await? {
@@ -324,9 +332,6 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     rep.server(&eval.server);
     for p in eval.problems.iter().cloned() {
         rep.problem(p).await;
-    }
-    if !ctx.acting_allowed() {
-        rep.note_not_leader();
     }
 
     // Act, verify, and remember what the registry showed.

@@ -121,7 +121,6 @@ pub struct Report<'a> {
     server: Option<NacosServerStatus>,
     status: NacosBindingStatus,
     planned: bool,
-    not_leader: bool,
     held: usize,
 }
 
@@ -136,7 +135,6 @@ impl<'a> Report<'a> {
             server: None,
             status,
             planned: false,
-            not_leader: false,
             held: 0,
         }
     }
@@ -151,10 +149,6 @@ impl<'a> Report<'a> {
                 ApiGeneration::Auto => None,
             },
         });
-    }
-
-    pub fn note_not_leader(&mut self) {
-        self.not_leader = true;
     }
 
     pub async fn problem(&mut self, p: Problem) {
@@ -435,11 +429,7 @@ impl<'a> Report<'a> {
             now,
         ));
         let ready = self.problems.is_empty() && self.planned;
-        let ready_msg = if self.not_leader {
-            "reconciled; this replica is not the leader (or is settling): nothing is written to Nacos"
-        } else {
-            "every governed service was compared with the cluster"
-        };
+        let ready_msg = "every governed service was compared with the cluster";
         conds.push(cond(
             &old,
             "Ready",

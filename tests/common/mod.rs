@@ -282,15 +282,20 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, "operator", &[])
+    }
+
+    /// Starts one replica named `name` with extra `run` flags; its log file carries the name.
+    pub fn start_with(namespace: &str, name: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = std::env::var("TESTBED_STATE")
             .map(|s| {
                 PathBuf::from(s)
                     .join("logs")
-                    .join(format!("operator-{namespace}.log"))
+                    .join(format!("{name}-{namespace}.log"))
             })
-            .unwrap_or_else(|_| std::env::temp_dir().join(format!("operator-{namespace}.log")));
+            .unwrap_or_else(|_| std::env::temp_dir().join(format!("{name}-{namespace}.log")));
         let file = std::fs::File::create(&log).expect("operator log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"));
         cmd.arg("run")
@@ -298,10 +303,12 @@ impl Operator {
             .args(["--namespaces", namespace])
             .args(["--metrics-addr", &metrics_addr])
             .args(["--log-level", "info,nacos_reconciler=debug"])
+            .args(["--instance-name", name])
+            .args(extra)
             .stdout(file.try_clone().expect("log file"))
             .stderr(file);
         let proc = TestProcess::spawn(cmd, "operator");
-        eprintln!("operator for {namespace} logs to {}", log.display());
+        eprintln!("{name} for {namespace} logs to {}", log.display());
         Self {
             metrics_addr,
             _proc: proc,
