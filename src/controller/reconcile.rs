@@ -181,6 +181,8 @@ pub struct Evaluation {
     /// Problems that blocked some services but not the whole pass (a failed listing, unsynced caches).
     pub problems: Vec<Problem>,
     pub now: chrono::DateTime<Utc>,
+    /// When a NotReady node next crosses `nodeUnreachableSeconds`: no event marks that moment.
+    pub node_deadline: Option<chrono::DateTime<Utc>>,
 }
 
 /// Dereference, list Nacos, read the cluster, and plan. Writes nothing.
@@ -293,6 +295,7 @@ pub async fn evaluate(
         memory: &memory,
         now,
     });
+    let node_deadline = plan::next_node_deadline(&facts.nodes, &policy, now);
     Ok(Ok(Evaluation {
         server,
         nacos,
@@ -301,6 +304,7 @@ pub async fn evaluate(
         policy,
         problems,
         now,
+        node_deadline,
     }))
 }
 
@@ -355,12 +359,13 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     if eval.plan.approval_consumed {
         info!("approval annotation consumed");
     }
-    // Come back when the next grace period ends, or at the resync.
+    // Come back when the next grace period ends or a node turns unreachable, or at the resync.
     let next = eval
         .plan
         .services
         .iter()
         .flat_map(|s| s.waiting.iter().map(|w| w.due_at))
+        .chain(eval.node_deadline)
         .min()
         .and_then(|due| (due - eval.now).to_std().ok())
         .map(|d| d + Duration::from_millis(200))

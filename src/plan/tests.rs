@@ -1313,3 +1313,27 @@ fn unready_reason_and_extreme_durations_do_not_overflow() {
     assert_eq!(s.instances[0].reason, "pod shop/orders-1 not ready for 12s");
     assert!(s.actions.is_empty() && s.waiting.len() == 1);
 }
+
+#[test]
+fn next_node_deadline_is_the_earliest_threshold_crossing_still_ahead() {
+    let policy = Policy {
+        node_unreachable_after: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let mut nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -10));
+    nodes.push(node("node-f", "10.250.0.10", NodeReadiness::NotReady, -30));
+    // Already past the threshold: acted on in this pass, no wake-up needed for it.
+    nodes.push(node("node-g", "10.250.0.11", NodeReadiness::NotReady, -90));
+    assert_eq!(next_node_deadline(&nodes, &policy, t(0)), Some(t(30)));
+    assert_eq!(
+        next_node_deadline(
+            &ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Ready, -10)),
+            &policy,
+            t(0)
+        ),
+        None
+    );
+    let mut unknown_since = node("node-h", "10.250.0.12", NodeReadiness::Unknown, 0);
+    unknown_since.readiness_since = None;
+    assert_eq!(next_node_deadline(&[unknown_since], &policy, t(0)), None);
+}
