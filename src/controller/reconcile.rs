@@ -252,6 +252,36 @@ pub async fn evaluate(
             listing,
         });
     }
+    if !server.lists_disabled {
+        // This server's listing hides disabled instances: look up the ones we disabled, one by one,
+        // so they can be re-enabled (and are not forgotten as unlisted).
+        let remembered: Vec<_> = state
+            .memory
+            .as_ref()
+            .map(|m| m.disabled.iter().cloned().collect())
+            .unwrap_or_default();
+        for listing in &mut listings {
+            let Ok(snap) = &mut listing.listing else {
+                continue;
+            };
+            for key in remembered.iter().filter(|k| k.service == listing.service) {
+                if snap.instances.iter().any(|i| &i.key == key) {
+                    continue;
+                }
+                match nacos.get_instance(key).await {
+                    Ok(Some(i)) => snap.instances.push(i),
+                    Ok(None) => {}
+                    Err(e) => {
+                        if problems.is_empty() {
+                            problems.push(Problem::from_nacos(&e));
+                        }
+                        listing.listing = Err(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
 
     // The cluster side of the evidence, for exactly the IPs Nacos lists.
     let synced = ctx.view.is_synced();
