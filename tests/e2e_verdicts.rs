@@ -583,7 +583,12 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
     );
     assert_eq!(marker(&theirs), None, "{theirs}");
     let s = status(&bindings, "ship").await.unwrap();
-    assert_eq!(s.instances.offline, 0, "{s:?}");
+    // Both listed (the testbed's rnacos lists disabled instances too): theirs was seen, and spared.
+    assert_eq!(
+        (s.instances.total, s.instances.live, s.instances.offline),
+        (2, 2, 0),
+        "{s:?}"
+    );
     assert_eq!(
         consumer_view(&nacos, &svc).await,
         vec![format!("{ours_ip}:8080")]
@@ -626,19 +631,113 @@ async fn node_ready_since(
     Some((c.status, t))
 }
 
+/// A Nacos server as the test talks to it: the testbed's plain rnacos, or the one with auth on.
+struct Server {
+    base: String,
+    token: Option<String>,
+}
+
+impl Server {
+    fn plain() -> Self {
+        Self {
+            base: testbed_env("RNACOS_ADDR"),
+            token: None,
+        }
+    }
+
+    async fn with_auth() -> Self {
+        let base = testbed_env("RNACOS_AUTH_ADDR");
+        let v: Value = reqwest::Client::new()
+            .post(format!("{base}/nacos/v1/auth/login"))
+            .form(&[
+                ("username", testbed_env("NACOS_USERNAME")),
+                ("password", testbed_env("NACOS_PASSWORD")),
+            ])
+            .send()
+            .await
+            .expect("log in to rnacos-auth")
+            .json()
+            .await
+            .expect("a login answer");
+        let token = v["accessToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no accessToken in {v}"))
+            .to_string();
+        Self {
+            base,
+            token: Some(token),
+        }
+    }
+
+    fn query<'a>(&'a self, mut q: Vec<(&'a str, String)>) -> Vec<(&'a str, String)> {
+        if let Some(t) = &self.token {
+            q.push(("accessToken", t.clone()));
+        }
+        q
+    }
+
+    async fn register(&self, service: &str, ip: &str, port: u16) {
+        let q = self.query(vec![
+            ("serviceName", service.into()),
+            ("ip", ip.into()),
+            ("port", port.to_string()),
+            ("ephemeral", "false".into()),
+        ]);
+        let r = reqwest::Client::new()
+            .post(format!("{}/nacos/v1/ns/instance", self.base))
+            .query(&q)
+            .send()
+            .await
+            .expect("register");
+        assert!(
+            r.status().is_success(),
+            "register {ip}:{port}: {}",
+            r.status()
+        );
+    }
+
+    /// The instance whatever its enabled state (the detail API shows disabled ones too).
+    async fn instance(&self, service: &str, ip: &str, port: u16) -> Option<Value> {
+        let q = self.query(vec![
+            ("serviceName", service.into()),
+            ("ip", ip.into()),
+            ("port", port.to_string()),
+            ("clusterName", "DEFAULT".into()),
+        ]);
+        let r = reqwest::Client::new()
+            .get(format!("{}/nacos/v1/ns/instance", self.base))
+            .query(&q)
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        v.get("ip").is_some().then_some(v)
+    }
+}
+
 /// (5) An instance on a node's InternalIP (a node process, or a hostNetwork pod) is disabled once its
 /// node has been unreachable for `nodeUnreachableSeconds`, with our marker, and enabled again when
 /// the node comes back. An instance on a healthy node's IP is left alone.
 #[tokio::test]
 async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_enabled_on_return()
 {
+    unreachable_node_case(Server::plain(), 10).await;
+}
+
+/// (5) The same on a server whose listings hide disabled instances (rnacos with auth serves no
+/// console listing): the operator must find the instance it disabled to enable it again.
+#[tokio::test]
+async fn on_a_server_that_hides_disabled_instances_the_node_instance_is_still_enabled_on_return() {
+    unreachable_node_case(Server::with_auth().await, 11).await;
+}
+
+async fn unreachable_node_case(server: Server, ip_block: u8) {
     let client = kube_client().await;
     install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
     let ns = unique("node");
     create_namespace(&client, &ns).await;
     let node_name = unique("own-node");
-    let node_ip = format!("10.245.1.{}", std::process::id() % 200 + 10);
+    let node_ip = format!("10.245.{ip_block}.{}", std::process::id() % 200 + 10);
     let _cleanup = DeleteNodeOnDrop(node_name.clone());
     let mut node = OwnKwokNode::start(&client, &node_name, &node_ip).await;
     let nodes = Api::<Node>::all(client.clone());
@@ -656,8 +755,22 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
 
     let svc = format!("{ns}-agent");
     let healthy_ip = format!("{}.1", testbed_env("TESTBED_NODE_IP_PREFIX"));
-    register_http(&nacos, &svc, &node_ip, 9100).await;
-    register_http(&nacos, &svc, &healthy_ip, 9100).await;
+    server.register(&svc, &node_ip, 9100).await;
+    server.register(&svc, &healthy_ip, 9100).await;
+    let mut nacos_spec = json!({"serverAddr": [server.base]});
+    if server.token.is_some() {
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "nacos-auth"},
+            "stringData": {"username": testbed_env("NACOS_USERNAME"),
+                           "password": testbed_env("NACOS_PASSWORD")}
+        }))
+        .unwrap();
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+            .create(&Default::default(), &secret)
+            .await
+            .unwrap();
+        nacos_spec["credentialsSecretRef"] = json!({"name": "nacos-auth"});
+    }
 
     let threshold = 10u64;
     create_binding(
@@ -665,7 +778,7 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
         &ns,
         "agent",
         json!({
-            "nacos": {"serverAddr": [nacos]},
+            "nacos": nacos_spec,
             "services": [{"name": svc}],
             "pods": {"selector": {"matchLabels": {"app": "agent"}}},
             // Default scope: every node's pod CIDRs and InternalIPs.
@@ -715,9 +828,9 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
         "the node's instance to be disabled",
         Duration::from_secs(threshold + 30),
         || {
-            let (nacos, svc, ip) = (nacos.clone(), svc.clone(), node_ip.clone());
+            let (server, svc, ip) = (&server, svc.clone(), node_ip.clone());
             async move {
-                let i = nacos_instance(&nacos, &svc, &ip, 9100).await?;
+                let i = server.instance(&svc, &ip, 9100).await?;
                 (!enabled(&i)).then_some(i)
             }
         },
@@ -742,7 +855,8 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
     let msg = wait_event(&client, &ns, "Disabled", &[&node_ip, &node_name]).await;
     assert!(msg.contains("unreachable"), "{msg}");
     // Disabled, not deregistered, and only that one.
-    let healthy = nacos_instance(&nacos, &svc, &healthy_ip, 9100)
+    let healthy = server
+        .instance(&svc, &healthy_ip, 9100)
         .await
         .expect("the healthy node's instance is kept");
     assert!(enabled(&healthy), "{healthy}");
@@ -777,9 +891,9 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
         "the node's instance to be enabled again",
         Duration::from_secs(10),
         || {
-            let (nacos, svc, ip) = (nacos.clone(), svc.clone(), node_ip.clone());
+            let (server, svc, ip) = (&server, svc.clone(), node_ip.clone());
             async move {
-                let i = nacos_instance(&nacos, &svc, &ip, 9100).await?;
+                let i = server.instance(&svc, &ip, 9100).await?;
                 enabled(&i).then_some(i)
             }
         },
@@ -795,6 +909,9 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
         "our marker is left on an enabled instance: {back}"
     );
     wait_event(&client, &ns, "Enabled", &[&node_ip]).await;
-    assert_eq!(consumer_view(&nacos, &svc).await.len(), 2);
+    for ip in [&node_ip, &healthy_ip] {
+        let i = server.instance(&svc, ip, 9100).await.expect("registered");
+        assert!(enabled(&i), "{i}");
+    }
     node.delete(&client).await;
 }
