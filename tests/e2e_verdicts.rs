@@ -1,8 +1,9 @@
 //! End-to-end: the verdict table of API.md, one row at a time, with the operator binary against the
 //! testbed's API server, KWOK nodes and Nacos (rnacos).
 //!
-//! The tests of this file run in parallel. One of them stops a node of its own, so the others pin
-//! their pods to a testbed node, and that node is tainted against everybody else's pods.
+//! The tests of this file run in parallel. Two of them stop a node of their own (two of five nodes
+//! down stays under the freeze rule), so the others pin their pods to a testbed node, and those
+//! nodes are tainted against everybody else's pods.
 
 mod common;
 
@@ -47,7 +48,8 @@ async fn wait_status(
     .await
 }
 
-/// Waits for `passes` more completed reconcile passes (each moves `lastSyncTime`; resync 1 s apart).
+/// Waits for `passes` more completed reconcile passes (each moves `lastSyncTime`, at least a second
+/// apart; the bindings here resync every 5 s).
 async fn wait_passes(bindings: &Api<NacosBinding>, name: &str, passes: usize, timeout: Duration) {
     let mut last = status(bindings, name).await.and_then(|s| s.last_sync_time);
     for i in 0..passes {
