@@ -169,13 +169,19 @@ async fn apply(
                     // client re-registering. Disabling is what takes it away from consumers.
                     memory.mark_ineffective(&instance.key);
                     let disabled = disable(nacos, uid, &still).await.is_ok();
+                    if disabled {
+                        memory.record_disabled(&instance.key);
+                    }
                     Result::Ineffective { disabled }
                 }
                 Err(e) => Result::Failed(format!("verifying the deregistration: {e}")),
             }
         }
         ActionKind::Disable => match disable(nacos, uid, instance).await {
-            Ok(()) => Result::Done,
+            Ok(()) => {
+                memory.record_disabled(&instance.key);
+                Result::Done
+            }
             Err(e) => Result::Failed(e),
         },
         ActionKind::Enable => {
@@ -190,7 +196,10 @@ async fn apply(
                 return Result::Failed(e.to_string());
             }
             match nacos.get_instance(&instance.key).await {
-                Ok(Some(i)) if i.enabled => Result::Done,
+                Ok(Some(i)) if i.enabled => {
+                    memory.forget_disabled(&instance.key);
+                    Result::Done
+                }
                 Ok(_) => Result::Failed("the instance is not enabled after the write".into()),
                 Err(e) => Result::Failed(format!("verifying the enable: {e}")),
             }

@@ -181,6 +181,8 @@ pub struct Evaluation {
     /// Problems that blocked some services but not the whole pass (a failed listing, unsynced caches).
     pub problems: Vec<Problem>,
     pub now: chrono::DateTime<Utc>,
+    /// When a NotReady node next crosses `nodeUnreachableSeconds`: no event marks that moment.
+    pub node_deadline: Option<chrono::DateTime<Utc>>,
 }
 
 /// Dereference, list Nacos, read the cluster, and plan. Writes nothing.
@@ -250,6 +252,36 @@ pub async fn evaluate(
             listing,
         });
     }
+    if !server.lists_disabled {
+        // This server's listing hides disabled instances: look up the ones we disabled, one by one,
+        // so they can be re-enabled (and are not forgotten as unlisted).
+        let remembered: Vec<_> = state
+            .memory
+            .as_ref()
+            .map(|m| m.disabled.iter().cloned().collect())
+            .unwrap_or_default();
+        for listing in &mut listings {
+            let Ok(snap) = &mut listing.listing else {
+                continue;
+            };
+            for key in remembered.iter().filter(|k| k.service == listing.service) {
+                if snap.instances.iter().any(|i| &i.key == key) {
+                    continue;
+                }
+                match nacos.get_instance(key).await {
+                    Ok(Some(i)) => snap.instances.push(i),
+                    Ok(None) => {}
+                    Err(e) => {
+                        if problems.is_empty() {
+                            problems.push(Problem::from_nacos(&e));
+                        }
+                        listing.listing = Err(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
 
     // The cluster side of the evidence, for exactly the IPs Nacos lists.
     let synced = ctx.view.is_synced();
@@ -293,6 +325,7 @@ pub async fn evaluate(
         memory: &memory,
         now,
     });
+    let node_deadline = plan::next_node_deadline(&facts.nodes, &policy, now);
     Ok(Ok(Evaluation {
         server,
         nacos,
@@ -301,6 +334,7 @@ pub async fn evaluate(
         policy,
         problems,
         now,
+        node_deadline,
     }))
 }
 
@@ -360,12 +394,13 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     if eval.plan.approval_consumed {
         info!("approval annotation consumed");
     }
-    // Come back when the next grace period ends, or at the resync.
+    // Come back when the next grace period ends or a node turns unreachable, or at the resync.
     let next = eval
         .plan
         .services
         .iter()
         .flat_map(|s| s.waiting.iter().map(|w| w.due_at))
+        .chain(eval.node_deadline)
         .min()
         .and_then(|due| (due - eval.now).to_std().ok())
         .map(|d| d + Duration::from_millis(200))

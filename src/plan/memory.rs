@@ -22,6 +22,10 @@ pub struct Memory {
     pub ineffective: BTreeSet<InstanceKey>,
     /// The last approval token that released held removals.
     pub approval_consumed: Option<String>,
+    /// Instances we disabled (and have not seen enabled since). Where the server's listing hides
+    /// disabled instances (rnacos without its console), these keys are how the caller finds them
+    /// again, one by one, to re-enable them.
+    pub disabled: BTreeSet<InstanceKey>,
 }
 
 impl Memory {
@@ -72,6 +76,16 @@ impl Memory {
         self.deregistered.insert(key.clone(), now);
     }
 
+    /// Records an instance we took offline with `enabled=false` (the executor calls this).
+    pub fn record_disabled(&mut self, key: &InstanceKey) {
+        self.disabled.insert(key.clone());
+    }
+
+    /// Forgets an instance we disabled once it is enabled again (the executor calls this).
+    pub fn forget_disabled(&mut self, key: &InstanceKey) {
+        self.disabled.remove(key);
+    }
+
     /// Forgets the staleness history of an instance that is live again (a new life for its address).
     pub(crate) fn forget_instance(&mut self, key: &InstanceKey) {
         self.first_seen_stale.remove(key);
@@ -96,6 +110,7 @@ impl Memory {
         };
         self.first_seen_stale.retain(|k, _| keep(k));
         self.ineffective.retain(|k| keep(k));
+        self.disabled.retain(|k| keep(k));
         self.deregistered
             .retain(|k, at| governed.contains(&k.service) && *at > start);
         self.removals.retain(|s, times| {

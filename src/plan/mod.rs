@@ -228,6 +228,24 @@ pub fn is_frozen(nodes: &[NodeFacts]) -> bool {
     down >= 2 && down * 2 > nodes.len()
 }
 
+/// The next moment a node that is not Ready crosses `nodeUnreachableSeconds`. Such a node's
+/// instances are Live (nothing waiting) until then, and no Kubernetes event marks the crossing, so
+/// the caller must pass again at that moment rather than at the next resync.
+pub fn next_node_deadline(
+    nodes: &[NodeFacts],
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let threshold = delta(policy.node_unreachable_after);
+    nodes
+        .iter()
+        .filter(|n| n.readiness != NodeReadiness::Ready)
+        .filter_map(|n| n.readiness_since)
+        .map(|since| policy::after(since, threshold))
+        .filter(|due| *due > now)
+        .min()
+}
+
 /// Why nothing may act anywhere in this pass.
 fn pass_blocked(input: &PlanInput<'_>) -> Option<String> {
     if !input.caches_synced {

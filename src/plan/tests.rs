@@ -1,6 +1,6 @@
 //! Table-driven unit tests: one table per rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -1312,4 +1312,50 @@ fn unready_reason_and_extreme_durations_do_not_overflow() {
     let s = &p.services[0];
     assert_eq!(s.instances[0].reason, "pod shop/orders-1 not ready for 12s");
     assert!(s.actions.is_empty() && s.waiting.len() == 1);
+}
+
+#[test]
+fn next_node_deadline_is_the_earliest_threshold_crossing_still_ahead() {
+    let policy = Policy {
+        node_unreachable_after: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let mut nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -10));
+    nodes.push(node("node-f", "10.250.0.10", NodeReadiness::NotReady, -30));
+    // Already past the threshold: acted on in this pass, no wake-up needed for it.
+    nodes.push(node("node-g", "10.250.0.11", NodeReadiness::NotReady, -90));
+    assert_eq!(next_node_deadline(&nodes, &policy, t(0)), Some(t(30)));
+    assert_eq!(
+        next_node_deadline(
+            &ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Ready, -10)),
+            &policy,
+            t(0)
+        ),
+        None
+    );
+    let mut unknown_since = node("node-h", "10.250.0.12", NodeReadiness::Unknown, 0);
+    unknown_since.readiness_since = None;
+    assert_eq!(next_node_deadline(&[unknown_since], &policy, t(0)), None);
+}
+
+#[test]
+fn disabled_instances_are_remembered_while_listed() {
+    let listed = inst("10.1.0.7").key;
+    let unlisted = inst("10.1.0.8").key;
+    let mut m = Memory::default();
+    m.record_disabled(&listed);
+    m.record_disabled(&unlisted);
+    let service = listed.service.clone();
+    let governed: BTreeSet<&ServiceKey> = [&service].into_iter().collect();
+    let keys: BTreeSet<&InstanceKey> = [&listed].into_iter().collect();
+    let by_service: BTreeMap<&ServiceKey, BTreeSet<&InstanceKey>> = [(&service, keys)].into();
+    m.prune(
+        &governed,
+        &by_service,
+        t(0),
+        chrono::TimeDelta::seconds(300),
+    );
+    assert_eq!(m.disabled, [listed.clone()].into());
+    m.forget_disabled(&listed);
+    assert!(m.disabled.is_empty());
 }
