@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 
@@ -84,12 +83,9 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
     .await;
     let _second = Operator::start_with(&ns, "replica-b", &flags);
 
-    // Pod 0 goes: the leader (and only it) takes its instance offline.
-    let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
-    pods_api
-        .delete(&pods[0].0, &Default::default())
-        .await
-        .unwrap();
+    // One pod goes (scaling down: KWOK may give a deleted pod's replacement the same IP): the
+    // leader, and only it, takes its instance offline.
+    let first_gone = scale_down(&client, &ns, "app", 3).await;
     let gone = |ip: String| {
         let (nacos, svc) = (nacos.clone(), svc.clone());
         move || {
@@ -103,9 +99,24 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
         }
     };
     wait_for(
-        "pod 0's instance offline",
+        "the first instance offline",
         Duration::from_secs(30),
-        gone(pods[0].1.clone()),
+        gone(first_gone.clone()),
+    )
+    .await;
+
+    wait_for(
+        "replica-a's Deregistered event",
+        Duration::from_secs(20),
+        || {
+            let (client, ns, ip) = (client.clone(), ns.clone(), first_gone.clone());
+            async move {
+                let e = deregistered_events(&client, &ns).await;
+                e.iter()
+                    .any(|(who, note)| who == "replica-a" && note.contains(&format!("{ip}:8080")))
+                    .then_some(())
+            }
+        },
     )
     .await;
 
@@ -124,14 +135,11 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
     let handover = killed.elapsed();
     eprintln!("hand-over took {handover:?}");
 
-    pods_api
-        .delete(&pods[1].0, &Default::default())
-        .await
-        .unwrap();
+    let second_gone = scale_down(&client, &ns, "app", 2).await;
     wait_for(
-        "pod 1's instance offline",
+        "the second instance offline",
         Duration::from_secs(30),
-        gone(pods[1].1.clone()),
+        gone(second_gone.clone()),
     )
     .await;
 
@@ -152,12 +160,12 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
             .map(|(who, _)| who.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(by(&pods[0].1), ["replica-a"], "{events:?}");
-    assert_eq!(by(&pods[1].1), ["replica-b"], "{events:?}");
+    assert_eq!(by(&first_gone), ["replica-a"], "{events:?}");
+    assert_eq!(by(&second_gone), ["replica-b"], "{events:?}");
     // The survivors were never touched.
-    for (_, ip) in &pods[2..] {
+    for (_, ip) in ready_pods(&client, &ns, "app", 2).await {
         assert!(
-            nacos_instance(&nacos, &svc, ip, 8080).await.is_some(),
+            nacos_instance(&nacos, &svc, &ip, 8080).await.is_some(),
             "{ip} removed"
         );
     }

@@ -254,12 +254,13 @@ async fn an_instance_a_live_client_keeps_registering_ends_up_disabled_with_dereg
     })
     .await;
 
-    // Delete one pod; its client process goes on beating and re-registering.
-    let (victim, victim_ip) = pods[0].clone();
-    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
-        .delete(&victim, &Default::default())
-        .await
-        .unwrap();
+    // One pod goes; its client process goes on beating and re-registering.
+    let victim_ip = scale_down(&client, &ns, "kept", 1).await;
+    let survivor_ip = pods
+        .iter()
+        .map(|(_, ip)| ip.clone())
+        .find(|ip| *ip != victim_ip)
+        .expect("a survivor");
     let uid = bindings.get("kept").await.unwrap().metadata.uid.unwrap();
     let (n, s, ip) = (nacos.clone(), svc.clone(), victim_ip.clone());
     wait_for(
@@ -289,7 +290,7 @@ async fn an_instance_a_live_client_keeps_registering_ends_up_disabled_with_dereg
     assert_eq!(i["enabled"], serde_json::Value::Bool(false), "{i}");
     assert_eq!(
         consumer_view(&nacos, &svc).await,
-        vec![format!("{}:8080", pods[1].1)]
+        vec![format!("{survivor_ip}:8080")]
     );
     let out = std::process::Command::new(testbed_env("KUBECTL"))
         .args([

@@ -16,6 +16,12 @@ source "$envfile"
 rm -f "$envfile"
 kubectl() { "$KUBECTL" "$@"; }
 mkdir -p "$TESTBED_STATE/extra-pids"
+# A previous demo's operator and clients go first (their gRPC connections take their instances along).
+for f in "$TESTBED_STATE"/extra-pids/demo-*; do
+  [ -f "$f" ] || continue
+  kill "$(cat "$f")" 2>/dev/null || true
+  rm -f "$f"
+done
 
 say "Building nacos-reconciler"
 cargo build --quiet
@@ -26,9 +32,9 @@ kubectl apply -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/nacosbindings.nacos-reconciler.io --timeout=30s >/dev/null
 
 say "Deploying demo/orders (3 pods on KWOK nodes)"
-kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n demo delete deployment orders --ignore-not-found >/dev/null
-kubectl -n demo delete nacosbinding orders --ignore-not-found >/dev/null
+# A fresh namespace, so Events of an earlier run do not mix in.
+kubectl delete namespace demo --ignore-not-found --wait=true --timeout=60s >/dev/null
+kubectl create namespace demo >/dev/null
 kubectl -n demo create deployment orders --image=orders:1 --replicas=3 --port=8080 >/dev/null
 for _ in $(seq 1 60); do
   ready=$(kubectl -n demo get pods -l app=orders -o jsonpath='{range .items[*]}{.status.podIP}{" "}{end}' | wc -w)
@@ -79,10 +85,21 @@ say "Before: Nacos lists"
 nacos_list
 kubectl -n demo get nb
 
-victim=$(kubectl -n demo get pods -l app=orders -o jsonpath='{.items[0].metadata.name}')
-victim_ip=$(kubectl -n demo get pod "$victim" -o jsonpath='{.status.podIP}')
-say "Deleting pod $victim ($victim_ip); its client process stays connected to Nacos"
-kubectl -n demo delete pod "$victim" --wait=false >/dev/null
+# Scale down rather than delete: a deleted pod's replacement may get the same IP from KWOK, and an
+# address held by a Ready pod of the app is rightly kept.
+before=$(kubectl -n demo get pods -l app=orders -o jsonpath='{range .items[*]}{.metadata.name}={.status.podIP}{"\n"}{end}')
+say "Scaling demo/orders down to 2 pods; the removed pod's Nacos client stays connected"
+kubectl -n demo scale deployment orders --replicas=2 >/dev/null
+for _ in $(seq 1 30); do
+  [ "$(kubectl -n demo get pods -l app=orders --no-headers 2>/dev/null | wc -l)" -eq 2 ] && break
+  sleep 1
+done
+after=$(kubectl -n demo get pods -l app=orders -o jsonpath='{.items[*].metadata.name}')
+victim_ip=""
+while IFS='=' read -r name ip; do
+  case " $after " in *" $name "*) ;; *) victim=$name victim_ip=$ip ;; esac
+done <<<"$before"
+echo "   pod $victim ($victim_ip) is gone"
 for _ in $(seq 1 30); do
   nacos_list | grep -q "$victim_ip" || break
   sleep 1

@@ -413,6 +413,34 @@ pub async fn ready_pods(
     .await
 }
 
+/// Scales Deployment `app` down to `replicas` and returns the IP of the pod that went. (Deleting a
+/// pod instead lets its replacement take the same IP from KWOK: a Live instance again.)
+pub async fn scale_down(client: &kube::Client, ns: &str, app: &str, replicas: usize) -> String {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    let before: Vec<String> = ready_pods(client, ns, app, replicas + 1)
+        .await
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            app,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .expect("scale the deployment");
+    let after: Vec<String> = ready_pods(client, ns, app, replicas)
+        .await
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .collect();
+    let gone: Vec<&String> = before.iter().filter(|ip| !after.contains(ip)).collect();
+    assert_eq!(gone.len(), 1, "before {before:?} after {after:?}");
+    gone[0].clone()
+}
+
 /// A Nacos instance as the test sees it through the instance detail API (shows disabled ones).
 pub async fn nacos_instance(
     base: &str,
