@@ -167,6 +167,11 @@ impl NacosConfig {
     }
 }
 
+/// rnacos's answer to `GET /v1/ns/instance` for an instance that does not exist.
+fn rnacos_missing(status: u16, body: &[u8]) -> bool {
+    status == 500 && String::from_utf8_lossy(body).trim() == "error"
+}
+
 /// Normalise one configured address into a base URL without trailing `/` or `/nacos`.
 pub fn normalize_base_url(addr: &str) -> Result<String, NacosError> {
     let trimmed = addr.trim();
@@ -773,7 +778,8 @@ impl NacosClient {
             let result = self.send_authed(req).await;
             let retryable = match &result {
                 Err(NacosError::Unreachable { .. }) => true,
-                Ok(r) => r.status >= 500,
+                // rnacos answers a missing instance with 500 "error": an answer, not a failure.
+                Ok(r) => r.status >= 500 && !rnacos_missing(r.status, &r.body),
                 Err(_) => false,
             };
             if !retryable || attempt >= attempts {
@@ -1284,8 +1290,7 @@ impl NacosClient {
             req.sign_service = Some(grouped(&key.service));
             let r = self.request(&req).await?;
             if !r.is_success() {
-                // rnacos answers a missing instance with 500 "error".
-                if r.status == 500 && String::from_utf8_lossy(&r.body).trim() == "error" {
+                if rnacos_missing(r.status, &r.body) {
                     return Ok(None);
                 }
                 return match r.error() {
