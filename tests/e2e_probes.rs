@@ -1,0 +1,106 @@
+//! End-to-end: the probes tell the truth. An operator whose identity cannot list what it watches
+//! never syncs: `/readyz` stays unready and it writes nothing, while `/healthz` answers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// A kubeconfig for the `default` ServiceAccount of `ns` (no RBAC at all), via the TokenRequest API.
+fn powerless_kubeconfig(ns: &str) -> std::path::PathBuf {
+    let kubectl = testbed_env("KUBECTL");
+    let admin = testbed_env("KUBECONFIG");
+    let out = std::process::Command::new(&kubectl)
+        .args([
+            "--kubeconfig",
+            &admin,
+            "create",
+            "token",
+            "default",
+            "-n",
+            ns,
+        ])
+        .output()
+        .expect("kubectl create token");
+    assert!(
+        out.status.success(),
+        "create token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let server = std::process::Command::new(&kubectl)
+        .args(["--kubeconfig", &admin, "config", "view", "--minify", "-o"])
+        .arg("jsonpath={.clusters[0].cluster.server}")
+        .output()
+        .expect("kubectl config view");
+    let ca = std::process::Command::new(&kubectl)
+        .args(["--kubeconfig", &admin, "config", "view", "--minify", "-o"])
+        .arg("jsonpath={.clusters[0].cluster.certificate-authority}")
+        .output()
+        .expect("kubectl config view");
+    let path = std::env::temp_dir().join(format!("{ns}-powerless.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\n\
+             users:\n- name: u\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            String::from_utf8_lossy(&server.stdout),
+            String::from_utf8_lossy(&ca.stdout)
+        ),
+    )
+    .expect("write kubeconfig");
+    path
+}
+
+async fn status_of(url: &str) -> Option<u16> {
+    reqwest::get(url).await.ok().map(|r| r.status().as_u16())
+}
+
+#[tokio::test]
+async fn readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers() {
+    let client = kube_client().await;
+    let ns = unique("probes");
+    create_namespace(&client, &ns).await;
+    // The token controller needs the ServiceAccount first.
+    wait_for(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client, &ns)
+                    .get_opt("default")
+                    .await
+                    .ok()?
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    let kubeconfig = powerless_kubeconfig(&ns);
+    let port = free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"));
+    cmd.arg("run")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _operator = TestProcess::spawn(cmd, "operator-powerless");
+
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    wait_for("/healthz to answer 200", Duration::from_secs(20), || {
+        let url = healthz.clone();
+        async move { (status_of(&url).await == Some(200)).then_some(()) }
+    })
+    .await;
+    // Several seconds of watch failures: never ready.
+    for _ in 0..10 {
+        assert_eq!(status_of(&readyz).await, Some(503));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(status_of(&healthz).await, Some(200));
+}
