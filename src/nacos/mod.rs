@@ -46,8 +46,8 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::{Mutex, RwLock};
 use tracing::debug;
 
-pub use auth::Credentials;
 use auth::CachedToken;
+pub use auth::Credentials;
 use wire::{codes, Page, WireError, WireInstance};
 
 use crate::model::{Instance, InstanceKey, ServiceKey, ServiceSnapshot};
@@ -307,27 +307,25 @@ pub fn classify_error(address: &str, path: &str, status: u16, body: &[u8]) -> Na
             path,
             what: message,
         },
-        Some((code, message)) if !(200..300).contains(&status) || code != 0 => {
-            match status {
-                401 | 403 => NacosError::Auth {
-                    address,
-                    path,
-                    reason: message,
-                },
-                404 => NacosError::NotFound {
-                    address,
-                    path,
-                    what: message,
-                },
-                _ => NacosError::Server {
-                    address,
-                    path,
-                    status,
-                    code: Some(code),
-                    body: message,
-                },
-            }
-        }
+        Some((code, message)) if !(200..300).contains(&status) || code != 0 => match status {
+            401 | 403 => NacosError::Auth {
+                address,
+                path,
+                reason: message,
+            },
+            404 => NacosError::NotFound {
+                address,
+                path,
+                what: message,
+            },
+            _ => NacosError::Server {
+                address,
+                path,
+                status,
+                code: Some(code),
+                body: message,
+            },
+        },
         _ => match status {
             401 | 403 => NacosError::Auth {
                 address,
@@ -507,7 +505,9 @@ impl Reply {
 
     fn wire_error(&self, e: WireError) -> NacosError {
         match e {
-            WireError::Code { .. } => classify_error(&self.address, self.path, self.status, &self.body),
+            WireError::Code { .. } => {
+                classify_error(&self.address, self.path, self.status, &self.body)
+            }
             WireError::Malformed(reason) => NacosError::Protocol {
                 address: self.address.clone(),
                 path: self.path.to_string(),
@@ -748,7 +748,10 @@ impl NacosClient {
         ) {
             return Err(reply.error_as_auth());
         }
-        debug!(path = req.path, "Nacos denied the request; logging in again");
+        debug!(
+            path = req.path,
+            "Nacos denied the request; logging in again"
+        );
         let token = self.token(true).await?;
         let reply = self.send_failover(req, token.as_deref()).await?;
         if is_denied(reply.status) {
@@ -806,7 +809,10 @@ impl NacosClient {
     }
 
     async fn login(&self, username: &str, password: &str) -> Result<CachedToken> {
-        let form = vec![("username", username.to_string()), ("password", password.to_string())];
+        let form = vec![
+            ("username", username.to_string()),
+            ("password", password.to_string()),
+        ];
         // 3.x has its own login path; older servers answer 404 there and use the v1 one.
         let order: &[&'static str] = match self.inner.config.api {
             ApiGeneration::V1 | ApiGeneration::V2 => &[paths::V1_LOGIN],
@@ -837,7 +843,11 @@ impl NacosClient {
             let reply = reply.ok()?;
             let t = reply.parse(wire::parse_login)?;
             debug!(address = %reply.address, path, ttl = t.ttl_seconds, "logged in to Nacos");
-            return Ok(CachedToken::new(t.access_token, t.ttl_seconds, Instant::now()));
+            return Ok(CachedToken::new(
+                t.access_token,
+                t.ttl_seconds,
+                Instant::now(),
+            ));
         }
         Err(match last {
             Some(r) => r.error(),
@@ -1100,7 +1110,8 @@ impl NacosClient {
         let raw = match (info.api, info.flavor) {
             (ApiGeneration::V3, _) => self.list_v3(service, &wanted).await?,
             (_, ServerFlavor::V1Compatible) => {
-                self.list_v1_compatible(service, info.lists_disabled).await?
+                self.list_v1_compatible(service, info.lists_disabled)
+                    .await?
             }
             _ => self.list_v1(service, &wanted).await?,
         };

@@ -225,7 +225,10 @@ pub fn instance_from_value(v: &Value) -> Result<WireInstance, WireError> {
         // Some servers send metadata as a JSON string.
         Some(Value::String(s)) if !s.trim().is_empty() => {
             match serde_json::from_str::<BTreeMap<String, Value>>(s) {
-                Ok(m) => m.into_iter().map(|(k, v)| (k, value_to_string(&v))).collect(),
+                Ok(m) => m
+                    .into_iter()
+                    .map(|(k, v)| (k, value_to_string(&v)))
+                    .collect(),
                 Err(_) => BTreeMap::new(),
             }
         }
@@ -282,7 +285,9 @@ pub fn parse_v3_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> 
             } else if let Some(hosts) = o.get("hosts") {
                 (hosts, None)
             } else {
-                return Err(WireError::Malformed("v3 instance list: unknown data".into()));
+                return Err(WireError::Malformed(
+                    "v3 instance list: unknown data".into(),
+                ));
             }
         }
         _ => return Err(WireError::Malformed("v3 instance list: no data".into())),
@@ -431,7 +436,9 @@ pub fn parse_service_clusters(body: &[u8]) -> Result<Vec<String>, WireError> {
     } else if data.get("clusters").is_some_and(Value::is_null) || data.get("service").is_some() {
         // A service with no cluster yet.
     } else {
-        return Err(WireError::Malformed("service detail without clusters".into()));
+        return Err(WireError::Malformed(
+            "service detail without clusters".into(),
+        ));
     }
     out.sort();
     out.dedup();
@@ -469,7 +476,11 @@ pub fn parse_login(body: &[u8]) -> Result<LoginToken, WireError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| WireError::Malformed("login answer without accessToken".into()))?;
     // Nacos default TTL is 18000 s.
-    let ttl_seconds = raw.token_ttl.as_ref().and_then(lenient_u64).unwrap_or(18000);
+    let ttl_seconds = raw
+        .token_ttl
+        .as_ref()
+        .and_then(lenient_u64)
+        .unwrap_or(18000);
     Ok(LoginToken {
         access_token,
         ttl_seconds,
@@ -574,7 +585,10 @@ mod tests {
     #[test]
     fn wrapped_error_codes() {
         for (code, msg) in [
-            (10000, "Required parameter 'serviceName' type String is not present"),
+            (
+                10000,
+                "Required parameter 'serviceName' type String is not present",
+            ),
             (10001, "access denied"),
             (20004, "resource not found"),
             (21003, "instance not found, ip=10.0.0.1, port=80"),
@@ -592,7 +606,9 @@ mod tests {
         }
         assert_eq!(parse_error_code(b"ok"), None);
         assert_eq!(
-            parse_error_code(br#"{"code":"21008","message":"x"}"#).unwrap().0,
+            parse_error_code(br#"{"code":"21008","message":"x"}"#)
+                .unwrap()
+                .0,
             21008
         );
     }
@@ -606,7 +622,9 @@ mod tests {
           "fromGrpc":false,"fromCluster":0,"clientId":""}]},"success":true,"code":null,"msg":null}"#;
         let page = parse_rnacos_console_instances(body).unwrap();
         assert!(!page.items[0].enabled);
-        assert!(parse_rnacos_console_instances(br#"{"success":false,"code":"SYSTEM_ERROR"}"#).is_err());
+        assert!(
+            parse_rnacos_console_instances(br#"{"success":false,"code":"SYSTEM_ERROR"}"#).is_err()
+        );
         // With the no-auth console off, rnacos answers its HTML hint page with 200.
         assert!(parse_rnacos_console_instances(b"<!DOCTYPE html><html></html>").is_err());
     }
@@ -616,7 +634,10 @@ mod tests {
         let page = parse_v1_service_list(br#"{"count":3,"doms":["a","b"]}"#).unwrap();
         assert_eq!(page.total, 3);
         assert_eq!(page.items, vec!["a", "b"]);
-        assert!(parse_v1_service_list(br#"{"count":0,"doms":null}"#).unwrap().items.is_empty());
+        assert!(parse_v1_service_list(br#"{"count":0,"doms":null}"#)
+            .unwrap()
+            .items
+            .is_empty());
         assert!(parse_v1_service_list(br#"{"doms":[]}"#).is_err());
 
         let v3 = br#"{"code":0,"message":"success","data":{"totalCount":2,"pageNumber":1,"pagesAvailable":1,
@@ -641,7 +662,8 @@ mod tests {
         let empty = br#"{"service":{"name":"orders"},"clusters":[]}"#;
         assert!(parse_service_clusters(empty).unwrap().is_empty());
         assert!(parse_service_clusters(br#"{"foo":1}"#).is_err());
-        match parse_service_clusters(br#"{"code":21008,"message":"service not exist","data":null}"#) {
+        match parse_service_clusters(br#"{"code":21008,"message":"service not exist","data":null}"#)
+        {
             Err(WireError::Code { code: 21008, .. }) => {}
             other => panic!("{other:?}"),
         }
@@ -662,7 +684,9 @@ mod tests {
         let t = parse_login(br#"{"accessToken":"eyJhbGci.secret","tokenTtl":18000,"globalAdmin":true,"username":"nacos"}"#).unwrap();
         assert_eq!(t.ttl_seconds, 18000);
         assert!(!format!("{t:?}").contains("secret"));
-        let rn = parse_login(br#"{"accessToken":"AUTH_DISABLED","tokenTtl":3600,"globalAdmin":true}"#).unwrap();
+        let rn =
+            parse_login(br#"{"accessToken":"AUTH_DISABLED","tokenTtl":3600,"globalAdmin":true}"#)
+                .unwrap();
         assert_eq!(rn.access_token, "AUTH_DISABLED");
         assert!(parse_login(b"unknown user!").is_err());
         assert!(parse_login(br#"{"accessToken":""}"#).is_err());
