@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn hmac_sha1_known_vector() {
-        // RFC 2202 test case 2.
+        // RFC 2202 test case 2 (hex effcdf6ae5eb2fa2d27416d5f184df9c259a7c79).
         assert_eq!(
             hmac_sha1_base64(b"Jefe", b"what do ya want for nothing?"),
             "7/zfauXrL6LSdBbV8YTfnCWafHk="

@@ -23,7 +23,8 @@
 //!   `catalog/service` (service detail with clusters) does not exist.
 //! - POST, PUT and PATCH `/v1/ns/instance` are one upsert: a PATCH of a missing instance *creates*
 //!   it (Alibaba answers 404). The client therefore checks existence with `GET /v1/ns/instance` before
-//!   it PATCHes on rnacos. A PATCH also marks the instance healthy.
+//!   it PATCHes on rnacos. A PATCH also marks the instance healthy, and resets `clusterName` to
+//!   DEFAULT when it is not sent (verified live), so the client always sends it.
 //! - PATCH keeps the weight when `weight` is absent or 1.0, keeps `ephemeral` when absent, and
 //!   ignores `metadata` when it is empty or `{}`: metadata can never be cleared to empty, so removing
 //!   the last key (e.g. the disabled-by marker) does not take on rnacos.

@@ -1,1 +1,707 @@
+//! Client behaviour against a scripted in-process HTTP server: detection, pagination, failover,
+//! retries, login and re-login, write parameters.
 
+use super::*;
+use std::net::SocketAddr;
+use std::sync::Mutex as StdMutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    form: BTreeMap<String, String>,
+    auth: Option<String>,
+}
+
+type Handler = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
+
+struct Mock {
+    addr: SocketAddr,
+    seen: Arc<StdMutex<Vec<Seen>>>,
+}
+
+impl Mock {
+    async fn start(handler: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    let (head_end, content_len) = loop {
+                        let n = sock.read(&mut tmp).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + content_len {
+                        let n = sock.read(&mut tmp).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                    let mut lines = head.lines();
+                    let mut first = lines.next().unwrap_or("").split(' ');
+                    let method = first.next().unwrap_or("").to_string();
+                    let target = first.next().unwrap_or("").to_string();
+                    let (path, q) = target.split_once('?').unwrap_or((&target, ""));
+                    let auth = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                        .map(|(_, v)| v.trim().to_string());
+                    let s = Seen {
+                        method,
+                        path: path.to_string(),
+                        query: url::form_urlencoded::parse(q.as_bytes())
+                            .into_owned()
+                            .collect(),
+                        form: url::form_urlencoded::parse(body.as_bytes())
+                            .into_owned()
+                            .collect(),
+                        auth,
+                    };
+                    let (status, out) = handler(&s);
+                    seen.lock().unwrap().push(s);
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{out}",
+                        out.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Mock { addr, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn count(&self, path: &str) -> usize {
+        self.seen().iter().filter(|s| s.path == path).count()
+    }
+}
+
+fn fast_config(addrs: Vec<String>) -> NacosConfig {
+    let mut c = NacosConfig::new(addrs);
+    c.request_timeout = Duration::from_secs(2);
+    c.retry = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+    };
+    c.page_size = 2;
+    c
+}
+
+/// An address on which nothing listens.
+async fn dead_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{a}")
+}
+
+fn inst_json(ip: &str, port: u16, cluster: &str, enabled: bool) -> String {
+    format!(
+        r#"{{"ip":"{ip}","port":{port},"clusterName":"{cluster}","weight":1.0,"healthy":true,"enabled":{enabled},"ephemeral":true,"metadata":{{}}}}"#
+    )
+}
+
+/// A 2.x server: state, catalog/service with two clusters, paginated catalog/instances.
+fn nacos2(s: &Seen) -> (u16, String) {
+    match s.path.as_str() {
+        "/nacos/v3/admin/core/state" => (404, "Not Found".into()),
+        "/nacos/v1/console/server/state" => (200, r#"{"version":"2.5.2"}"#.into()),
+        "/nacos/v1/ns/catalog/service" => (
+            200,
+            r#"{"service":{"name":"orders"},"clusters":[{"name":"DEFAULT"},{"name":"c2"}]}"#.into(),
+        ),
+        "/nacos/v1/ns/catalog/instances" => {
+            let page: usize = s.query["pageNo"].parse().unwrap();
+            let cluster = s.query["clusterName"].as_str();
+            let all: Vec<String> = match cluster {
+                "DEFAULT" => vec![
+                    inst_json("10.0.0.1", 80, "DEFAULT", true),
+                    inst_json("10.0.0.2", 80, "DEFAULT", false),
+                    inst_json("10.0.0.3", 80, "DEFAULT", true),
+                ],
+                _ => vec![inst_json("10.0.1.1", 81, "c2", true)],
+            };
+            let items: Vec<String> = all.iter().skip((page - 1) * 2).take(2).cloned().collect();
+            (
+                200,
+                format!(r#"{{"list":[{}],"count":{}}}"#, items.join(","), all.len()),
+            )
+        }
+        "/nacos/v1/ns/service/list" => {
+            let page: usize = s.query["pageNo"].parse().unwrap();
+            let doms = if page == 1 {
+                r#"["a","b"]"#
+            } else {
+                r#"["c"]"#
+            };
+            (200, format!(r#"{{"count":3,"doms":{doms}}}"#))
+        }
+        "/nacos/v1/ns/instance" => (200, "ok".into()),
+        _ => (404, "no".into()),
+    }
+}
+
+#[tokio::test]
+async fn detects_2x_and_lists_every_cluster_and_page() {
+    let m = Mock::start(nacos2).await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let info = c.server_info().await.unwrap();
+    assert_eq!(info.version, "2.5.2");
+    assert_eq!(info.api, ApiGeneration::V2);
+    assert_eq!(info.flavor, ServerFlavor::Nacos);
+
+    let svc = ServiceKey::new("DEFAULT_GROUP", "orders");
+    let snap = c.list_instances(&svc, &[]).await.unwrap();
+    assert_eq!(snap.instances.len(), 4);
+    assert!(snap.instances.iter().any(|i| !i.enabled));
+    // DEFAULT needs two pages, c2 one.
+    assert_eq!(m.count("/nacos/v1/ns/catalog/instances"), 3);
+
+    let only_c2 = c.list_instances(&svc, &["c2".to_string()]).await.unwrap();
+    assert_eq!(only_c2.instances.len(), 1);
+    assert_eq!(only_c2.instances[0].key.cluster, "c2");
+    // A cluster the service does not have lists nothing, without a request.
+    let none = c.list_instances(&svc, &["zz".to_string()]).await.unwrap();
+    assert!(none.instances.is_empty());
+
+    assert_eq!(
+        c.list_services("DEFAULT_GROUP").await.unwrap(),
+        vec!["a", "b", "c"]
+    );
+    let q = &m
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/nacos/v1/ns/service/list")
+        .unwrap()
+        .query;
+    assert_eq!(q["namespaceId"], "public");
+}
+
+#[tokio::test]
+async fn missing_service_is_not_found_and_bad_page_is_error() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v1/console/server/state" => (200, r#"{"version":"1.4.8"}"#.into()),
+        "/nacos/v1/ns/catalog/service" if s.query["serviceName"] == "gone" => (
+            404,
+            "caused: service DEFAULT_GROUP@@gone is not found!".into(),
+        ),
+        "/nacos/v1/ns/catalog/service" => (
+            200,
+            r#"{"service":{},"clusters":[{"name":"DEFAULT"}]}"#.into(),
+        ),
+        // Says 3 but the second page is empty: the listing is incomplete.
+        "/nacos/v1/ns/catalog/instances" if s.query["pageNo"] == "1" => (
+            200,
+            format!(
+                r#"{{"list":[{},{}],"count":3}}"#,
+                inst_json("10.0.0.1", 80, "DEFAULT", true),
+                inst_json("10.0.0.2", 80, "DEFAULT", true)
+            ),
+        ),
+        "/nacos/v1/ns/catalog/instances" => (200, r#"{"list":[],"count":3}"#.into()),
+        _ => (404, String::new()),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    assert_eq!(c.server_info().await.unwrap().api, ApiGeneration::V1);
+    let e = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "gone"), &[])
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    let e = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "orders"), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NacosError::Protocol { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn server_error_is_error_not_empty() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v1/console/server/state" => (200, r#"{"version":"2.4.3"}"#.into()),
+        "/nacos/v1/ns/catalog/service" => (
+            200,
+            r#"{"service":{},"clusters":[{"name":"DEFAULT"}]}"#.into(),
+        ),
+        _ => (500, "java.lang.NullPointerException".into()),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let e = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "orders"), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NacosError::Server { status: 500, .. }), "{e}");
+    // Reads are retried: 3 attempts.
+    assert_eq!(m.count("/nacos/v1/ns/catalog/instances"), 3);
+}
+
+#[tokio::test]
+async fn fails_over_and_remembers_the_good_address() {
+    let dead = dead_addr().await;
+    let m = Mock::start(nacos2).await;
+    let c = NacosClient::new(fast_config(vec![dead.clone(), m.url()])).unwrap();
+    c.server_info().await.unwrap();
+    assert_eq!(c.current_address(), m.url());
+
+    let all_dead = NacosClient::new(fast_config(vec![dead.clone()])).unwrap();
+    let e = all_dead.server_info().await.unwrap_err();
+    match &e {
+        NacosError::Unreachable {
+            addresses, path, ..
+        } => {
+            assert!(addresses.contains(&dead[7..]));
+            assert!(path.starts_with("/nacos/"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn writes_send_only_the_needed_fields() {
+    let m = Mock::start(nacos2).await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let inst = Instance {
+        key: InstanceKey {
+            service: ServiceKey::new("G", "orders"),
+            cluster: "c2".into(),
+            ip: "10.0.1.1".parse().unwrap(),
+            port: 81,
+        },
+        ephemeral: false,
+        enabled: true,
+        healthy: true,
+        weight: 3.0,
+        metadata: BTreeMap::new(),
+    };
+    c.deregister(&inst).await.unwrap();
+    let mut md = BTreeMap::new();
+    md.insert(
+        crate::model::DISABLED_BY_KEY.to_string(),
+        "uid-1".to_string(),
+    );
+    c.set_enabled(&inst, false, &md).await.unwrap();
+    let seen = m.seen();
+    let del = seen.iter().find(|s| s.method == "DELETE").unwrap();
+    assert_eq!(del.query["ephemeral"], "false");
+    assert_eq!(del.query["groupName"], "G");
+    assert_eq!(del.query["clusterName"], "c2");
+    let patch = seen.iter().find(|s| s.method == "PATCH").unwrap();
+    assert_eq!(patch.form["enabled"], "false");
+    assert_eq!(patch.form["ip"], "10.0.1.1");
+    assert!(patch.form["metadata"].contains("nacos-reconciler.io/disabled-by"));
+    // PATCH keeps whatever is not sent: no weight, no healthy.
+    assert!(!patch.form.contains_key("weight"));
+    assert!(!patch.form.contains_key("healthy"));
+}
+
+#[tokio::test]
+async fn v3_uses_admin_api_and_sends_weight_on_partial_update() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v3/admin/core/state" => (
+            200,
+            r#"{"code":0,"message":"success","data":{"version":"3.1.0"}}"#.into(),
+        ),
+        "/nacos/v3/admin/ns/service" => (
+            200,
+            r#"{"code":0,"message":"success","data":{"clusterMap":{"DEFAULT":{},"b":{}}}}"#.into(),
+        ),
+        "/nacos/v3/admin/ns/instance/list" => {
+            let c = s.query["clusterName"].clone();
+            (
+                200,
+                format!(
+                    r#"{{"code":0,"message":"success","data":[{}]}}"#,
+                    inst_json(if c == "b" { "10.0.0.2" } else { "10.0.0.1" }, 80, &c, false)
+                ),
+            )
+        }
+        "/nacos/v3/admin/ns/instance/partial" | "/nacos/v3/admin/ns/instance" => (
+            200,
+            r#"{"code":0,"message":"success","data":"ok"}"#.into(),
+        ),
+        "/nacos/v3/admin/ns/service/list" => (
+            200,
+            r#"{"code":0,"message":"success","data":{"totalCount":2,"pageItems":[{"name":"x","groupName":"G"},{"name":"y","groupName":"G2"}]}}"#.into(),
+        ),
+        _ => (404, String::new()),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let info = c.server_info().await.unwrap();
+    assert_eq!(
+        (info.api, info.version.as_str()),
+        (ApiGeneration::V3, "3.1.0")
+    );
+    let snap = c
+        .list_instances(&ServiceKey::new("G", "s"), &[])
+        .await
+        .unwrap();
+    assert_eq!(snap.instances.len(), 2);
+    let inst = snap.instances[0].clone();
+    c.set_enabled(&inst, false, &BTreeMap::new()).await.unwrap();
+    c.deregister(&inst).await.unwrap();
+    let seen = m.seen();
+    let put = seen.iter().find(|s| s.method == "PUT").unwrap();
+    assert_eq!(put.path, "/nacos/v3/admin/ns/instance/partial");
+    assert_eq!(put.form["weight"], "1");
+    assert_eq!(put.form["enabled"], "false");
+    assert_eq!(put.form["metadata"], "{}");
+    assert!(seen
+        .iter()
+        .any(|s| s.method == "DELETE" && s.path == "/nacos/v3/admin/ns/instance"));
+    assert_eq!(c.list_services("G").await.unwrap(), vec!["x"]);
+}
+
+#[tokio::test]
+async fn v3_error_codes_map_to_variants() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v3/admin/core/state" => (200, r#"{"code":0,"data":{"version":"3.0.2"}}"#.into()),
+        "/nacos/v3/admin/ns/service" => (
+            400,
+            r#"{"code":21008,"message":"service not exist","data":null}"#.into(),
+        ),
+        "/nacos/v3/admin/ns/instance" => (
+            403,
+            r#"{"code":10001,"message":"access denied","data":null}"#.into(),
+        ),
+        _ => (404, String::new()),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let e = c
+        .list_instances(&ServiceKey::new("G", "s"), &[])
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    let inst = Instance {
+        key: InstanceKey {
+            service: ServiceKey::new("G", "s"),
+            cluster: "DEFAULT".into(),
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 80,
+        },
+        ephemeral: true,
+        enabled: true,
+        healthy: true,
+        weight: 1.0,
+        metadata: BTreeMap::new(),
+    };
+    let e = c.deregister(&inst).await.unwrap_err();
+    assert!(matches!(e, NacosError::Auth { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn login_is_cached_and_renewed_once_on_403() {
+    let logins = Arc::new(AtomicU64::new(0));
+    let l2 = logins.clone();
+    let m = Mock::start(move |s| match s.path.as_str() {
+        // 1.x/2.x have no v3 login.
+        "/nacos/v3/auth/user/login" => (404, String::new()),
+        "/nacos/v1/auth/login" => {
+            if s.form.get("password").map(String::as_str) != Some("pw") {
+                return (403, "unknown user!".into());
+            }
+            let n = l2.fetch_add(1, Ordering::SeqCst) + 1;
+            (
+                200,
+                format!(r#"{{"accessToken":"tok{n}","tokenTtl":18000,"globalAdmin":true}}"#),
+            )
+        }
+        _ => {
+            // The first token is "expired" server-side.
+            if s.auth.as_deref() != Some("Bearer tok2") {
+                return (403, r#"{"code":403,"message":"token expired!"}"#.into());
+            }
+            nacos2(s)
+        }
+    })
+    .await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.credentials = Credentials::UserPassword {
+        username: "nacos".into(),
+        password: "pw".into(),
+    };
+    let c = NacosClient::new(cfg.clone()).unwrap();
+    c.server_info().await.unwrap();
+    c.list_services("DEFAULT_GROUP").await.unwrap();
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    // Credentials went in the body, never the query.
+    assert!(m.seen().iter().all(|s| !s.query.contains_key("password")));
+
+    cfg.credentials = Credentials::UserPassword {
+        username: "nacos".into(),
+        password: "wrong-secret".into(),
+    };
+    let bad = NacosClient::new(cfg).unwrap();
+    let e = bad.server_info().await.unwrap_err();
+    assert!(matches!(e, NacosError::Auth { .. }), "{e}");
+    assert!(!e.to_string().contains("wrong-secret"));
+    assert!(!format!("{e:?}").contains("wrong-secret"));
+    assert!(!format!("{bad:?}").contains("wrong-secret"));
+}
+
+#[tokio::test]
+async fn denied_twice_is_auth_error() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v3/auth/user/login" => (200, r#"{"accessToken":"t","tokenTtl":100}"#.into()),
+        _ => (403, "no permission".into()),
+    })
+    .await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.api = ApiGeneration::V1;
+    cfg.credentials = Credentials::UserPassword {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    // V1 logs in at the v1 path only; it answers 403 here.
+    let c = NacosClient::new(cfg).unwrap();
+    assert!(matches!(
+        c.server_info().await.unwrap_err(),
+        NacosError::Auth { .. }
+    ));
+}
+
+#[tokio::test]
+async fn access_key_signs_requests() {
+    let m = Mock::start(nacos2).await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.credentials = Credentials::AccessKey {
+        access_key: "AK".into(),
+        secret_key: "SK-secret".into(),
+    };
+    let c = NacosClient::new(cfg).unwrap();
+    c.list_instances(&ServiceKey::new("DEFAULT_GROUP", "orders"), &[])
+        .await
+        .unwrap();
+    let s = m
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/nacos/v1/ns/catalog/instances")
+        .unwrap();
+    assert_eq!(s.query["ak"], "AK");
+    assert!(s.query["data"].ends_with("@@DEFAULT_GROUP@@orders"));
+    assert!(!s.query["signature"].is_empty());
+    assert!(m
+        .seen()
+        .iter()
+        .all(|s| !s.query.values().any(|v| v.contains("SK-secret"))));
+}
+
+/// rnacos: no state endpoints, console off (HTML hint page), catalog ignores clusters,
+/// PATCH would upsert.
+fn rnacos(s: &Seen) -> (u16, String) {
+    match s.path.as_str() {
+        "/nacos/v1/ns/service/list" => (200, r#"{"count":1,"doms":["s"]}"#.into()),
+        "/rnacos/api/console/v2/instance/list" => (200, "<!DOCTYPE html><html></html>".into()),
+        "/nacos/v1/ns/catalog/instances" => {
+            assert!(!s.query.contains_key("clusterName"));
+            (
+                200,
+                format!(
+                    r#"{{"count":2,"list":[{},{}]}}"#,
+                    inst_json("10.1.1.1", 80, "DEFAULT", true),
+                    inst_json("10.1.1.2", 80, "other", true)
+                ),
+            )
+        }
+        "/nacos/v1/ns/instance" if s.method == "GET" => {
+            if s.query["ip"] == "10.1.1.1" {
+                (200, inst_json("10.1.1.1", 80, "DEFAULT", false))
+            } else {
+                (500, "error".into())
+            }
+        }
+        "/nacos/v1/ns/instance" => (200, "ok".into()),
+        _ => (404, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn rnacos_fallbacks() {
+    let m = Mock::start(rnacos).await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let info = c.server_info().await.unwrap();
+    assert_eq!(info.version, "unknown");
+    assert_eq!(info.api, ApiGeneration::V1);
+    assert_eq!(info.flavor, ServerFlavor::V1Compatible);
+    assert!(!info.lists_disabled);
+
+    let svc = ServiceKey::new("DEFAULT_GROUP", "s");
+    let snap = c.list_instances(&svc, &["DEFAULT".into()]).await.unwrap();
+    assert_eq!(snap.instances.len(), 1);
+    assert_eq!(
+        c.list_instances(&svc, &[]).await.unwrap().instances.len(),
+        2
+    );
+
+    let mut inst = snap.instances[0].clone();
+    let got = c.get_instance(&inst.key).await.unwrap().unwrap();
+    assert!(!got.enabled);
+    c.set_enabled(&inst, true, &BTreeMap::new()).await.unwrap();
+    assert_eq!(m.seen().iter().filter(|s| s.method == "PATCH").count(), 1);
+
+    // A missing instance is not PATCHed (rnacos would create it).
+    inst.key.ip = "10.9.9.9".parse().unwrap();
+    assert!(c.get_instance(&inst.key).await.unwrap().is_none());
+    let e = c
+        .set_enabled(&inst, false, &BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert_eq!(m.seen().iter().filter(|s| s.method == "PATCH").count(), 1);
+}
+
+#[tokio::test]
+async fn rnacos_console_listing_when_available() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/rnacos/api/console/v2/instance/list" => (
+            200,
+            format!(
+                r#"{{"success":true,"data":{{"totalCount":1,"list":[{}]}}}}"#,
+                inst_json("10.1.1.1", 80, "DEFAULT", false)
+            ),
+        ),
+        p => rnacos(&Seen {
+            path: p.to_string(),
+            ..s.clone()
+        }),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    assert!(c.server_info().await.unwrap().lists_disabled);
+    let snap = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "s"), &[])
+        .await
+        .unwrap();
+    assert_eq!(snap.instances.len(), 1);
+    assert!(!snap.instances[0].enabled);
+}
+
+#[test]
+fn addresses_are_normalised() {
+    assert_eq!(
+        normalize_base_url("127.0.0.1:8848").unwrap(),
+        "http://127.0.0.1:8848"
+    );
+    assert_eq!(
+        normalize_base_url("https://nacos:8848/nacos/").unwrap(),
+        "https://nacos:8848"
+    );
+    assert!(normalize_base_url("").is_err());
+    assert!(normalize_base_url("ftp://x").is_err());
+    assert!(normalize_base_url("http://u:p@x:1").is_err());
+    assert!(NacosClient::new(NacosConfig::new(vec![])).is_err());
+    let mut cfg = NacosConfig::new(vec!["http://x".into()]);
+    cfg.tls.ca_pem = Some(b"not a pem".to_vec());
+    assert!(NacosClient::new(cfg).is_err());
+}
+
+#[test]
+fn namespace_id_defaults_to_public() {
+    let mut c = NacosConfig::new(vec!["http://x".into()]);
+    assert_eq!(c.namespace_id(), "public");
+    c.namespace = "dev".into();
+    assert_eq!(c.namespace_id(), "dev");
+}
+
+#[test]
+fn classify_error_statuses() {
+    let e = classify_error(
+        "http://a",
+        "/p",
+        400,
+        b"caused: Param 'serviceName' is required.;",
+    );
+    assert!(matches!(
+        e,
+        NacosError::Server {
+            status: 400,
+            code: None,
+            ..
+        }
+    ));
+    assert!(
+        classify_error("http://a", "/p", 200, br#"{"code":20004,"message":"x"}"#).is_not_found()
+    );
+    assert!(matches!(
+        classify_error(
+            "http://a",
+            "/p",
+            410,
+            br#"{"code":40000,"message":"API deprecated"}"#
+        ),
+        NacosError::Server {
+            status: 410,
+            code: Some(40000),
+            ..
+        }
+    ));
+    assert!(matches!(
+        classify_error("http://a", "/p", 401, b""),
+        NacosError::Auth { .. }
+    ));
+}
+
+#[test]
+fn retry_backoff_is_bounded() {
+    let r = RetryPolicy {
+        max_attempts: 5,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(300),
+    };
+    assert_eq!(r.backoff(1), Duration::from_millis(100));
+    assert_eq!(r.backoff(2), Duration::from_millis(200));
+    assert_eq!(r.backoff(3), Duration::from_millis(300));
+    assert_eq!(r.backoff(40), Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn observer_counts_requests() {
+    let m = Mock::start(nacos2).await;
+    let counters = Arc::new(RequestCounters::default());
+    let c = NacosClient::new(fast_config(vec![m.url()]))
+        .unwrap()
+        .with_observer(counters.clone());
+    c.server_info().await.unwrap();
+    assert_eq!(counters.requests.load(Ordering::Relaxed), 2);
+    assert_eq!(counters.error_answers.load(Ordering::Relaxed), 1);
+}
