@@ -519,9 +519,28 @@ impl PrivateNacos {
         n
     }
 
-    /// Kills the server (SIGKILL, as a crash would).
-    pub fn stop(&mut self) {
-        self.proc = None;
+    /// Stops the server as a restart does (SIGTERM) and waits until it exited: rnacos keeps
+    /// persistent instances across a clean stop, but not always across SIGKILL.
+    pub async fn stop(&mut self) {
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        let term = Command::new("kill")
+            .args(["-TERM", &proc.pid().to_string()])
+            .status();
+        assert!(
+            term.is_ok_and(|s| s.success()),
+            "cannot send SIGTERM to rnacos"
+        );
+        wait_for(
+            "the private rnacos to exit",
+            Duration::from_secs(15),
+            || {
+                let exited = proc.child_mut().try_wait().ok().flatten().is_some();
+                async move { exited.then_some(()) }
+            },
+        )
+        .await;
     }
 
     /// Starts the server again on the same ports and data directory; waits until it answers.
