@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -48,7 +48,7 @@ pub struct Context {
     pub client: Client,
     pub view: ClusterView,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub recorder: report::EventRecorder,
     /// Per binding UID.
     pub bindings: Mutex<HashMap<String, Arc<Mutex<BindingState>>>>,
     /// False while this process is not the leader, or during the settle period after winning.
@@ -126,7 +126,7 @@ pub async fn run(
             })
             .collect()
     });
-    let recorder = Recorder::new(
+    let recorder = report::EventRecorder::new(
         client.clone(),
         Reporter {
             controller: "nacos-reconciler".into(),

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
@@ -31,7 +31,7 @@ pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<St
         .map_err(|_| "the cluster caches did not sync within 60s".to_string())?
         .map_err(|e| e.to_string())?;
     let ctx = Context {
-        recorder: Recorder::new(
+        recorder: super::report::EventRecorder::new(
             client.clone(),
             Reporter {
                 controller: "nacos-reconciler-plan".into(),

@@ -1,13 +1,16 @@
 //! What users see of a pass: status (server-side apply), conditions, Events and metrics.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use tracing::warn;
 
@@ -113,6 +116,71 @@ fn operation_of(method: &str, path: &str) -> &'static str {
     }
 }
 
+/// How long a subject's Recorder is kept unused: kube's Recorder starts a new Event (instead of
+/// counting a repeat) after six minutes anyway.
+const RECORDER_TTL: Duration = Duration::from_secs(6 * 60);
+
+/// Publishes Events (events.k8s.io/v1) through kube's [`Recorder`], one per subject.
+///
+/// A single Recorder folds every Event with the same type, reason and object into one series that
+/// keeps the first note: a `Deregistered` for a second instance of a binding would only bump the
+/// count of the first one and show the first instance's message. Keeping a Recorder per subject
+/// (the instance an Event is about, or its message) gives each instance an Event of its own, while
+/// repeats about the same subject still fold into a series instead of piling up.
+pub struct EventRecorder {
+    client: kube::Client,
+    reporter: Reporter,
+    by_subject: std::sync::Mutex<HashMap<u64, (Recorder, Instant)>>,
+}
+
+impl EventRecorder {
+    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
+        Self {
+            client,
+            reporter,
+            by_subject: Default::default(),
+        }
+    }
+
+    /// The Recorder of one subject of one object; forgets the ones unused for a while.
+    fn recorder(&self, ev: &Event, subject: &str, regarding: &ObjectReference) -> Recorder {
+        let mut h = DefaultHasher::new();
+        (ev.type_, &ev.reason, subject).hash(&mut h);
+        (&regarding.namespace, &regarding.name, &regarding.uid).hash(&mut h);
+        let key = h.finish();
+        let now = Instant::now();
+        let mut map = self
+            .by_subject
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.retain(|_, (_, used)| now.duration_since(*used) < RECORDER_TTL);
+        let entry = map.entry(key).or_insert_with(|| {
+            (
+                Recorder::new(self.client.clone(), self.reporter.clone()),
+                now,
+            )
+        });
+        entry.1 = now;
+        entry.0.clone()
+    }
+
+    pub async fn publish(
+        &self,
+        ev: &Event,
+        subject: &str,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        self.recorder(ev, subject, regarding)
+            .publish(ev, regarding)
+            .await
+    }
+
+    #[cfg(test)]
+    fn subjects(&self) -> usize {
+        self.by_subject.lock().unwrap().len()
+    }
+}
+
 /// Collects what a pass found and did, then writes it once.
 pub struct Report<'a> {
     b: &'a NacosBinding,
@@ -172,9 +240,10 @@ impl<'a> Report<'a> {
         let target = describe(&a.instance);
         match &o.result {
             Applied::Done if a.replaces_deregister => {
-                self.event(
+                self.event_about(
                     EventType::Warning,
                     "DeregisterIneffective",
+                    &target,
                     &format!(
                         "{target}: registered again after its deregistration (a live client keeps \
                          it); disabled instead (enabled=false): {}",
@@ -189,9 +258,10 @@ impl<'a> Report<'a> {
                     ActionKind::Disable => ("Disabled", "disabled"),
                     ActionKind::Enable => ("Enabled", "enabled"),
                 };
-                self.event(
+                self.event_about(
                     EventType::Normal,
                     reason,
+                    &target,
                     &format!("{target} {verb}: {}", a.reason),
                 )
                 .await;
@@ -202,9 +272,10 @@ impl<'a> Report<'a> {
                 } else {
                     "disabling it failed too"
                 };
-                self.event(
+                self.event_about(
                     EventType::Warning,
                     "DeregisterIneffective",
+                    &target,
                     &format!(
                         "{target}: Nacos answered ok to the deregistration but still lists it \
                          (a live client owns it); {then}: {}",
@@ -214,17 +285,19 @@ impl<'a> Report<'a> {
                 .await;
             }
             Applied::NotConfirmed(why) => {
-                self.event(
+                self.event_about(
                     EventType::Normal,
                     "NotConfirmed",
+                    &target,
                     &format!("{target} left alone: {why}"),
                 )
                 .await;
             }
             Applied::Failed(why) => {
-                self.event(
+                self.event_about(
                     EventType::Warning,
                     "ActionFailed",
+                    &target,
                     &format!("{target}: {} failed: {why}", verb_of(a.kind)),
                 )
                 .await;
@@ -277,9 +350,10 @@ impl<'a> Report<'a> {
                     ActionKind::Disable => ("WouldDisable", "would be disabled"),
                     ActionKind::Enable => ("WouldEnable", "would be enabled"),
                 };
-                self.event(
+                self.event_about(
                     EventType::Normal,
                     reason,
+                    &target,
                     &format!("{target} {verb} (dryRun): {}", a.reason),
                 )
                 .await;
@@ -342,7 +416,14 @@ impl<'a> Report<'a> {
         self.held = held;
     }
 
+    /// An Event about the binding as a whole; repeats of the same message fold into one series.
     async fn event(&self, type_: EventType, reason: &str, note: &str) {
+        self.event_about(type_, reason, note, note).await;
+    }
+
+    /// An Event about one subject (an instance); repeats about the same subject fold into one
+    /// series, and different subjects get Events of their own.
+    async fn event_about(&self, type_: EventType, reason: &str, subject: &str, note: &str) {
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -353,7 +434,7 @@ impl<'a> Report<'a> {
         if let Err(e) = self
             .ctx
             .recorder
-            .publish(&ev, &self.b.object_ref(&()))
+            .publish(&ev, subject, &self.b.object_ref(&()))
             .await
         {
             warn!(error = %e, reason, "could not publish event");
@@ -549,4 +630,51 @@ fn removal_records(memory: &Memory) -> Vec<RemovalRecord> {
     out.sort_by_key(|r| std::cmp::Reverse(r.time.0));
     out.truncate(MAX_REMOVAL_RECORDS);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(reason: &str, note: &str) -> Event {
+        Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: "Reconcile".into(),
+            secondary: None,
+        }
+    }
+
+    fn binding(name: &str) -> ObjectReference {
+        ObjectReference {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            uid: Some(format!("uid-{name}")),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn each_subject_gets_a_recorder_of_its_own_and_repeats_share_one() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let r = EventRecorder::new(client, "nacos-reconciler".into());
+        let orders = binding("orders");
+        // Two instances deregistered: two Events, not one series with the first message.
+        r.recorder(&event("Deregistered", "a 1"), "orders 10.0.0.1:80", &orders);
+        r.recorder(&event("Deregistered", "b 1"), "orders 10.0.0.2:80", &orders);
+        assert_eq!(r.subjects(), 2);
+        // The same instance again (its note says a different age): a repeat of the same series.
+        r.recorder(&event("Deregistered", "a 2"), "orders 10.0.0.1:80", &orders);
+        assert_eq!(r.subjects(), 2);
+        // Another reason, or another binding: separate.
+        r.recorder(&event("Disabled", "a"), "orders 10.0.0.1:80", &orders);
+        r.recorder(
+            &event("Deregistered", "a"),
+            "orders 10.0.0.1:80",
+            &binding("pay"),
+        );
+        assert_eq!(r.subjects(), 4);
+    }
 }

@@ -394,7 +394,8 @@ fn count(counts: &mut Counts, instance: &Instance, evidence: &Evidence, uid: &st
     }
 }
 
-/// At most `max_removals` per service per window, oldest evidence first; the rest is held.
+/// At most `max_removals` per service per window, oldest evidence first; the rest is held. A
+/// percentage counts the instances removed in the window as part of the service.
 fn apply_budget(
     input: &PlanInput<'_>,
     memory: &Memory,
@@ -402,8 +403,14 @@ fn apply_budget(
     mut removals: Vec<Action>,
 ) {
     let window = delta(input.policy.removal_window);
-    let limit = input.policy.max_removals.limit(out.counts.total);
     let used = memory.removals_in_window(&out.service, input.now, window);
+    // A percentage is of the instances the service had before this window's removals: measured
+    // against what is left, the budget would shrink with every removal and depend on how the
+    // deletions happened to fall into passes.
+    let limit = input
+        .policy
+        .max_removals
+        .limit(out.counts.total.saturating_add(used));
     let allowed = limit.saturating_sub(used).min(removals.len());
     removals.sort_by(action_order);
     let held = removals.split_off(allowed);

@@ -929,6 +929,51 @@ fn rule6_budget_is_recorded_across_passes() {
     assert_eq!(fx.run().services[0].actions.len(), 2, "window passed");
 }
 
+/// 10 instances, 8 of them gone, 50%: 5 removals in the window however the deletions fall into
+/// passes (the percentage is of the instances before the window's removals, not of what is left).
+#[test]
+fn rule6_percent_budget_is_of_the_service_before_the_windows_removals() {
+    fn listed(fx: &mut Fx) -> &mut Vec<Instance> {
+        match &mut fx.services[0].listing {
+            Ok(s) => &mut s.instances,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for first_batch in 1..=8 {
+        let mut fx = orphans(8);
+        fx.policy.max_removals = MaxRemovals::Percent(50);
+        for i in 0..2 {
+            let addr = format!("10.1.0.{}", 50 + i);
+            listed(&mut fx).push(inst(&addr));
+            fx.pods.push(pod(&format!("live-{i}"), &addr));
+        }
+        // The first pass sees `first_batch` of the eight deletions: the other pods still run.
+        let all_tombs = std::mem::take(&mut fx.tombs);
+        let live = fx.pods.clone();
+        fx.tombs = all_tombs[..first_batch].to_vec();
+        fx.pods.extend(
+            all_tombs[first_batch..]
+                .iter()
+                .map(|t| pod(&t.name, &t.ips[0].to_string())),
+        );
+        let mut removed = 0;
+        for pass in 0..4 {
+            if pass == 1 {
+                fx.tombs = all_tombs.clone();
+                fx.pods = live.clone();
+            }
+            let p = fx.run();
+            let acted: Vec<InstanceKey> = p.actions().map(|a| a.instance.clone()).collect();
+            removed += acted.len();
+            listed(&mut fx).retain(|i| !acted.contains(&i.key));
+            fx.memory = p.memory;
+            fx.now += chrono::TimeDelta::seconds(1);
+        }
+        assert_eq!(removed, 5, "first pass saw {first_batch} deletions");
+        assert_eq!(fx.run().held().count(), 3, "first pass saw {first_batch}");
+    }
+}
+
 #[test]
 fn rule6_approval_releases_held_once() {
     let mut fx = orphans(4);

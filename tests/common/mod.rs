@@ -522,3 +522,95 @@ pub async fn create_binding(client: &kube::Client, ns: &str, name: &str, spec: s
         .await
         .expect("create the NacosBinding");
 }
+
+/// An rnacos server of the test's own (no auth), so a test can stop and restart it without
+/// disturbing the others. Its data directory survives a restart, and so do persistent instances.
+pub struct PrivateNacos {
+    pub addr: String,
+    port: u16,
+    data_dir: PathBuf,
+    proc: Option<TestProcess>,
+}
+
+impl PrivateNacos {
+    /// Starts a server on a free HTTP port (gRPC on HTTP + 1000) and waits until it answers.
+    pub async fn start(name: &str) -> Self {
+        let mut port = free_port();
+        while port > 64_000 || std::net::TcpListener::bind(("127.0.0.1", port + 1000)).is_err() {
+            port = free_port();
+        }
+        let base = std::env::var("TESTBED_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
+        let data_dir = base.join(format!("rnacos-{name}-{port}"));
+        std::fs::create_dir_all(&data_dir).expect("rnacos data dir");
+        let mut n = Self {
+            addr: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir,
+            proc: None,
+        };
+        n.resume().await;
+        n
+    }
+
+    /// Stops the server as a restart does (SIGTERM) and waits until it exited: rnacos keeps
+    /// persistent instances across a clean stop, but not always across SIGKILL.
+    pub async fn stop(&mut self) {
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        let term = Command::new("kill")
+            .args(["-TERM", &proc.pid().to_string()])
+            .status();
+        assert!(
+            term.is_ok_and(|s| s.success()),
+            "cannot send SIGTERM to rnacos"
+        );
+        wait_for(
+            "the private rnacos to exit",
+            Duration::from_secs(15),
+            || {
+                let exited = proc.child_mut().try_wait().ok().flatten().is_some();
+                async move { exited.then_some(()) }
+            },
+        )
+        .await;
+    }
+
+    /// Starts the server again on the same ports and data directory; waits until it answers.
+    pub async fn resume(&mut self) {
+        let bin = std::env::var("RNACOS_BIN").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!("{home}/.cache/nacos-reconciler/rnacos-0.8.8/bin/rnacos")
+        });
+        let grpc = self.port + 1000;
+        let log = std::fs::File::create(self.data_dir.join("rnacos.log")).expect("rnacos log");
+        let mut cmd = Command::new(bin);
+        cmd.env("RNACOS_HTTP_PORT", self.port.to_string())
+            .env("RNACOS_GRPC_PORT", grpc.to_string())
+            .env("RNACOS_HTTP_CONSOLE_PORT", "0")
+            .env("RNACOS_SDK_HOST", "127.0.0.1")
+            .env("RNACOS_CONSOLE_HOST", "127.0.0.1")
+            .env("RNACOS_DATA_DIR", &self.data_dir)
+            .env("RNACOS_ENV_FILE", self.data_dir.join(".env"))
+            .env("RNACOS_RAFT_NODE_ADDR", format!("127.0.0.1:{grpc}"))
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("rnacos log"))
+            .stderr(log);
+        self.proc = Some(TestProcess::spawn(cmd, "rnacos"));
+        let url = format!("{}/nacos/v1/ns/service/list?pageNo=1&pageSize=1", self.addr);
+        wait_for(
+            &format!("the private rnacos on {} to answer", self.addr),
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    let r = reqwest::get(&url).await.ok()?;
+                    r.status().is_success().then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
