@@ -988,16 +988,24 @@ status:
 
     #[test]
     fn crd_file_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/nacosbinding.yaml");
+        // The repository's copy and the Helm chart's copy (`crds/` of the chart) are both exactly
+        // the output of `nacos-reconciler crd`.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let generated = crd_yaml();
-        if std::env::var_os("UPDATE_CRDS").is_some_and(|v| v == "1") {
-            std::fs::write(&path, &generated).expect("write crds/nacosbinding.yaml");
+        for file in [
+            "crds/nacosbinding.yaml",
+            "deploy/helm/nacos-reconciler/crds/nacosbinding.yaml",
+        ] {
+            let path = root.join(file);
+            if std::env::var_os("UPDATE_CRDS").is_some_and(|v| v == "1") {
+                std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("write {file}: {e}"));
+            }
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == generated,
+                "{file} is out of date; regenerate it with: UPDATE_CRDS=1 cargo test --lib crd::tests::crd_file_is_current"
+            );
         }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == generated,
-            "crds/nacosbinding.yaml is out of date; regenerate it with: UPDATE_CRDS=1 cargo test --lib crd::tests::crd_file_is_current"
-        );
     }
 
     #[test]

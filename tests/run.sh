@@ -19,6 +19,32 @@ cargo test --lib --bins
 step "build integration tests"
 cargo test --tests --no-run
 
+step "static release binary, built as the Dockerfile builds it"
+# The image is not built here (no container runtime); its build step is: musl target, musl-gcc for ring.
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+if ! command -v musl-gcc >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools >/dev/null
+  else
+    echo "musl-gcc is missing: install musl-tools (Debian: apt-get install musl-tools)" >&2; exit 1
+  fi
+fi
+cargo build --release --locked --target x86_64-unknown-linux-musl
+static_bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/nacos-reconciler
+file "$static_bin"
+file "$static_bin" | grep -Eq 'statically linked|static-pie linked' || { echo "$static_bin is not static" >&2; exit 1; }
+# ldd of a static-pie binary answers "statically linked" (exit 0); a dynamic one lists libraries with "=>".
+ldd "$static_bin" 2>&1 | tee /dev/stderr | grep -Eq 'statically linked|not a dynamic executable' \
+  || { echo "ldd: $static_bin is not static" >&2; exit 1; }
+if ldd "$static_bin" 2>&1 | grep -q '=>'; then echo "ldd lists shared libraries of $static_bin" >&2; exit 1; fi
+if readelf -d "$static_bin" | grep -q NEEDED; then echo "$static_bin needs shared libraries" >&2; exit 1; fi
+"$static_bin" version
+
+step "Dockerfile lint (tally: hadolint's rules, from PyPI tally-cli)"
+lintenv=${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler}/tally-cli-0.45.0
+[ -x "$lintenv/bin/tally" ] || { python3 -m venv "$lintenv" && "$lintenv/bin/pip" install -q tally-cli==0.45.0; }
+"$lintenv/bin/tally" lint --no-color --fail-level warning Dockerfile
+
 # A testbed of its own, so a developer's running testbed (or demo) is neither reused nor stopped.
 export TESTBED_STATE=${TESTBED_STATE:-/tmp/nacos-reconciler-testbed-tests-$$}
 trap 'tests/testbed.sh down >/dev/null 2>&1 || true' EXIT
