@@ -128,17 +128,25 @@ async fn confirm(
     let Some(scope) = scope else {
         return Err("the binding's pod selector is invalid".into());
     };
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let listed = pods
-        .list(&ListParams::default().fields(&format!("status.podIP={ip}")))
-        .await
-        .map_err(|e| format!("confirming with the API server failed: {e}"))?;
-    let live = listed.items.iter().find(|p| {
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-        p.metadata.deletion_timestamp.is_none()
-            && matches!(phase, Some("Running") | Some("Pending"))
-            && scope.matches(&p.namespace().unwrap_or_default(), p.labels())
-    });
+    // Only pods of the binding's scope can make the instance Live, so asking in those namespaces is
+    // enough, and works when RBAC grants pods per namespace.
+    let params = ListParams::default().fields(&format!("status.podIP={ip}"));
+    let mut live = None;
+    for ns in scope.namespaces() {
+        let listed = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+            .list(&params)
+            .await
+            .map_err(|e| format!("confirming with the API server failed: {e}"))?;
+        live = listed.items.into_iter().find(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            p.metadata.deletion_timestamp.is_none()
+                && matches!(phase, Some("Running") | Some("Pending"))
+                && scope.matches(&p.namespace().unwrap_or_default(), p.labels())
+        });
+        if live.is_some() {
+            break;
+        }
+    }
     match live {
         Some(p) => Err(format!(
             "the API server still has pod {}/{} on {ip}",
