@@ -190,6 +190,14 @@ pub struct Report<'a> {
     status: NacosBindingStatus,
     planned: bool,
     held: usize,
+    /// Instances this pass took offline, per service.
+    taken: BTreeMap<ServiceKey, Taken>,
+}
+
+#[derive(Default)]
+struct Taken {
+    deregistered: usize,
+    disabled: usize,
 }
 
 impl<'a> Report<'a> {
@@ -204,6 +212,7 @@ impl<'a> Report<'a> {
             status,
             planned: false,
             held: 0,
+            taken: BTreeMap::new(),
         }
     }
 
@@ -305,6 +314,13 @@ impl<'a> Report<'a> {
         }
         if o.took_offline() {
             self.status.removed_total += 1;
+            // The counts come from the listing made before the action: move the instance to
+            // where it is now, so the status describes the registry after this pass.
+            let entry = self.taken.entry(a.instance.service.clone()).or_default();
+            match (a.kind, &o.result) {
+                (ActionKind::Deregister, Applied::Done) => entry.deregistered += 1,
+                _ => entry.disabled += 1,
+            }
         }
     }
 
@@ -318,7 +334,14 @@ impl<'a> Report<'a> {
         let mut pending = Vec::new();
         let mut held = 0usize;
         for sp in &plan.services {
-            let c = &sp.counts;
+            let mut c = sp.counts;
+            if let Some(t) = self.taken.get(&sp.service) {
+                // A disabled instance stays listed and stale; `offline` overlaps the others.
+                c.total = c.total.saturating_sub(t.deregistered);
+                c.stale = c.stale.saturating_sub(t.deregistered);
+                c.offline += t.disabled;
+            }
+            let c = &c;
             totals.total += c.total as u32;
             totals.live += c.live as u32;
             totals.stale += c.stale as u32;
