@@ -41,6 +41,9 @@ pub struct BindingState {
     pub memory: Option<Memory>,
     /// The client and the fingerprint of the configuration it was built from.
     pub nacos: Option<(u64, Arc<NacosClient>)>,
+    /// `status.removedTotal` as this process last wrote it: the binding a pass gets comes from the
+    /// watch cache, which may not show the previous pass's status yet.
+    pub removed_total: u64,
 }
 
 /// Shared by every reconcile pass.

@@ -354,6 +354,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         return Ok(Requeue::requeue(resync.min(Duration::from_secs(5))));
     }
     let mut rep = report::Report::new(&b, &ctx);
+    rep.carry_removed_total(state.removed_total);
 
     let eval = match evaluate(&ctx, &b, &mut state).await? {
         Ok(eval) => eval,
@@ -389,6 +390,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     for o in &outcomes {
         rep.outcome(o).await;
     }
+    state.removed_total = rep.removed_total();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;
     if eval.plan.approval_consumed {

@@ -228,6 +228,16 @@ impl<'a> Report<'a> {
         });
     }
 
+    /// Keeps `removedTotal` from going back: the binding this pass started from comes from the
+    /// watch cache, which may still show a status older than the one the last pass wrote.
+    pub fn carry_removed_total(&mut self, last_written: u64) {
+        self.status.removed_total = self.status.removed_total.max(last_written);
+    }
+
+    pub fn removed_total(&self) -> u64 {
+        self.status.removed_total
+    }
+
     pub async fn problem(&mut self, p: Problem) {
         let (reason, msg) = match &p {
             Problem::InvalidSpec(m) => ("InvalidSpec", m),
