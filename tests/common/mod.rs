@@ -543,15 +543,41 @@ impl PrivateNacos {
             .map(PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir());
         let data_dir = base.join(format!("rnacos-{name}-{port}"));
-        std::fs::create_dir_all(&data_dir).expect("rnacos data dir");
         let mut n = Self {
             addr: format!("http://127.0.0.1:{port}"),
             port,
             data_dir,
             proc: None,
         };
-        n.resume().await;
-        n
+        // rnacos 0.8.8 sometimes starts without recording its Raft node in `index`; such a server
+        // answers, but loses every persistent instance on a restart. Start afresh until it did.
+        for _ in 0..5 {
+            let _ = std::fs::remove_dir_all(&n.data_dir);
+            std::fs::create_dir_all(&n.data_dir).expect("rnacos data dir");
+            n.resume().await;
+            if n.raft_recorded(Duration::from_secs(5)).await {
+                return n;
+            }
+            n.stop().await;
+        }
+        panic!(
+            "rnacos never recorded its Raft node in {}",
+            n.data_dir.display()
+        );
+    }
+
+    /// Whether the server's Raft `index` file names its node within `timeout`.
+    async fn raft_recorded(&self, timeout: Duration) -> bool {
+        let node = format!("127.0.0.1:{}", self.port + 1000);
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let index = std::fs::read(self.data_dir.join("index")).unwrap_or_default();
+            if index.windows(node.len()).any(|w| w == node.as_bytes()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// Stops the server as a restart does (SIGTERM) and waits until it exited: rnacos keeps
