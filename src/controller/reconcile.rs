@@ -56,6 +56,7 @@ async fn read_secrets(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let read = |name: String| {
         let api = api.clone();
+        let namespace = ns.to_string();
         async move {
             match api.get_opt(&name).await {
                 Ok(Some(s)) => Ok(Ok(s
@@ -64,10 +65,7 @@ async fn read_secrets(
                     .into_iter()
                     .map(|(k, v)| (k, v.0))
                     .collect::<BTreeMap<_, _>>())),
-                Ok(None) => Ok(Err(InputError::SecretMissing {
-                    namespace: api_ns(&api),
-                    name,
-                })),
+                Ok(None) => Ok(Err(InputError::SecretMissing { namespace, name })),
                 Err(e) => Err(ReconcileError::SecretRead(name, e)),
             }
         }
@@ -92,15 +90,6 @@ async fn read_secrets(
         }
     }
     Ok(Ok(data))
-}
-
-fn api_ns(api: &Api<Secret>) -> String {
-    api.resource_url()
-        .split('/')
-        .skip_while(|s| *s != "namespaces")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The Nacos client for this configuration, reused while the configuration (Secrets included) is
@@ -346,11 +335,10 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     let state = ctx.binding_state(&uid).await;
     let mut state = state.lock().await;
     if !ctx.acting_allowed() {
-        // A standby (or a leader still settling) keeps its view warm but writes nothing: not to
-        // Nacos, and not status or Events, which the leader owns.
-        if let Ok(Ok(eval)) = evaluate(&ctx, &b, &mut state).await {
-            state.memory = Some(eval.plan.memory);
-        }
+        // A standby (or a leader still settling) writes nothing: not to Nacos, and not status or
+        // Events, which the leader owns. Nor does it list Nacos. It forgets what it remembered, so
+        // when it leads it starts from the budget and approvals the leader recorded in status.
+        state.memory = None;
         return Ok(Requeue::requeue(resync.min(Duration::from_secs(5))));
     }
     let mut rep = report::Report::new(&b, &ctx);
