@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tracing::{info, warn};
+
+use crate::time::{chrono_to_micro, micro_to_chrono};
 
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -58,18 +59,6 @@ pub fn decide(
         }
         _ => LeaseDecision::TakeOver,
     }
-}
-
-fn micro_to_chrono(t: &MicroTime) -> Option<DateTime<Utc>> {
-    let nanos = i64::try_from(t.0.as_nanosecond()).ok()?;
-    Some(DateTime::from_timestamp_nanos(nanos))
-}
-
-fn chrono_to_micro(t: DateTime<Utc>) -> Option<MicroTime> {
-    let nanos = t.timestamp_nanos_opt()?;
-    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos.into())
-        .ok()
-        .map(MicroTime)
 }
 
 fn spec_for(

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::model::{NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
 
@@ -120,11 +119,7 @@ pub struct EndpointFacts {
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Converts a Kubernetes timestamp; out-of-range values (impossible in practice) become None.
-pub fn to_chrono(time: &Time) -> Option<DateTime<Utc>> {
-    let nanos = i64::try_from(time.0.as_nanosecond()).ok()?;
-    Some(DateTime::from_timestamp_nanos(nanos))
-}
+pub use crate::time::time_to_chrono as to_chrono;
 
 /// Parses IPs, dropping malformed ones and duplicates while keeping order.
 fn parse_ips<'a>(raw: impl IntoIterator<Item = &'a str>) -> Vec<IpAddr> {
@@ -273,8 +268,10 @@ pub(crate) mod tests {
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    pub(crate) fn time(secs: i64) -> Time {
-        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    pub(crate) fn time(secs: i64) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+        )
     }
 
     pub(crate) fn utc(secs: i64) -> DateTime<Utc> {

@@ -45,12 +45,7 @@ impl Problem {
     }
 }
 
-pub fn to_time(t: DateTime<Utc>) -> Option<Time> {
-    let nanos = t.timestamp_nanos_opt()?;
-    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos.into())
-        .ok()
-        .map(Time)
-}
+pub use crate::time::chrono_to_time as to_time;
 
 fn from_time(t: &Time) -> Option<DateTime<Utc>> {
     crate::cluster::to_chrono(t)
