@@ -34,9 +34,12 @@ static_bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/nacos-r
 file "$static_bin"
 file "$static_bin" | grep -Eq 'statically linked|static-pie linked' || { echo "$static_bin is not static" >&2; exit 1; }
 # ldd of a static-pie binary answers "statically linked" (exit 0); a dynamic one lists libraries with "=>".
-ldd "$static_bin" 2>&1 | tee /dev/stderr | grep -Eq 'statically linked|not a dynamic executable' \
+# (Printed from a variable: `tee /dev/stderr` would reopen a redirected log and truncate it.)
+ldd_out=$(ldd "$static_bin" 2>&1 || true)
+echo "$ldd_out"
+echo "$ldd_out" | grep -Eq 'statically linked|not a dynamic executable' \
   || { echo "ldd: $static_bin is not static" >&2; exit 1; }
-if ldd "$static_bin" 2>&1 | grep -q '=>'; then echo "ldd lists shared libraries of $static_bin" >&2; exit 1; fi
+if echo "$ldd_out" | grep -q '=>'; then echo "ldd lists shared libraries of $static_bin" >&2; exit 1; fi
 if readelf -d "$static_bin" | grep -q NEEDED; then echo "$static_bin needs shared libraries" >&2; exit 1; fi
 "$static_bin" version
 
