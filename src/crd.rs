@@ -269,6 +269,7 @@ pub struct ServiceSelector {
 #[serde(rename_all = "camelCase")]
 pub struct PodsSpec {
     /// Label selector of the pods that back the instances. An instance whose IP belongs to no matching pod (and to no Node) is an orphan.
+    #[schemars(schema_with = "selector_schema")]
     pub selector: LabelSelector,
 
     /// Namespaces to look for pods in. Empty means the binding's own namespace.
@@ -303,11 +304,12 @@ pub struct PolicySpec {
     #[serde(default)]
     pub action: Action,
 
-    /// Seconds an instance must be stale before it is acted on (0 or more).
+    /// Seconds an instance must be stale before it is acted on (0 to 604800, one week).
     #[serde(default = "default_grace_period_seconds")]
+    #[schemars(range(max = 604800))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self >= 0",
-        "message": "gracePeriodSeconds must be 0 or more seconds, e.g. 30"
+        "rule": "self >= 0 && self <= 604800",
+        "message": "gracePeriodSeconds must be from 0 to 604800 seconds (one week), e.g. 30"
     }]))]
     pub grace_period_seconds: u32,
 
@@ -323,31 +325,32 @@ pub struct PolicySpec {
     #[serde(default)]
     pub on_node_unreachable: OnNodeUnreachable,
 
-    /// Seconds a Node must be NotReady or Unknown before it counts as unreachable (0 or more).
+    /// Seconds a Node must be NotReady or Unknown before it counts as unreachable (0 to 604800, one week).
     #[serde(default = "default_node_unreachable_seconds")]
+    #[schemars(range(max = 604800))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self >= 0",
-        "message": "nodeUnreachableSeconds must be 0 or more seconds, e.g. 60"
+        "rule": "self >= 0 && self <= 604800",
+        "message": "nodeUnreachableSeconds must be from 0 to 604800 seconds (one week), e.g. 60"
     }]))]
     pub node_unreachable_seconds: u32,
 
-    /// Removal budget per service per removalWindowSeconds: a count (e.g. 5) or a percentage of the service's instances (e.g. "50%", rounded up). Past it, removals are held until approved with the annotation nacos-reconciler.io/approve-removals.
+    /// Removal budget per service per removalWindowSeconds: a count (e.g. 5) or a percentage of the service's instances (e.g. "50%", rounded down, at least 1 above 0%). Past it, removals are held until approved with the annotation nacos-reconciler.io/approve-removals.
     #[serde(default = "default_max_removals")]
     #[schemars(extend(
         "nullable" = false,
         "x-kubernetes-validations" = [{
-            "rule": "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
-            "message": "maxRemovals must be a count of 0 or more (e.g. 5) or a percentage from 0% to 100% (e.g. \"50%\")"
+            "rule": "type(self) == int ? (self >= 0 && self <= 1000000) : self.matches('^(100|[1-9]?[0-9])%$')",
+            "message": "maxRemovals must be a count from 0 to 1000000 (e.g. 5) or a percentage from 0% to 100% (e.g. \"50%\")"
         }]
     ))]
     pub max_removals: IntOrString,
 
-    /// Length of the removal budget window in seconds (1 or more).
+    /// Length of the removal budget window in seconds (1 to 604800, one week).
     #[serde(default = "default_removal_window_seconds")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 604800))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self >= 1",
-        "message": "removalWindowSeconds must be at least 1 second, e.g. 300"
+        "rule": "self >= 1 && self <= 604800",
+        "message": "removalWindowSeconds must be from 1 to 604800 seconds (one week), e.g. 300"
     }]))]
     pub removal_window_seconds: u32,
 
@@ -454,7 +457,49 @@ fn server_addr_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "message": "serverAddr must list at least one Nacos server URL, e.g. [\"http://nacos.nacos:8848\"]"
         }]),
     );
+    // Two more rules per address: the operator cannot use either, and says so only at run time.
+    if let Some(rules) = schema
+        .get_mut("items")
+        .and_then(|items| items.get_mut("x-kubernetes-validations"))
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        rules.push(serde_json::json!({
+            "rule": "!self.matches('^[A-Za-z][-A-Za-z0-9+.]*://[^/?#]*@')",
+            "message": "must not carry credentials (user:password@); name a Secret in credentialsSecretRef instead"
+        }));
+        rules.push(serde_json::json!({
+            "rule": "!isURL(self) || url(self).getPort() == '' || (url(self).getPort().matches('^[0-9]{1,5}$') && int(url(self).getPort()) >= 1 && int(url(self).getPort()) <= 65535)",
+            "message": "the port of a server address must be from 1 to 65535, e.g. http://nacos-0.nacos:8848"
+        }));
+    }
     schema
+}
+
+/// The LabelSelector schema, bounded (so CEL rules stay within the cost budget) and checked the
+/// way the API server checks a Deployment's selector: a known operator, and values exactly when
+/// the operator needs them. The operator could not use any other selector.
+fn selector_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let schema = <LabelSelector as JsonSchema>::json_schema(generator);
+    let mut value = schema.clone().to_value();
+    if let Some(exprs) = value.pointer_mut("/properties/matchExpressions") {
+        exprs["maxItems"] = 32.into();
+        let item = &mut exprs["items"];
+        item["properties"]["key"]["maxLength"] = 317.into();
+        item["properties"]["key"]["minLength"] = 1.into();
+        item["properties"]["operator"]["enum"] =
+            serde_json::json!(["In", "NotIn", "Exists", "DoesNotExist"]);
+        item["properties"]["values"]["maxItems"] = 64.into();
+        item["properties"]["values"]["items"]["maxLength"] = 63.into();
+        item["x-kubernetes-validations"] = serde_json::json!([{
+            "rule": "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+            "message": "matchExpressions with In or NotIn need at least one value; Exists and DoesNotExist take none"
+        }]);
+    }
+    if let Some(labels) = value.pointer_mut("/properties/matchLabels") {
+        labels["maxProperties"] = 64.into();
+        labels["additionalProperties"]["maxLength"] = 63.into();
+    }
+    schemars::Schema::try_from(value).unwrap_or(schema)
 }
 
 fn namespaces_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -1121,7 +1166,17 @@ status:
                 &p["pods"]["properties"]["namespaces"]["items"],
                 "self.matches(",
             ),
+            (&nacos["serverAddr"]["items"], "://[^/?#]*@"),
+            (
+                &nacos["serverAddr"]["items"],
+                "int(url(self).getPort()) <= 65535",
+            ),
+            (
+                &p["pods"]["properties"]["selector"]["properties"]["matchExpressions"]["items"],
+                "self.operator in ['In', 'NotIn']",
+            ),
             (&policy["maxRemovals"], "(100|[1-9]?[0-9])%"),
+            (&policy["maxRemovals"], "self <= 1000000"),
             (&policy["gracePeriodSeconds"], "self >= 0"),
             (&policy["nodeUnreachableSeconds"], "self >= 0"),
             (&policy["removalWindowSeconds"], "self >= 1"),
@@ -1136,6 +1191,23 @@ status:
                 "no rule containing {needle:?} with a message in {found:?}"
             );
         }
+        // Every integer the operator reads into 32 bits has a maximum: the API server must never
+        // store a value the operator cannot deserialise (that would break the watch of every
+        // binding, not just this one).
+        for field in [
+            "gracePeriodSeconds",
+            "nodeUnreachableSeconds",
+            "removalWindowSeconds",
+        ] {
+            assert_eq!(policy[field]["maximum"], json!(604800.0), "{field}");
+        }
+        assert_eq!(p["resyncSeconds"]["maximum"], json!(86400.0));
+        let selector = &p["pods"]["properties"]["selector"]["properties"];
+        assert_eq!(selector["matchExpressions"]["maxItems"], json!(32));
+        assert_eq!(
+            selector["matchExpressions"]["items"]["properties"]["operator"]["enum"],
+            json!(["In", "NotIn", "Exists", "DoesNotExist"])
+        );
         assert_eq!(p["services"]["minItems"], json!(1));
         assert_eq!(nacos["serverAddr"]["minItems"], json!(1));
         let status =
