@@ -56,7 +56,9 @@ fn describe(p: &Problem) -> String {
     match p {
         Problem::InvalidSpec(m) => format!("invalid spec: {m}"),
         Problem::NacosUnavailable(m) => format!("Nacos unavailable: {m}"),
+        Problem::SecretNotFound(m) => format!("missing Secret: {m}"),
         Problem::AuthFailed(m) => format!("Nacos authentication failed: {m}"),
+        Problem::NamespaceNotFound(m) => format!("unknown Nacos namespace: {m}"),
         Problem::CacheNotSynced(m) => format!("cluster caches not synced: {m}"),
     }
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::execute::{execute, Outcome};
 use super::inputs::{self, InputError, SecretData};
@@ -20,7 +20,7 @@ use super::Context;
 use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
 use crate::metrics::BindingLabels;
 use crate::model::ServiceKey;
-use crate::nacos::{NacosClient, NacosError, ServerInfo};
+use crate::nacos::{NacosClient, NacosError, NamespaceCheck, ServerInfo};
 use crate::plan::{self, Memory, Plan, PlanInput, ServiceListing};
 
 /// Errors that end a pass early. Each becomes a condition and an Event; none crashes the operator.
@@ -204,6 +204,14 @@ pub async fn evaluate(
         };
     let secrets = match read_secrets(ctx, &ns, b).await? {
         Ok(s) => s,
+        Err(e @ InputError::SecretMissing { .. }) => {
+            return Ok(Err(Stop {
+                problem: Problem::SecretNotFound(format!(
+                    "{e}: create it, or correct the Secret name in spec.nacos"
+                )),
+                retry: resync,
+            }))
+        }
         Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
     let cfg = match inputs::nacos_config(&ns, &b.spec, &secrets) {
@@ -223,6 +231,25 @@ pub async fn evaluate(
         Ok(s) => s,
         Err(e) => return Ok(Err(nacos_stop(&e))),
     };
+    // An unknown namespace answers every listing with nothing: that must not pass for "no
+    // instances", so look the namespace up first.
+    match nacos.check_namespace().await {
+        Ok(NamespaceCheck::Missing { address, known }) => {
+            return Ok(Err(Stop {
+                problem: Problem::NamespaceNotFound(namespace_missing_message(
+                    &b.spec.nacos.namespace,
+                    &address,
+                    &known,
+                )),
+                retry: retry_after(resync),
+            }))
+        }
+        Ok(NamespaceCheck::Unverified(why)) => {
+            debug!(namespace = %b.spec.nacos.namespace, %why, "Nacos namespace not verifiable")
+        }
+        Ok(NamespaceCheck::Public | NamespaceCheck::Found) => {}
+        Err(e) => return Ok(Err(nacos_stop(&e))),
+    }
     let services = match governed_services(b, &nacos).await {
         Ok(s) => s,
         Err(e) => return Ok(Err(nacos_stop(&e))),
@@ -400,6 +427,27 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
 }
 
+/// What a NamespaceNotFound condition and Event say: the id, the server, and the ids it has.
+fn namespace_missing_message(namespace: &str, address: &str, known: &[String]) -> String {
+    let mut ids: Vec<&str> = known
+        .iter()
+        .map(|k| if k.is_empty() { "public" } else { k.as_str() })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let more = ids.len().saturating_sub(20);
+    ids.truncate(20);
+    let mut list = ids.join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    format!(
+        "Nacos namespace {namespace:?} does not exist at {address} (it has: {list}); every \
+         listing there would be empty, so nothing is compared: create the namespace in Nacos or \
+         correct spec.nacos.namespace"
+    )
+}
+
 /// Sooner than a full resync after a Nacos failure, but not hot.
 fn retry_after(resync: Duration) -> Duration {
     resync.min(Duration::from_secs(10))
@@ -410,4 +458,22 @@ fn approval_token(b: &NacosBinding) -> Option<String> {
     let value = b.annotations().get(APPROVE_ANNOTATION)?;
     let generation = b.metadata.generation?;
     (value.trim() == generation.to_string()).then(|| value.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_message_names_the_id_the_server_and_what_it_has() {
+        let known = vec!["".to_string(), "dev".to_string(), "dev".to_string()];
+        let m = namespace_missing_message("prod", "http://127.0.0.1:8848", &known);
+        assert!(m.starts_with("Nacos namespace \"prod\" does not exist at http://127.0.0.1:8848"));
+        assert!(m.contains("(it has: dev, public)"), "{m}");
+        assert!(m.contains("spec.nacos.namespace"), "{m}");
+        let many: Vec<String> = (0..25).map(|i| format!("ns{i:02}")).collect();
+        let m = namespace_missing_message("x", "http://n:8848", &many);
+        assert!(m.contains("ns19 and 5 more"), "{m}");
+        assert!(!m.contains("ns20"), "{m}");
+    }
 }

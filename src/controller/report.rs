@@ -27,11 +27,15 @@ use crate::nacos::{ApiGeneration, NacosError, RequestEvent, RequestObserver, Ser
 use crate::plan::{Action, ActionKind, Memory, Plan, Verdict};
 
 /// Why a pass could not do its whole job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Problem {
     InvalidSpec(String),
+    /// A Secret the spec names does not exist (SpecValid=False).
+    SecretNotFound(String),
     NacosUnavailable(String),
     AuthFailed(String),
+    /// The server lists its namespaces and `spec.nacos.namespace` is not among them.
+    NamespaceNotFound(String),
     CacheNotSynced(String),
 }
 
@@ -43,6 +47,52 @@ impl Problem {
             _ => Problem::NacosUnavailable(e.to_string()),
         }
     }
+
+    /// The condition it turns False, and the reason used there and in its Warning Event.
+    pub fn condition_and_reason(&self) -> (&'static str, &'static str) {
+        match self {
+            Problem::InvalidSpec(_) => ("SpecValid", "InvalidSpec"),
+            Problem::SecretNotFound(_) => ("SpecValid", "SecretNotFound"),
+            Problem::NacosUnavailable(_) => ("NacosReachable", "NacosUnavailable"),
+            Problem::AuthFailed(_) => ("NacosReachable", "AuthFailed"),
+            Problem::NamespaceNotFound(_) => ("NacosReachable", "NamespaceNotFound"),
+            Problem::CacheNotSynced(_) => ("CacheSynced", "NotSynced"),
+        }
+    }
+
+    /// The reason of its Warning Event (the condition's reason, except for the cache).
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            Problem::CacheNotSynced(_) => "CacheNotSynced",
+            other => other.condition_and_reason().1,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Problem::InvalidSpec(m)
+            | Problem::SecretNotFound(m)
+            | Problem::NacosUnavailable(m)
+            | Problem::AuthFailed(m)
+            | Problem::NamespaceNotFound(m)
+            | Problem::CacheNotSynced(m) => m,
+        }
+    }
+}
+
+/// The (reason, message) of condition `type_` among `problems`: the most telling problem of that
+/// condition wins (credentials over reachability over a missing namespace).
+fn failing(problems: &[Problem], type_: &str) -> Option<(&'static str, String)> {
+    let rank = |p: &Problem| match p {
+        Problem::AuthFailed(_) => 0,
+        Problem::NacosUnavailable(_) => 1,
+        _ => 2,
+    };
+    problems
+        .iter()
+        .filter(|p| p.condition_and_reason().0 == type_)
+        .min_by_key(|p| rank(p))
+        .map(|p| (p.condition_and_reason().1, p.message().to_string()))
 }
 
 pub use crate::time::chrono_to_time as to_time;
@@ -234,16 +284,10 @@ impl<'a> Report<'a> {
     }
 
     pub async fn problem(&mut self, p: Problem) {
-        let (reason, msg) = match &p {
-            Problem::InvalidSpec(m) => ("InvalidSpec", m),
-            Problem::NacosUnavailable(m) => ("NacosUnavailable", m),
-            Problem::AuthFailed(m) => ("AuthFailed", m),
-            Problem::CacheNotSynced(m) => ("CacheNotSynced", m),
-        };
         self.event(
             EventType::Warning,
-            reason,
-            &format!("{msg}; nothing removed"),
+            p.event_reason(),
+            &format!("{}; nothing removed", p.message()),
         )
         .await;
         self.problems.push(p);
@@ -475,32 +519,22 @@ impl<'a> Report<'a> {
         let gen = self.b.metadata.generation;
         let old = self.b.status.clone().unwrap_or_default().conditions;
         let mut conds = Vec::new();
-        let find = |k: fn(&Problem) -> bool| {
-            self.problems.iter().find(|p| k(p)).map(|p| match p {
-                Problem::InvalidSpec(m)
-                | Problem::NacosUnavailable(m)
-                | Problem::AuthFailed(m)
-                | Problem::CacheNotSynced(m) => m.clone(),
-            })
-        };
-        let spec_bad = find(|p| matches!(p, Problem::InvalidSpec(_)));
-        let auth_bad = find(|p| matches!(p, Problem::AuthFailed(_)));
-        let nacos_bad = find(|p| matches!(p, Problem::NacosUnavailable(_)));
-        let cache_bad = find(|p| matches!(p, Problem::CacheNotSynced(_)));
+        let spec_bad = failing(&self.problems, "SpecValid");
+        let nacos_bad = failing(&self.problems, "NacosReachable");
+        let cache_bad = failing(&self.problems, "CacheSynced");
         conds.push(cond(
             &old,
             "SpecValid",
             spec_bad.is_none(),
             spec_bad
-                .as_deref()
-                .map_or(("Valid", "the spec is valid"), |m| ("InvalidSpec", m)),
+                .as_ref()
+                .map_or(("Valid", "the spec is valid"), |(r, m)| (*r, m.as_str())),
             gen,
             now,
         ));
-        let nacos_state = match (&auth_bad, &nacos_bad) {
-            (Some(m), _) => (false, "AuthFailed", m.as_str()),
-            (None, Some(m)) => (false, "NacosUnavailable", m.as_str()),
-            (None, None) if spec_bad.is_some() => (false, "NotChecked", "the spec is invalid"),
+        let nacos_state = match (&nacos_bad, &spec_bad) {
+            (Some((r, m)), _) => (false, *r, m.as_str()),
+            (None, Some(_)) => (false, "NotChecked", "the spec is invalid"),
             (None, None) => (true, "Reachable", "every listing succeeded"),
         };
         conds.push(cond(
@@ -517,9 +551,9 @@ impl<'a> Report<'a> {
             "CacheSynced",
             cache_ok,
             cache_bad
-                .as_deref()
-                .map_or(("Synced", "every watch cache has synced"), |m| {
-                    ("NotSynced", m)
+                .as_ref()
+                .map_or(("Synced", "every watch cache has synced"), |(r, m)| {
+                    (*r, m.as_str())
                 }),
             gen,
             now,
@@ -681,6 +715,58 @@ mod tests {
             uid: Some(format!("uid-{name}")),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn each_problem_names_its_condition_and_reason() {
+        let secret = Problem::SecretNotFound("Secret shop/nacos-auth not found".into());
+        let ns = Problem::NamespaceNotFound("Nacos namespace \"x\" does not exist".into());
+        let down = Problem::NacosUnavailable("Nacos unreachable".into());
+        let auth = Problem::AuthFailed("denied".into());
+        let cache = Problem::CacheNotSynced("pods".into());
+        assert_eq!(
+            secret.condition_and_reason(),
+            ("SpecValid", "SecretNotFound")
+        );
+        assert_eq!(secret.event_reason(), "SecretNotFound");
+        assert_eq!(
+            ns.condition_and_reason(),
+            ("NacosReachable", "NamespaceNotFound")
+        );
+        assert_eq!(ns.event_reason(), "NamespaceNotFound");
+        assert_eq!(cache.condition_and_reason(), ("CacheSynced", "NotSynced"));
+        assert_eq!(cache.event_reason(), "CacheNotSynced");
+
+        assert_eq!(
+            failing(std::slice::from_ref(&secret), "SpecValid"),
+            Some((
+                "SecretNotFound",
+                "Secret shop/nacos-auth not found".to_string()
+            ))
+        );
+        assert_eq!(
+            failing(std::slice::from_ref(&secret), "NacosReachable"),
+            None
+        );
+        // Credentials explain more than reachability, which explains more than a namespace.
+        let all = vec![ns.clone(), down.clone(), auth.clone()];
+        assert_eq!(
+            failing(&all, "NacosReachable").map(|f| f.0),
+            Some("AuthFailed")
+        );
+        let two = vec![ns.clone(), down];
+        assert_eq!(
+            failing(&two, "NacosReachable").map(|f| f.0),
+            Some("NacosUnavailable")
+        );
+        assert_eq!(
+            failing(&[ns], "NacosReachable").map(|f| f.0),
+            Some("NamespaceNotFound")
+        );
+        assert_eq!(
+            failing(&[cache], "CacheSynced").map(|f| f.0),
+            Some("NotSynced")
+        );
     }
 
     #[tokio::test]

@@ -168,6 +168,27 @@ impl NacosConfig {
     }
 }
 
+/// Whether the configured namespace exists on the server (see [`NacosClient::check_namespace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceCheck {
+    /// The public namespace: always there, not looked up.
+    Public,
+    /// The server lists it.
+    Found,
+    /// The server at `address` lists its namespaces (`known`, the public one as `""` or
+    /// `public`) and this one is not among them.
+    Missing { address: String, known: Vec<String> },
+    /// No namespace listing could be read (why): existence not verified.
+    Unverified(String),
+}
+
+/// Whether namespace id `configured` is among the ids a server `listed`; `""` and `public` both
+/// name the public namespace, which always exists.
+pub fn namespace_listed(configured: &str, listed: &[String]) -> bool {
+    let public = |s: &str| s.is_empty() || s == "public";
+    public(configured) || listed.iter().any(|n| n == configured)
+}
+
 /// rnacos's answer to `GET /v1/ns/instance` for an instance that does not exist.
 fn rnacos_missing(status: u16, body: &[u8]) -> bool {
     status == 500 && String::from_utf8_lossy(body).trim() == "error"
@@ -549,6 +570,9 @@ mod paths {
     pub const V3_SERVICE: &str = "/nacos/v3/admin/ns/service";
     pub const V3_SERVICE_LIST: &str = "/nacos/v3/admin/ns/service/list";
     pub const RNACOS_CONSOLE_INSTANCES: &str = "/rnacos/api/console/v2/instance/list";
+    pub const V1_NAMESPACES: &str = "/nacos/v1/console/namespaces";
+    pub const V2_NAMESPACES: &str = "/nacos/v2/console/namespace/list";
+    pub const V3_NAMESPACES: &str = "/nacos/v3/admin/core/namespace/list";
 }
 
 impl NacosClient {
@@ -986,6 +1010,51 @@ impl NacosClient {
             Ok(r) if r.is_success() => wire::parse_rnacos_console_instances(&r.body).is_ok(),
             _ => false,
         }
+    }
+
+    /// Looks the configured namespace up in the server's namespace listing. Nacos (and rnacos)
+    /// answer every naming call in an unknown namespace with empty lists, which would pass for
+    /// "no instances". Servers without a readable listing (an old or trimmed API, or a user not
+    /// allowed to read it) give `Unverified`; an unreachable server is an error.
+    pub async fn check_namespace(&self) -> Result<NamespaceCheck> {
+        let configured = self.inner.config.namespace.as_str();
+        if namespace_listed(configured, &[]) {
+            return Ok(NamespaceCheck::Public);
+        }
+        let info = self.resolved().await?;
+        let candidates = if info.api == ApiGeneration::V3 {
+            [paths::V3_NAMESPACES, paths::V1_NAMESPACES]
+        } else {
+            [paths::V1_NAMESPACES, paths::V2_NAMESPACES]
+        };
+        let mut why = Vec::new();
+        for path in candidates {
+            let reply = match self.request(&Req::get(path, Vec::new())).await {
+                Ok(r) => r,
+                Err(e @ NacosError::Unreachable { .. }) => return Err(e),
+                Err(e) => {
+                    why.push(e.to_string());
+                    continue;
+                }
+            };
+            if !reply.is_success() {
+                why.push(reply.error().to_string());
+                continue;
+            }
+            match reply.parse(wire::parse_namespace_list) {
+                Ok(listed) if namespace_listed(configured, &listed) => {
+                    return Ok(NamespaceCheck::Found)
+                }
+                Ok(listed) => {
+                    return Ok(NamespaceCheck::Missing {
+                        address: reply.address,
+                        known: listed,
+                    })
+                }
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Ok(NamespaceCheck::Unverified(why.join("; ")))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1531,5 +1600,7 @@ fn to_snapshot(
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -705,3 +705,91 @@ async fn observer_counts_requests() {
     assert_eq!(counters.requests.load(Ordering::Relaxed), 2);
     assert_eq!(counters.error_answers.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn namespace_listed_treats_empty_and_public_alike() {
+    let listed = vec!["".to_string(), "dev".to_string()];
+    assert!(namespace_listed("", &[]));
+    assert!(namespace_listed("public", &[]));
+    assert!(namespace_listed("dev", &listed));
+    assert!(!namespace_listed("prod", &listed));
+    assert!(!namespace_listed("Dev", &listed));
+}
+
+/// A 2.x server whose namespace listing has public and `dev`.
+fn with_namespaces(s: &Seen) -> (u16, String) {
+    match s.path.as_str() {
+        "/nacos/v1/console/namespaces" => (
+            200,
+            r#"{"code":200,"message":null,"data":[{"namespace":"","namespaceShowName":"public"},{"namespace":"dev","namespaceShowName":"dev"}]}"#
+                .into(),
+        ),
+        _ => nacos2(s),
+    }
+}
+
+#[tokio::test]
+async fn namespace_check_finds_known_ids_and_reports_unknown_ones() {
+    let m = Mock::start(with_namespaces).await;
+    let check = |ns: &str| {
+        let mut cfg = fast_config(vec![m.url()]);
+        cfg.namespace = ns.to_string();
+        let c = NacosClient::new(cfg).unwrap();
+        async move { c.check_namespace().await.unwrap() }
+    };
+    assert_eq!(check("").await, NamespaceCheck::Public);
+    assert_eq!(check("public").await, NamespaceCheck::Public);
+    assert_eq!(m.count("/nacos/v1/console/namespaces"), 0);
+    assert_eq!(check("dev").await, NamespaceCheck::Found);
+    assert_eq!(
+        check("prod").await,
+        NamespaceCheck::Missing {
+            address: m.url(),
+            known: vec!["".into(), "dev".into()]
+        }
+    );
+}
+
+#[tokio::test]
+async fn namespace_check_falls_back_and_never_guesses() {
+    // No v1 listing, a v2 one: used.
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v2/console/namespace/list" => (
+            200,
+            r#"{"code":0,"message":"success","data":[{"namespace":"public"}]}"#.into(),
+        ),
+        _ => nacos2(s),
+    })
+    .await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.namespace = "prod".into();
+    let c = NacosClient::new(cfg).unwrap();
+    assert!(matches!(
+        c.check_namespace().await.unwrap(),
+        NamespaceCheck::Missing { .. }
+    ));
+
+    // No listing at all, or an unreadable one: not verified (and not "missing").
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v1/console/namespaces" => (403, "forbidden".into()),
+        "/nacos/v2/console/namespace/list" => (200, "<html></html>".into()),
+        _ => nacos2(s),
+    })
+    .await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.namespace = "prod".into();
+    let c = NacosClient::new(cfg).unwrap();
+    match c.check_namespace().await.unwrap() {
+        NamespaceCheck::Unverified(why) => {
+            assert!(why.contains("/nacos/v1/console/namespaces"), "{why}");
+            assert!(why.contains("/nacos/v2/console/namespace/list"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An unreachable server is an error, never a verdict.
+    let mut cfg = fast_config(vec![dead_addr().await]);
+    cfg.namespace = "prod".into();
+    let c = NacosClient::new(cfg).unwrap();
+    assert_eq!(c.check_namespace().await.unwrap_err().kind(), "unreachable");
+}

@@ -487,6 +487,28 @@ pub fn parse_login(body: &[u8]) -> Result<LoginToken, WireError> {
     })
 }
 
+/// Namespace ids from a namespace listing: 1.x/2.x `GET /nacos/v1/console/namespaces` and rnacos
+/// (`{"code":200,"message":null,"data":[{"namespace":"","namespaceShowName":"public",…}]}`), 2.x
+/// `GET /nacos/v2/console/namespace/list` and 3.x `GET /nacos/v3/admin/core/namespace/list`
+/// (`{"code":0,"data":[…]}`). The public namespace comes as `""` (v1) or `"public"`, returned as
+/// given. An entry without an id fails the whole answer: a list with holes cannot prove that a
+/// namespace is absent.
+pub fn parse_namespace_list(body: &[u8]) -> Result<Vec<String>, WireError> {
+    let data = parse_wrapped(body)?;
+    let list = data
+        .as_array()
+        .ok_or_else(|| WireError::Malformed("namespace list is not an array".into()))?;
+    list.iter()
+        .map(|item| {
+            item.get("namespace")
+                .or_else(|| item.get("namespaceId"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| WireError::Malformed("namespace entry without an id".into()))
+        })
+        .collect()
+}
+
 /// Answer of a write (DELETE/PATCH/PUT): v1 answers plain `ok`, v2/v3 `{"code":0,"data":"ok"}`.
 pub fn parse_write_ack(body: &[u8]) -> Result<(), WireError> {
     let text = String::from_utf8_lossy(body);
@@ -701,6 +723,26 @@ mod tests {
             Err(WireError::Code { code: 21003, .. })
         ));
         assert!(parse_write_ack(b"instance check is invalid").is_err());
+    }
+
+    #[test]
+    fn namespace_lists() {
+        // 2.x / rnacos v1 console answer: the public namespace has the id "".
+        let v1 = br#"{"code":200,"message":null,"data":[
+          {"namespace":"","namespaceShowName":"public","namespaceDesc":null,"quota":200,"configCount":0,"type":0},
+          {"namespace":"dev","namespaceShowName":"dev","quota":200,"configCount":1,"type":2}]}"#;
+        assert_eq!(parse_namespace_list(v1).unwrap(), vec!["", "dev"]);
+        let v3 = br#"{"code":0,"message":"success","data":[{"namespace":"public","namespaceShowName":"public"}]}"#;
+        assert_eq!(parse_namespace_list(v3).unwrap(), vec!["public"]);
+        assert!(
+            parse_namespace_list(br#"{"code":200,"data":[{"namespaceShowName":"x"}]}"#).is_err()
+        );
+        assert!(parse_namespace_list(br#"{"code":200,"data":{}}"#).is_err());
+        assert!(matches!(
+            parse_namespace_list(br#"{"code":10001,"message":"denied"}"#),
+            Err(WireError::Code { code: 10001, .. })
+        ));
+        assert!(parse_namespace_list(b"<html>").is_err());
     }
 
     #[test]
