@@ -79,7 +79,7 @@ fn invalid_cases() -> Vec<Case> {
         // What the binding is about.
         case("services missing", vec![Remove("/services")], &["spec.services: Required value"]),
         case("services empty", vec![Set("/services", json!([]))], &["spec.services", "should have at least 1 items"]),
-        case("services not a list", vec![Set("/services", json!({"name": "orders"}))], &["spec.services", "must be of type array"]),
+        case("services not a list", vec![Set("/services", json!("orders"))], &["spec.services", "must be of type array"]),
         case("service with name and namePattern", vec![Set("/services/0/namePattern", json!("orders-*"))], &["spec.services[0]", SERVICE_ONE_OF]),
         case("service with neither name nor namePattern", vec![Set("/services", json!([{"group": "DEFAULT_GROUP"}]))], &["spec.services[0]", SERVICE_ONE_OF]),
         case("service name with @@", vec![Set("/services/0/name", json!("DEFAULT_GROUP@@orders"))], &["spec.services[0].name", "name must be a plain service name without '@@'; put the group in group"]),
@@ -134,6 +134,8 @@ fn invalid_cases() -> Vec<Case> {
         case("serverAddr ftp", vec![Set("/nacos/serverAddr", json!(["ftp://nacos:8848"]))], &["spec.nacos.serverAddr[0]", URL]),
         case("serverAddr second one bad", vec![Set("/nacos/serverAddr", json!(["http://a:8848", "http://"]))], &["spec.nacos.serverAddr[1]", URL]),
         case("serverAddr with credentials", vec![Set("/nacos/serverAddr", json!(["http://nacos:secret@nacos:8848"]))], &["spec.nacos.serverAddr[0]", "must not carry credentials"]),
+        case("serverAddr port 0", vec![Set("/nacos/serverAddr", json!(["http://nacos:0/nacos"]))], &["spec.nacos.serverAddr[0]", "the port of a server address must be from 1 to 65535"]),
+        case("serverAddr IPv6 port 65536", vec![Set("/nacos/serverAddr", json!(["http://[fd00::1]:65536"]))], &["spec.nacos.serverAddr[0]", "the port of a server address must be from 1 to 65535"]),
         case("serverAddr port out of range", vec![Set("/nacos/serverAddr", json!(["http://nacos:99999"]))], &["spec.nacos.serverAddr[0]", "the port of a server address must be from 1 to 65535"]),
         case("namespace with a space", vec![Set("/nacos/namespace", json!("dev ns"))], &["spec.nacos.namespace", "namespace must be a Nacos namespace id"]),
         case("apiVersion unknown", vec![Set("/nacos/apiVersion", json!("V4"))], &["spec.nacos.apiVersion", "Unsupported value: \"V4\""]),
@@ -225,6 +227,9 @@ fn valid_cases() -> Vec<Case> {
                     "https://nacos.example.com/nacos",
                     "http://10.0.0.1:8848",
                     "http://[fd00::1]:8848",
+                    "http://[fd00::1]/nacos",
+                    "http://nacos:1",
+                    "http://nacos:65535/nacos",
                     "https://nacos.example.com"
                 ]),
             )],
