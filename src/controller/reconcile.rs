@@ -233,7 +233,9 @@ pub async fn evaluate(
     };
     // An unknown namespace answers every listing with nothing: that must not pass for "no
     // instances", so look the namespace up first.
-    match nacos.check_namespace().await {
+    let groups: BTreeSet<String> = b.spec.services.iter().map(|s| s.group.clone()).collect();
+    let groups: Vec<String> = groups.into_iter().collect();
+    match nacos.check_namespace(&groups).await {
         Ok(NamespaceCheck::Missing { address, known }) => {
             return Ok(Err(Stop {
                 problem: Problem::NamespaceNotFound(namespace_missing_message(

@@ -176,7 +176,7 @@ pub enum NamespaceCheck {
     /// The server lists it.
     Found,
     /// The server at `address` lists its namespaces (`known`, the public one as `""` or
-    /// `public`) and this one is not among them.
+    /// `public`), this one is not among them, and it holds no service of the governed groups.
     Missing { address: String, known: Vec<String> },
     /// No namespace listing could be read (why): existence not verified.
     Unverified(String),
@@ -1014,9 +1014,11 @@ impl NacosClient {
 
     /// Looks the configured namespace up in the server's namespace listing. Nacos (and rnacos)
     /// answer every naming call in an unknown namespace with empty lists, which would pass for
-    /// "no instances". Servers without a readable listing (an old or trimmed API, or a user not
-    /// allowed to read it) give `Unverified`; an unreachable server is an error.
-    pub async fn check_namespace(&self) -> Result<NamespaceCheck> {
+    /// "no instances". A namespace the listing lacks but that holds services in one of `groups`
+    /// is in use (Nacos 2.x lets clients register into an id nobody created): `Found`.
+    /// Servers without a readable listing (an old or trimmed API, or a user not allowed to read
+    /// it) give `Unverified`; an unreachable server is an error.
+    pub async fn check_namespace(&self, groups: &[String]) -> Result<NamespaceCheck> {
         let configured = self.inner.config.namespace.as_str();
         if namespace_listed(configured, &[]) {
             return Ok(NamespaceCheck::Public);
@@ -1046,10 +1048,16 @@ impl NacosClient {
                     return Ok(NamespaceCheck::Found)
                 }
                 Ok(listed) => {
+                    for group in groups {
+                        if !self.list_services(group).await?.is_empty() {
+                            debug!(group, "namespace not listed, but it holds services");
+                            return Ok(NamespaceCheck::Found);
+                        }
+                    }
                     return Ok(NamespaceCheck::Missing {
                         address: reply.address,
                         known: listed,
-                    })
+                    });
                 }
                 Err(e) => why.push(e.to_string()),
             }

@@ -716,7 +716,8 @@ fn namespace_listed_treats_empty_and_public_alike() {
     assert!(!namespace_listed("Dev", &listed));
 }
 
-/// A 2.x server whose namespace listing has public and `dev`.
+/// A 2.x server whose namespace listing has public and `dev`; namespace `adhoc` is not listed
+/// but holds services (clients registered into it), `prod` is empty.
 fn with_namespaces(s: &Seen) -> (u16, String) {
     match s.path.as_str() {
         "/nacos/v1/console/namespaces" => (
@@ -724,6 +725,9 @@ fn with_namespaces(s: &Seen) -> (u16, String) {
             r#"{"code":200,"message":null,"data":[{"namespace":"","namespaceShowName":"public"},{"namespace":"dev","namespaceShowName":"dev"}]}"#
                 .into(),
         ),
+        "/nacos/v1/ns/service/list" if s.query["namespaceId"] == "prod" => {
+            (200, r#"{"count":0,"doms":[]}"#.into())
+        }
         _ => nacos2(s),
     }
 }
@@ -735,12 +739,14 @@ async fn namespace_check_finds_known_ids_and_reports_unknown_ones() {
         let mut cfg = fast_config(vec![m.url()]);
         cfg.namespace = ns.to_string();
         let c = NacosClient::new(cfg).unwrap();
-        async move { c.check_namespace().await.unwrap() }
+        async move { c.check_namespace(&["DEFAULT_GROUP".into()]).await.unwrap() }
     };
     assert_eq!(check("").await, NamespaceCheck::Public);
     assert_eq!(check("public").await, NamespaceCheck::Public);
     assert_eq!(m.count("/nacos/v1/console/namespaces"), 0);
     assert_eq!(check("dev").await, NamespaceCheck::Found);
+    // Not listed, but clients registered services into it: in use.
+    assert_eq!(check("adhoc").await, NamespaceCheck::Found);
     assert_eq!(
         check("prod").await,
         NamespaceCheck::Missing {
@@ -765,7 +771,7 @@ async fn namespace_check_falls_back_and_never_guesses() {
     cfg.namespace = "prod".into();
     let c = NacosClient::new(cfg).unwrap();
     assert!(matches!(
-        c.check_namespace().await.unwrap(),
+        c.check_namespace(&[]).await.unwrap(),
         NamespaceCheck::Missing { .. }
     ));
 
@@ -779,7 +785,7 @@ async fn namespace_check_falls_back_and_never_guesses() {
     let mut cfg = fast_config(vec![m.url()]);
     cfg.namespace = "prod".into();
     let c = NacosClient::new(cfg).unwrap();
-    match c.check_namespace().await.unwrap() {
+    match c.check_namespace(&[]).await.unwrap() {
         NamespaceCheck::Unverified(why) => {
             assert!(why.contains("/nacos/v1/console/namespaces"), "{why}");
             assert!(why.contains("/nacos/v2/console/namespace/list"), "{why}");
@@ -791,5 +797,8 @@ async fn namespace_check_falls_back_and_never_guesses() {
     let mut cfg = fast_config(vec![dead_addr().await]);
     cfg.namespace = "prod".into();
     let c = NacosClient::new(cfg).unwrap();
-    assert_eq!(c.check_namespace().await.unwrap_err().kind(), "unreachable");
+    assert_eq!(
+        c.check_namespace(&[]).await.unwrap_err().kind(),
+        "unreachable"
+    );
 }
