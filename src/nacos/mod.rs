@@ -32,6 +32,12 @@
 //!   `error`); auth failures are 403 with a JSON or plain body. With open-API auth off, login answers
 //!   `accessToken:"AUTH_DISABLED"` for any credentials. Logins are rate-limited per user and minute.
 //! - An HTTP DELETE does remove a gRPC-registered instance (unlike Alibaba Nacos).
+//! - A namespace id that does not exist is not an error: `service/list` answers `{"count":0,
+//!   "doms":[]}` and `catalog/instances` `{"count":0,"list":[]}`, both 200 (verified live), and
+//!   queries do not create it. `GET /nacos/v1/console/namespaces` (and `/nacos/v2/console/
+//!   namespace/list`) list the public namespace as `""` plus every namespace created or used by a
+//!   registration (`type` 8); with open-API auth on they need the token like any other call.
+//!   Hence [`NacosClient::check_namespace`].
 
 pub mod auth;
 pub mod wire;
