@@ -155,7 +155,10 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
                 settle: std::time::Duration::from_secs(args.settle_seconds),
             },
             acting_allowed.clone(),
+            metrics.leader.clone(),
         ));
+    } else {
+        metrics.leader.set(1);
     }
     tokio::select! {
         _ = controller::run(
