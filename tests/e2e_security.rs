@@ -668,6 +668,10 @@ async fn tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify(
 
     // insecureSkipVerify is logged as a warning, naming the binding.
     let logs = std::fs::read_to_string(&log).expect("operator log");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "terminal escape codes in a text log written to a file"
+    );
     let warned = logs.lines().find(|l| {
         l.contains("WARN") && l.contains("insecureSkipVerify") && l.contains(&format!("{ns}/skip"))
     });
