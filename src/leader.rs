@@ -126,7 +126,13 @@ async fn round(api: &Api<Lease>, cfg: &LeaderConfig) -> Result<bool, kube::Error
 }
 
 /// Runs forever, keeping `acting_allowed` true only while this replica leads and has settled.
-pub async fn run(client: Client, cfg: LeaderConfig, acting_allowed: Arc<AtomicBool>) {
+/// `leader` (the metric) follows `acting_allowed`.
+pub async fn run(
+    client: Client,
+    cfg: LeaderConfig,
+    acting_allowed: Arc<AtomicBool>,
+    leader: prometheus_client::metrics::gauge::Gauge,
+) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let renew_every = (cfg.lease_duration / 3).max(Duration::from_millis(500));
     let mut leading_since: Option<tokio::time::Instant> = None;
@@ -154,6 +160,7 @@ pub async fn run(client: Client, cfg: LeaderConfig, acting_allowed: Arc<AtomicBo
             leading_since = None;
         }
         let settled = leading_since.is_some_and(|t| t.elapsed() >= cfg.settle);
+        leader.set(i64::from(fresh && settled));
         if acting_allowed.swap(fresh && settled, Ordering::Relaxed) != (fresh && settled) {
             info!(
                 acting = fresh && settled,

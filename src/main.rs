@@ -96,7 +96,11 @@ struct RunArgs {
 
 fn init_logs(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: escape codes in a container's log file break log pipelines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -155,7 +159,10 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
                 settle: std::time::Duration::from_secs(args.settle_seconds),
             },
             acting_allowed.clone(),
+            metrics.leader.clone(),
         ));
+    } else {
+        metrics.leader.set(1);
     }
     tokio::select! {
         _ = controller::run(

@@ -195,6 +195,7 @@ fn chart_lints() {
         vec![
             "serviceMonitor.enabled=true",
             "networkPolicy.enabled=true",
+            "grafanaDashboard.enabled=true",
             "logFormat=text",
             "extraEnv[0].name=RUST_BACKTRACE",
             "extraEnv[0].value=full",
@@ -341,6 +342,35 @@ fn rendered_deployment_is_hardened_and_wired() {
 }
 
 #[test]
+fn rendered_grafana_dashboard_is_the_repositorys_and_off_by_default() {
+    assert!(find(&render("r", "ops", &[]), "ConfigMap").is_empty());
+    let objs = render(
+        "r",
+        "ops",
+        &[
+            "grafanaDashboard.enabled=true",
+            "grafanaDashboard.annotations.grafana_folder=Kubernetes",
+        ],
+    );
+    let cm = one(&objs, "ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "ops");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        cm["metadata"]["annotations"]["grafana_folder"],
+        "Kubernetes"
+    );
+    let shipped: Value = serde_json::from_str(
+        cm["data"]["nacos-reconciler.json"]
+            .as_str()
+            .expect("the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let file = std::fs::read_to_string(repo_root().join("deploy/grafana/nacos-reconciler.json"))
+        .expect("deploy/grafana/nacos-reconciler.json");
+    assert_eq!(shipped, serde_json::from_str::<Value>(&file).unwrap());
+}
+
+#[test]
 fn rendered_rbac_is_least_privilege() {
     // Every namespace: one ClusterRole; secrets only `get`.
     let objs = render("r", "ops", &[]);
@@ -441,7 +471,11 @@ fn rendered_chart_is_accepted_by_the_api_server() {
     for sets in [
         vec![],
         vec![watch.as_str(), "networkPolicy.enabled=true"],
-        vec!["replicas=1", "leaderElection.enabled=false"],
+        vec![
+            "replicas=1",
+            "leaderElection.enabled=false",
+            "grafanaDashboard.enabled=true",
+        ],
     ] {
         let yaml = render_yaml("dry", &ns, &sets, true);
         let kinds: Vec<String> = objects(&yaml)
@@ -888,4 +922,297 @@ fn helm_install_with_watched_namespaces_grants_nothing_cluster_wide_but_nodes_an
         &["delete", "pods", "-n", &shop],
         &["patch", "pods", "-n", &shop],
     ]);
+}
+
+/// The operator, run as a process with a TokenRequest token of the chart's ServiceAccount and the
+/// args and environment of the chart's Deployment (leader election on, JSON logs), completes the core
+/// scenario: the chart's RBAC is sufficient (Secret `get` included), not just minimal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instance_offline() {
+    use common::{
+        binding_events, condition_is, create_binding, deploy, kube_client,
+        nacos_instance_with_token, nacos_login, register_http_with_token, scale_down, wait_binding,
+        wait_for, Operator,
+    };
+    let ns = unique("helm-run");
+    let app = format!("{ns}-app");
+    let release = unique("nr");
+    let _cleanup = Cleanup {
+        release: Some((release.clone(), ns.clone())),
+        namespaces: vec![ns.clone(), app.clone()],
+    };
+    create_namespace(&app);
+    // One watched namespace, as in a namespaced install: the operator's grants there are a Role.
+    let out = ok(
+        helm()
+            .args(["install", &release])
+            .arg(chart())
+            .args(["--namespace", &ns, "--create-namespace"])
+            .args(["--set", &format!("watchNamespaces={{{app}}}")]),
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    let full = format!("{release}-nacos-reconciler");
+
+    // The chart's container args and environment, as the Deployment in the cluster has them.
+    let d = json(kubectl().args(["get", "deployment", &full, "-n", &ns, "-o", "json"]));
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    let chart_args = strs(&c["args"]);
+    assert!(chart_args.contains(&"--leader-elect".to_string()));
+    let mut args: Vec<String> = vec![];
+    let mut it = chart_args.iter().skip(1); // "run"
+    while let Some(a) = it.next() {
+        if a == "--metrics-addr" {
+            it.next(); // a free local port instead
+            continue;
+        }
+        args.push(a.clone());
+    }
+    let pod_name = format!("{release}-replica-0");
+    let mut envs = vec![];
+    for e in c["env"].as_array().expect("env") {
+        let name = e["name"].as_str().unwrap().to_string();
+        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.name") => pod_name.clone(),
+            Some("metadata.namespace") => ns.clone(),
+            Some(other) => panic!("unexpected fieldRef {other}"),
+            None => e["value"].as_str().expect("env value").to_string(),
+        };
+        envs.push((name, value));
+    }
+    assert!(envs
+        .iter()
+        .any(|(k, v)| k == "WATCH_NAMESPACES" && v == &app));
+
+    // Authenticated only by a TokenRequest token of the chart's ServiceAccount.
+    let token = ok(
+        kubectl().args(["create", "token", &full, "-n", &ns, "--duration", "20m"]),
+        None,
+    );
+    let dir = std::env::temp_dir().join(unique("helm-run"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = token_kubeconfig(&dir, token.trim());
+    args.push("--kubeconfig".into());
+    args.push(kubeconfig.to_string_lossy().into_owned());
+
+    // The core scenario against rnacos with auth on: credentials from a Secret the binding names.
+    let client = kube_client().await;
+    let nacos = testbed_env("RNACOS_AUTH_ADDR");
+    let (user, password) = (testbed_env("NACOS_USERNAME"), testbed_env("NACOS_PASSWORD"));
+    let my_token = nacos_login(&nacos, &user, &password).await;
+    let pods = deploy(&client, &app, "orders", 3, None).await;
+    let svc = format!("{app}-orders");
+    for (_, ip) in &pods {
+        register_http_with_token(&nacos, &my_token, &svc, ip, 8080).await;
+    }
+    ok(
+        kubectl().args([
+            "create",
+            "secret",
+            "generic",
+            "nacos-auth",
+            "-n",
+            &app,
+            &format!("--from-literal=username={user}"),
+            &format!("--from-literal=password={password}"),
+        ]),
+        None,
+    );
+    create_binding(
+        &client,
+        &app,
+        "orders",
+        serde_json::json!({
+            "nacos": {"serverAddr": [nacos], "credentialsSecretRef": {"name": "nacos-auth"}},
+            "services": [{"name": svc}],
+            "pods": {"selector": {"matchLabels": {"app": "orders"}}},
+            "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
+            "resyncSeconds": 5
+        }),
+    )
+    .await;
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (operator, log) =
+        Operator::start_custom_env(&format!("operator-sa-{app}"), &arg_refs, &envs);
+    wait_binding(&client, &app, "orders", "Ready with 3 live", |s| {
+        condition_is(s, "Ready", "True") && s.instances.live == 3
+    })
+    .await;
+    let victim = scale_down(&client, &app, "orders", 2).await;
+    let (n, t, s, v) = (nacos.clone(), my_token.clone(), svc.clone(), victim.clone());
+    wait_for(
+        "the removed pod's instance offline",
+        Duration::from_secs(40),
+        || {
+            let (n, t, s, v) = (n.clone(), t.clone(), s.clone(), v.clone());
+            async move {
+                nacos_instance_with_token(&n, &t, &s, &v, 8080)
+                    .await
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let status = wait_binding(&client, &app, "orders", "removedTotal 1, 2 live", |s| {
+        s.removed_total == 1 && s.instances.live == 2 && condition_is(s, "Ready", "True")
+    })
+    .await;
+    assert_eq!(status.instances.total, 2, "{status:#?}");
+    let event = wait_for("a Deregistered Event", Duration::from_secs(30), || {
+        let client = client.clone();
+        let app = app.clone();
+        async move {
+            binding_events(&client, &app, "orders")
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("Deregistered"))
+        }
+    })
+    .await;
+    assert_eq!(event.reporting_instance.as_deref(), Some(pod_name.as_str()));
+    assert!(
+        event
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains(&format!("{victim}:8080"))),
+        "{event:?}"
+    );
+    // It led: the chart's Lease, held by this replica.
+    let lease = json(kubectl().args(["get", "lease", &full, "-n", &ns, "-o", "json"]));
+    assert_eq!(lease["spec"]["holderIdentity"], pod_name.as_str());
+    assert!(operator
+        .metrics()
+        .await
+        .contains("nacos_reconciler_leader 1"));
+
+    let text = std::fs::read_to_string(&log).expect("operator log");
+    let denied: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("forbidden") || l.contains("unauthorized")
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "RBAC denials in the operator log:\n{}",
+        denied.join("\n")
+    );
+    assert!(text.contains("became leader"), "{text}");
+}
+
+/// The chart's pods are admitted where the API server enforces the `restricted` Pod Security
+/// Standard, and the Deployment in the cluster carries every hardening setting.
+#[test]
+fn chart_runs_under_the_restricted_pod_security_standard() {
+    let ns = unique("helm-psa");
+    let release = unique("nr");
+    let _cleanup = Cleanup {
+        release: Some((release.clone(), ns.clone())),
+        namespaces: vec![ns.clone()],
+    };
+    create_namespace(&ns);
+    ok(
+        kubectl().args([
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        ]),
+        None,
+    );
+    // Enforcement is on here: a pod without the settings is refused.
+    let plain = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "plain", "namespace": "{ns}"}},
+            "spec": {{"containers": [{{"name": "c", "image": "busybox"}}]}}}}"#
+    );
+    let refused = output(
+        kubectl().args(["apply", "--dry-run=server", "-f", "-"]),
+        Some(&plain),
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("violates PodSecurity \"restricted"),
+        "the namespace does not enforce the restricted standard: {err}"
+    );
+
+    let out = ok(
+        helm()
+            .args(["install", &release])
+            .arg(chart())
+            .args(["--namespace", &ns])
+            .args(["--wait", "--timeout", "120s"]),
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    let full = format!("{release}-nacos-reconciler");
+    let d = json(kubectl().args(["get", "deployment", &full, "-n", &ns, "-o", "json"]));
+    assert_eq!(d["status"]["readyReplicas"], 2, "{}", d["status"]);
+    let rs = json(kubectl().args([
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "reason=FailedCreate",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(rs["items"].as_array().map(Vec::len), Some(0), "{rs}");
+
+    let pod = &d["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    for sc in [&pod["securityContext"], &c["securityContext"]] {
+        assert_eq!(sc["runAsNonRoot"], true, "{sc}");
+        assert!(sc["runAsUser"].as_u64().is_some_and(|u| u > 0), "{sc}");
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{sc}");
+    }
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(strs(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["capabilities"]["add"].is_null(), "{sc}");
+    assert!(sc["privileged"].is_null() || sc["privileged"] == false);
+    assert!(pod["hostNetwork"].is_null() && pod["hostPID"].is_null());
+}
+
+/// The image's final stage runs as a non-root user (static check of the Dockerfile).
+#[test]
+fn dockerfile_final_stage_runs_as_non_root() {
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let last_from = lines
+        .iter()
+        .rposition(|l| l.to_uppercase().starts_with("FROM "))
+        .expect("a FROM");
+    let final_stage = &lines[last_from..];
+    assert!(
+        final_stage[0].contains("distroless") && final_stage[0].contains(":nonroot"),
+        "final base image: {}",
+        final_stage[0]
+    );
+    let user = final_stage
+        .iter()
+        .rev()
+        .find(|l| l.to_uppercase().starts_with("USER "))
+        .expect("the final stage sets USER");
+    let who = user[5..].trim();
+    let (uid, gid) = who.split_once(':').unwrap_or((who, ""));
+    let uid: u32 = uid
+        .parse()
+        .expect("a numeric USER (Kubernetes checks runAsNonRoot by uid)");
+    assert!(uid > 0, "USER {who}");
+    assert!(
+        gid.is_empty() || gid.parse::<u32>().is_ok_and(|g| g > 0),
+        "USER {who}"
+    );
+    // Matches the chart's runAsUser.
+    let values = std::fs::read_to_string(chart().join("templates/deployment.yaml")).unwrap();
+    assert!(values.contains(&format!("runAsUser: {uid}")));
 }

@@ -103,17 +103,40 @@ pub async fn execute(
                 })
                 .observe(latency);
         }
+        // binding, service and instance are fields of the event itself (not only of the span):
+        // log pipelines index top-level JSON fields, and one line must say what was done to what.
+        let key = &action.instance;
+        let address = instance_address(key);
         match &outcome.result {
-            Result::Done | Result::Ineffective { .. } => {
-                info!(instance = %action.instance, action = label, result = result_label, reason = %action.reason, "applied")
-            }
-            Result::NotConfirmed(why) | Result::Failed(why) => {
-                warn!(instance = %action.instance, action = label, result = result_label, %why, "not applied")
-            }
+            Result::Done | Result::Ineffective { .. } => info!(
+                binding = %binding,
+                service = %key.service,
+                instance = %address,
+                cluster = %key.cluster,
+                action = label,
+                result = result_label,
+                reason = %action.reason,
+                "applied"
+            ),
+            Result::NotConfirmed(why) | Result::Failed(why) => warn!(
+                binding = %binding,
+                service = %key.service,
+                instance = %address,
+                cluster = %key.cluster,
+                action = label,
+                result = result_label,
+                %why,
+                "not applied"
+            ),
         }
         outcomes.push(outcome);
     }
     outcomes
+}
+
+/// `ip:port` (`[ip]:port` for IPv6), the form Events and status use.
+fn instance_address(key: &crate::model::InstanceKey) -> String {
+    std::net::SocketAddr::new(key.ip, key.port).to_string()
 }
 
 /// Two signals: the cache says no live pod of this binding holds the IP; ask the API server directly.

@@ -93,13 +93,13 @@ async fn read_secrets(
 }
 
 /// The Nacos client for this configuration, reused while the configuration (Secrets included) is
-/// unchanged so the login token is reused too.
+/// unchanged so the login token is reused too. `true` when it was built just now.
 fn nacos_client(
     state: &mut super::BindingState,
     cfg: crate::nacos::NacosConfig,
     secrets: &SecretData,
     ctx: &Context,
-) -> Result<Arc<NacosClient>, NacosError> {
+) -> Result<(Arc<NacosClient>, bool), NacosError> {
     // Debug output redacts secrets, so hash the Secret data too: a rotated password makes a new client.
     let mut h = DefaultHasher::new();
     format!("{cfg:?}").hash(&mut h);
@@ -108,14 +108,14 @@ fn nacos_client(
     let fp = h.finish();
     if let Some((old, c)) = &state.nacos {
         if *old == fp {
-            return Ok(c.clone());
+            return Ok((c.clone(), false));
         }
     }
     let c = Arc::new(
         NacosClient::new(cfg)?.with_observer(Arc::new(report::RequestMetrics(ctx.metrics.clone()))),
     );
     state.nacos = Some((fp, c.clone()));
-    Ok(c)
+    Ok((c, true))
 }
 
 /// The services a binding governs on this server: exact names, plus pattern matches.
@@ -218,11 +218,18 @@ pub async fn evaluate(
         Ok(c) => c,
         Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
-    if cfg.tls.insecure_skip_verify {
-        warn!("tls.insecureSkipVerify is set: the Nacos server's certificate is not verified");
-    }
+    let insecure = cfg.tls.insecure_skip_verify;
     let nacos = match nacos_client(state, cfg, &secrets, ctx) {
-        Ok(c) => c,
+        Ok((c, fresh)) => {
+            // Once per client (start-up, spec or Secret change), not on every pass.
+            if fresh && insecure {
+                warn!(
+                    binding = %key(b),
+                    "tls.insecureSkipVerify is set: the Nacos server's certificate is not verified"
+                );
+            }
+            c
+        }
         Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
 

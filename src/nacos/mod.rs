@@ -1548,6 +1548,14 @@ fn describe_transport_error(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         source = s.source();
     }
+    // rustls says "invalid peer certificate: UnknownIssuer" deep in the chain; say up front what
+    // that means to the user and what fixes it (the truncation below must not cut it off).
+    if msg.contains("invalid peer certificate") {
+        msg = format!(
+            "TLS: the server's certificate is not trusted (put its CA in a Secret named by \
+             tls.caSecretRef): {msg}"
+        );
+    }
     wire::truncate(&msg, 300)
 }
 

@@ -640,3 +640,160 @@ impl PrivateNacos {
         .await;
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Shipping and security tests: an operator run with flags of the test's choosing, Nacos with auth.
+
+impl Operator {
+    /// The operator with exactly `args` after `run --metrics-addr <free port>`: the test chooses the
+    /// kubeconfig, namespaces, log level and format. Output goes to `<state>/logs/<log_name>.log`,
+    /// whose path is returned.
+    pub fn start_custom(log_name: &str, args: &[&str]) -> (Self, PathBuf) {
+        Self::start_custom_env(log_name, args, &[])
+    }
+
+    /// As `start_custom`, with environment variables (flags the chart passes that way).
+    pub fn start_custom_env(
+        log_name: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+    ) -> (Self, PathBuf) {
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let dir = std::env::var("TESTBED_STATE")
+            .map(|s| PathBuf::from(s).join("logs"))
+            .unwrap_or_else(|_| std::env::temp_dir());
+        let _ = std::fs::create_dir_all(&dir);
+        let log = dir.join(format!("{log_name}.log"));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"));
+        cmd.arg("run")
+            .args(["--metrics-addr", &metrics_addr])
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        let proc = TestProcess::spawn(cmd, "operator");
+        eprintln!("{log_name} logs to {}", log.display());
+        (
+            Self {
+                metrics_addr,
+                _proc: proc,
+            },
+            log,
+        )
+    }
+}
+
+/// Logs in to a Nacos server with auth on; returns the accessToken.
+pub async fn nacos_login(base: &str, username: &str, password: &str) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/nacos/v1/auth/login"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("a login answer");
+    v["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no accessToken in {v}"))
+        .to_string()
+}
+
+/// Registers a persistent instance over HTTP on a server with auth on.
+pub async fn register_http_with_token(base: &str, token: &str, service: &str, ip: &str, port: u16) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/nacos/v1/ns/instance"))
+        .query(&[
+            ("serviceName", service),
+            ("ip", ip),
+            ("port", &port.to_string()),
+            ("ephemeral", "false"),
+            ("accessToken", token),
+        ])
+        .send()
+        .await
+        .expect("register");
+    assert!(r.status().is_success(), "register {ip}: {}", r.status());
+}
+
+/// An instance as a server with auth on shows it (None when it is not registered).
+pub async fn nacos_instance_with_token(
+    base: &str,
+    token: &str,
+    service: &str,
+    ip: &str,
+    port: u16,
+) -> Option<serde_json::Value> {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/nacos/v1/ns/instance"))
+        .query(&[
+            ("serviceName", service),
+            ("ip", ip),
+            ("port", &port.to_string()),
+            ("clusterName", "DEFAULT"),
+            ("accessToken", token),
+        ])
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    v.get("ip").is_some().then_some(v)
+}
+
+/// The events.k8s.io Events about NacosBinding `name` (every reason).
+pub async fn binding_events(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            let r = e.regarding.as_ref();
+            r.and_then(|r| r.kind.as_deref()) == Some("NacosBinding")
+                && r.and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .collect()
+}
+
+/// Waits until the binding's status satisfies `check`; returns it.
+pub async fn wait_binding<F>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: F,
+) -> nacos_reconciler::crd::NacosBindingStatus
+where
+    F: Fn(&nacos_reconciler::crd::NacosBindingStatus) -> bool,
+{
+    let api = Api::<nacos_reconciler::crd::NacosBinding>::namespaced(client.clone(), ns);
+    let check = &check;
+    let api = &api;
+    wait_for(
+        &format!("{ns}/{name}: {what}"),
+        Duration::from_secs(90),
+        || async move {
+            let s = api.get(name).await.ok()?.status?;
+            check(&s).then_some(s)
+        },
+    )
+    .await
+}
+
+/// Whether a status has condition `type_` with `status`.
+pub fn condition_is(
+    s: &nacos_reconciler::crd::NacosBindingStatus,
+    type_: &str,
+    status: &str,
+) -> bool {
+    s.conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == status)
+}
