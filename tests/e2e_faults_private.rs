@@ -559,7 +559,7 @@ async fn every_node_unknown(tb: &PrivateTestbed) {
         "pfreeze",
         3,
         json!({"gracePeriodSeconds": 1, "maxRemovals": "100%", "onNodeUnreachable": "Deregister",
-               "nodeUnreachableSeconds": 5, "onPodUnready": "Disable"}),
+               "nodeUnreachableSeconds": 15, "onPodUnready": "Disable"}),
     )
     .await;
     // The nodes' own addresses are registered too (hostNetwork-style instances): node evidence only.
@@ -599,8 +599,8 @@ async fn every_node_unknown(tb: &PrivateTestbed) {
         Duration::from_secs(60),
     )
     .await;
-    // Well past nodeUnreachableSeconds: still nothing.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Past nodeUnreachableSeconds: still nothing.
+    tokio::time::sleep(Duration::from_secs(16)).await;
     wait_passes(&op, &ph.key(), 3, Duration::from_secs(60)).await;
     let sent: Vec<_> = ph
         .proxy
