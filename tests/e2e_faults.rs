@@ -387,10 +387,10 @@ async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget
     let second = Operator::start_with(&scene.ns, "replica-b", &flags);
     scene.wait_ready_live(10).await;
 
-    // 8 of 10 pods go; each DELETE takes 1.5 s, and the leader dies after the first one.
-    proxy.set_delete_delay(Duration::from_millis(1500));
-    let (survivors, gone) = scene.scale_to(2).await;
-    assert_eq!(gone.len(), 8);
+    // 8 of 10 pods go; each DELETE takes 3 s, and the leader dies right after the first one,
+    // in the middle of its batch.
+    proxy.set_delete_delay(Duration::from_secs(3));
+    scale(&scene.client, &scene.ns, &scene.app, 2).await;
     wait_for("the leader's first DELETE", Duration::from_secs(60), || {
         let done = !proxy.deletes_done().is_empty();
         async move { done.then_some(()) }
@@ -398,6 +398,14 @@ async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget
     .await;
     drop(first);
     let killed = Instant::now();
+    let done_by_a = proxy.deletes_done();
+    eprintln!("replica-a killed after DELETEs {done_by_a:?}");
+    assert!(
+        done_by_a.values().sum::<usize>() < budget,
+        "replica-a finished its batch"
+    );
+    let (survivors, gone) = scene.scale_to(2).await;
+    assert_eq!(gone.len(), 8);
     proxy.set_delete_delay(Duration::ZERO);
     wait_for(
         "replica-b to lead",
