@@ -646,7 +646,7 @@ async fn expiring_tokens_cost_no_pass_and_a_deleted_secret_is_auth_failed() {
     let victim = victim.unwrap();
     wait_authed_gone(&server.addr, &svc, &victim, Duration::from_secs(30)).await;
     let passes_during = passes(&op, &key).await - passes_before;
-    let logins = proxy.count(|e| e.path.ends_with("/auth/login") && e.status == 200);
+    let logins = proxy.count(|e| is_login(&e.path) && e.status == 200);
     let denied = proxy.count(|e| matches!(e.status, 401 | 403));
     let errors = metric(
         &op,

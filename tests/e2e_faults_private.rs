@@ -45,16 +45,26 @@ impl PrivateTestbed {
         let shared = PathBuf::from(testbed_env("TESTBED_STATE"));
         testbed_env("KUBECONFIG");
         let state = PathBuf::from(format!("{}-faults-private", shared.display()));
-        let _ = Command::new(script())
-            .arg("down")
-            .env("TESTBED_STATE", &state)
-            .output();
         let started = Instant::now();
-        let out = Command::new(script())
-            .arg("up")
-            .env("TESTBED_STATE", &state)
-            .output()
-            .expect("run tests/testbed.sh up");
+        // rnacos 0.8.8 now and then panics on its first start (Raft): start afresh, up to 3 times.
+        let mut out = None;
+        for _ in 0..3 {
+            let _ = Command::new(script())
+                .arg("down")
+                .env("TESTBED_STATE", &state)
+                .output();
+            let o = Command::new(script())
+                .arg("up")
+                .env("TESTBED_STATE", &state)
+                .output()
+                .expect("run tests/testbed.sh up");
+            let ok = o.status.success();
+            out = Some(o);
+            if ok {
+                break;
+            }
+        }
+        let out = out.expect("an attempt");
         let me = Self {
             state: state.clone(),
             logs_to: shared.join("logs").join("faults-private"),
@@ -162,24 +172,17 @@ async fn ready_ips(client: &kube::Client, ns: &str, app: &str) -> Vec<String> {
         .collect()
 }
 
-/// Scales `app` to `n` without needing the pods Ready; returns the IPs that went.
+/// Scales `app` to `n` without needing the pods Ready; returns the IPs of the pods that went or are
+/// going (after an API server restart KWOK may leave deleted pods Terminating: still evidence).
 async fn scale_and_diff(client: &kube::Client, ns: &str, app: &str, n: usize) -> Vec<String> {
     let before = pod_ips(client, ns, app).await;
     scale(client, ns, app, n as i32).await;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
     let after = wait_for(
         &format!("{app} scaled to {n}"),
         Duration::from_secs(90),
-        || {
-            let pods = pods.clone();
-            async move {
-                let all = pods
-                    .list(&ListParams::default().labels(&format!("app={app}")))
-                    .await
-                    .ok()?;
-                (all.items.len() == n).then_some(())?;
-                Some(pod_ips(client, ns, app).await)
-            }
+        || async move {
+            let ips = pod_ips(client, ns, app).await;
+            (ips.len() == n).then_some(ips)
         },
     )
     .await;

@@ -198,6 +198,11 @@ fn answer(status: u16, content_type: &str, body: Vec<u8>) -> Response {
         .unwrap()
 }
 
+/// A login request: `/nacos/v1/auth/login`, or 3.x `/nacos/v3/auth/user/login` (rnacos serves both).
+pub fn is_login(path: &str) -> bool {
+    path.contains("/auth/") && path.ends_with("/login")
+}
+
 fn rewrite_ttl(body: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(body);
     let Some(at) = text.find("\"tokenTtl\":") else {
@@ -300,7 +305,7 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
             return answer(502, "text/plain", b"upstream unreachable".to_vec());
         }
     };
-    if path.ends_with("/auth/login") && *p.rewrite_token_ttl.lock().unwrap() {
+    if is_login(&path) && *p.rewrite_token_ttl.lock().unwrap() {
         bytes = rewrite_ttl(&bytes);
     }
     record(status, true);
