@@ -2,12 +2,12 @@
 //! their own (`tests/testbed.sh up` with a private `TESTBED_STATE`, torn down at the end) while the
 //! other tests keep the shared one:
 //!
+//! - (6) first: every node `Ready=Unknown` at once (the testbed's kwok, which plays all nodes, is
+//!   killed): the partition freeze holds, nothing is removed; nodes back: nothing live removed;
 //! - (3) kube-apiserver restarted under the operator: watches resume, caches resync, no removals
 //!   while unsynced;
 //! - (7) the operator's RBAC revoked mid-run (its relist is refused): missing evidence, no removals,
-//!   `CacheSynced=False`, `/readyz` 503; RBAC restored: the stale instances go;
-//! - (6) every node `Ready=Unknown` at once (the testbed's kwok, which plays all nodes, is killed):
-//!   the partition freeze holds, nothing is removed; nodes back: still nothing live removed.
+//!   `CacheSynced=False`, `/readyz` 503; RBAC restored: the stale instances go.
 //!
 //! One test, the phases in sequence: they share the private control plane and would disturb each
 //! other in parallel. The operator reaches Nacos through the fault proxy, whose log shows every write.
@@ -192,6 +192,56 @@ async fn scale_and_diff(client: &kube::Client, ns: &str, app: &str, n: usize) ->
         .collect()
 }
 
+/// Deletes the Deployment `app` and its ReplicaSets, orphaning their pods.
+async fn orphan_pods(client: &kube::Client, ns: &str, app: &str) {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use kube::api::{DeleteParams, PropagationPolicy};
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .delete(app, &orphan)
+        .await
+        .expect("delete the deployment");
+    let sets = Api::<ReplicaSet>::namespaced(client.clone(), ns);
+    wait_for("the ReplicaSet orphaned", Duration::from_secs(60), || {
+        let sets = sets.clone();
+        let orphan = orphan.clone();
+        async move {
+            let list = sets
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .ok()?;
+            for rs in &list.items {
+                let name = rs.metadata.name.clone()?;
+                let _ = sets.delete(&name, &orphan).await;
+            }
+            list.items.is_empty().then_some(())
+        }
+    })
+    .await;
+}
+
+/// Deletes `n` pods of `app` with grace 0 (gone from the API at once); returns their IPs.
+async fn force_delete_pods(client: &kube::Client, ns: &str, app: &str, n: usize) -> Vec<String> {
+    use kube::api::DeleteParams;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("list pods");
+    let mut gone = Vec::new();
+    for p in list.items.iter().take(n) {
+        let name = p.metadata.name.clone().unwrap();
+        gone.push(p.status.clone().and_then(|s| s.pod_ip).unwrap());
+        pods.delete(&name, &DeleteParams::default().grace_period(0))
+            .await
+            .expect("delete pod");
+    }
+    gone
+}
+
 struct Phase {
     client: kube::Client,
     ns: String,
@@ -255,9 +305,11 @@ impl Phase {
 #[tokio::test]
 async fn cluster_wide_faults_on_a_private_testbed() {
     let tb = PrivateTestbed::up();
+    // First, before an API server restart slows the controllers down; its new kwok plays the
+    // nodes for the rest of the test.
+    let _kwok = every_node_unknown(&tb).await;
     apiserver_restart(&tb).await;
     rbac_revoked(&tb).await;
-    every_node_unknown(&tb).await;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -475,6 +527,9 @@ subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
     std::env::set_var("KUBECONFIG", &admin);
     let readyz = ReadyzWatch::start(&op.metrics_addr);
     ph.wait_live(4).await;
+    // The controllers let go of the pods (orphaned), so they go only when the test deletes them: after
+    // an API server restart here, kube-controller-manager and KWOK are slow to act again.
+    orphan_pods(&ph.client, &ns, &ph.app).await;
 
     // Revoke pods and endpointslices; restart the API server so every watch must list again.
     kubectl(&["delete", "rolebinding", "op-pods", "-n", &ns]);
@@ -509,8 +564,8 @@ subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
         "/readyz stayed 200 with the pod watch refused"
     );
 
-    // Pods go meanwhile: tempting, but there is no evidence.
-    let gone = scale_and_diff(&ph.client, &ns, &ph.app, 2).await;
+    // Pods go meanwhile (deleted at once, grace 0): tempting, but there is no evidence.
+    let gone = force_delete_pods(&ph.client, &ns, &ph.app, 2).await;
     assert_eq!(gone.len(), 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
     wait_passes(&op, &ph.key(), 3, Duration::from_secs(60)).await;
@@ -557,7 +612,7 @@ async fn node_states(client: &kube::Client) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-async fn every_node_unknown(tb: &PrivateTestbed) {
+async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
     let (ph, pods) = Phase::new(
         "pfreeze",
         3,
@@ -627,7 +682,7 @@ async fn every_node_unknown(tb: &PrivateTestbed) {
         .args(["--server-address", &format!("127.0.0.1:{}", free_port())])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let _kwok = TestProcess::spawn(cmd, "kwok");
+    let kwok = TestProcess::spawn(cmd, "kwok");
     wait_for(
         "every node Ready again",
         Duration::from_secs(120),
@@ -688,4 +743,5 @@ async fn every_node_unknown(tb: &PrivateTestbed) {
     ph.proxy.assert_untouched(&node_ips);
     assert_live_registered(&ph.nacos, &ph.svc, &node_ips).await;
     drop(op);
+    kwok
 }
