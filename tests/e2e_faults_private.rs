@@ -555,7 +555,8 @@ subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
         &ns,
         &ph.app,
         "CacheNotSynced",
-        "nothing removed",
+        // (not "nothing removed": a long note is cut at 1000 characters)
+        "forbidden",
         Duration::from_secs(30),
     )
     .await;
