@@ -169,7 +169,7 @@ async fn bad_references_are_reported_and_the_healthy_binding_is_still_served() {
     let bindings_spec = [
         (
             "nosecret",
-            json!({"serverAddr": [nacos], "credentialsSecretRef": {"name": "nacos-creds-missing"}}),
+            json!({"serverAddr": [nacos], "tls": {"caSecretRef": {"name": "nacos-ca-missing"}}}),
         ),
         ("unreachable", json!({"serverAddr": [dead]})),
         (
@@ -211,7 +211,8 @@ async fn bad_references_are_reported_and_the_healthy_binding_is_still_served() {
     let operator = Operator::start(&ns);
     let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
 
-    // (a) The missing Secret: SpecValid=False (SecretNotFound), an Event naming it.
+    // (a) The missing (CA) Secret: SpecValid=False (SecretNotFound), an Event naming it. A missing
+    // credentials Secret is AuthFailed instead (tests/e2e_faults.rs).
     let m = wait_condition(
         &bindings,
         "nosecret",
@@ -220,14 +221,14 @@ async fn bad_references_are_reported_and_the_healthy_binding_is_still_served() {
         "SecretNotFound",
     )
     .await;
-    assert!(m.contains(&format!("{ns}/nacos-creds-missing")), "{m}");
+    assert!(m.contains(&format!("{ns}/nacos-ca-missing")), "{m}");
     wait_warning(
         &client,
         &ns,
         "nosecret",
         "SecretNotFound",
         &[
-            &format!("Secret {ns}/nacos-creds-missing not found"),
+            &format!("Secret {ns}/nacos-ca-missing not found"),
             "nothing removed",
         ],
     )

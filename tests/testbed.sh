@@ -6,6 +6,7 @@
 #   tests/testbed.sh env      print the `export` lines of the running testbed
 #   tests/testbed.sh status   say what runs
 #   tests/testbed.sh down     stop exactly what `up` started and remove its state
+#   tests/testbed.sh restart-apiserver [SECONDS]   restart kube-apiserver alone (down SECONDS)
 #
 # Builds are cached outside the repository, keyed by version, under
 # ${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler}.
@@ -194,18 +195,7 @@ start_k8s() {
     --initial-cluster "testbed=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" --log-level warn
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
-  start kube-apiserver "$K8S_BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --cert-dir "$d" \
-    --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" --client-ca-file "$d/ca.crt" \
-    --authorization-mode Node,RBAC --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true \
-    --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$d/sa.pub" \
-    --service-account-signing-key-file "$d/sa.key" --api-audiences https://kubernetes.default.svc \
-    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,DefaultTolerationSeconds \
-    --disable-admission-plugins StorageObjectInUseProtection,PersistentVolumeClaimResize,DefaultStorageClass \
-    --enable-priority-and-fairness=false --profiling=false
-  write_kubeconfig
-  wait_for kube-apiserver 90 curl -fsS --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" \
-    "https://127.0.0.1:$api_port/readyz"
+  start_apiserver
 
   local kcm_port sched_port
   kcm_port=$(free_port); sched_port=$(free_port)
@@ -352,6 +342,38 @@ cmd_down() {
   log "down"
 }
 
+# start_apiserver: kube-apiserver on the ports recorded in $STATE/ports (etcd must run).
+start_apiserver() {
+  local etcd_port api_port d=$STATE/pki
+  etcd_port=$(cat "$STATE/ports/etcd"); api_port=$(cat "$STATE/ports/apiserver")
+  start kube-apiserver "$K8S_BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --cert-dir "$d" \
+    --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" --client-ca-file "$d/ca.crt" \
+    --authorization-mode Node,RBAC --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true \
+    --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$d/sa.pub" \
+    --service-account-signing-key-file "$d/sa.key" --api-audiences https://kubernetes.default.svc \
+    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,DefaultTolerationSeconds \
+    --disable-admission-plugins StorageObjectInUseProtection,PersistentVolumeClaimResize,DefaultStorageClass \
+    --enable-priority-and-fairness=false --profiling=false
+  write_kubeconfig
+  wait_for kube-apiserver 90 curl -fsS --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" \
+    "https://127.0.0.1:$api_port/readyz"
+}
+
+# restart-apiserver [SECONDS]: stop kube-apiserver, keep it down SECONDS (default 0), start it again on
+# the same port; etcd and everything else keep running (for the fault tests).
+cmd_restart_apiserver() {
+  is_running kube-apiserver || die "kube-apiserver does not run in $STATE"
+  local pid
+  pid=$(cat "$STATE/pids/kube-apiserver")
+  kill "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  sleep "${1:-0}"
+  start_apiserver
+  log "kube-apiserver restarted"
+}
+
 cmd_status() {
   [ -d "$STATE/pids" ] || { echo "testbed: not running"; return 0; }
   local c
@@ -370,5 +392,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) print_env ;;
   build) build_all ;;
-  *) echo "usage: $0 up|down|status|env|build" >&2; exit 2 ;;
+  restart-apiserver) cmd_restart_apiserver "${2:-0}" ;;
+  *) echo "usage: $0 up|down|status|env|build|restart-apiserver [SECONDS]" >&2; exit 2 ;;
 esac

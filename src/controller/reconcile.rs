@@ -204,15 +204,12 @@ pub async fn evaluate(
         };
     let secrets = match read_secrets(ctx, &ns, b).await? {
         Ok(s) => s,
-        Err(e @ InputError::SecretMissing { .. }) => {
+        Err(e) => {
             return Ok(Err(Stop {
-                problem: Problem::SecretNotFound(format!(
-                    "{e}: create it, or correct the Secret name in spec.nacos"
-                )),
-                retry: resync,
+                problem: secret_problem(b, &e),
+                retry: retry_after(resync),
             }))
         }
-        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
     let cfg = match inputs::nacos_config(&ns, &b.spec, &secrets) {
         Ok(c) => c,
@@ -400,6 +397,16 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .iter()
         .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), s)))
         .collect();
+    if eval.plan.actions().any(|a| a.kind.is_removal()) {
+        // Write the budget this pass is about to spend before spending it: a replica killed (or
+        // replaced as leader) mid-pass leaves it in status, so its successor does not spend the
+        // window's budget a second time. Without that record, act on nothing.
+        if let Err(e) = report::record_budget(&ctx, &b, &eval.plan.memory).await {
+            warn!(error = %e, "could not record the removal budget; no action in this pass");
+            rep.finish(started).await?;
+            return Ok(Requeue::requeue(retry_after(resync)));
+        }
+    }
     let outcomes: Vec<Outcome> = execute(
         &ctx,
         &b,
@@ -457,6 +464,21 @@ fn namespace_missing_message(namespace: &str, address: &str, known: &[String]) -
     )
 }
 
+/// What a Secret that cannot be used means: without its credentials Secret the operator cannot log
+/// in, which users look for under `AuthFailed`; another missing Secret (the CA) is `SecretNotFound`;
+/// anything else (missing keys) is a spec problem.
+fn secret_problem(b: &NacosBinding, e: &InputError) -> Problem {
+    match (e, &b.spec.nacos.credentials_secret_ref) {
+        (InputError::SecretMissing { name, .. }, Some(r)) if *name == r.name => {
+            Problem::AuthFailed(format!("{e}: no credentials to log in to Nacos with"))
+        }
+        (InputError::SecretMissing { .. }, _) => Problem::SecretNotFound(format!(
+            "{e}: create it, or correct the Secret name in spec.nacos"
+        )),
+        _ => Problem::InvalidSpec(e.to_string()),
+    }
+}
+
 /// Sooner than a full resync after a Nacos failure, but not hot.
 fn retry_after(resync: Duration) -> Duration {
     resync.min(Duration::from_secs(10))
@@ -484,5 +506,57 @@ mod tests {
         let m = namespace_missing_message("x", "http://n:8848", &many);
         assert!(m.contains("ns19 and 5 more"), "{m}");
         assert!(!m.contains("ns20"), "{m}");
+    }
+
+    fn binding(credentials: Option<&str>) -> NacosBinding {
+        let mut spec = serde_json::json!({
+            "nacos": {"serverAddr": ["http://127.0.0.1:8848"]},
+            "services": [{"name": "orders"}],
+            "pods": {"selector": {"matchLabels": {"app": "orders"}}}
+        });
+        if let Some(name) = credentials {
+            spec["nacos"]["credentialsSecretRef"] = serde_json::json!({"name": name});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
+            "metadata": {"name": "orders", "namespace": "shop"},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn missing(name: &str) -> InputError {
+        InputError::SecretMissing {
+            namespace: "shop".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_credentials_secret_is_an_auth_failure() {
+        let b = binding(Some("nacos-auth"));
+        match secret_problem(&b, &missing("nacos-auth")) {
+            Problem::AuthFailed(m) => assert!(m.contains("shop/nacos-auth"), "{m}"),
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn other_secret_problems_name_the_secret_or_the_spec() {
+        let b = binding(Some("nacos-auth"));
+        assert!(matches!(
+            secret_problem(&b, &missing("nacos-ca")),
+            Problem::SecretNotFound(_)
+        ));
+        let keys = InputError::SecretKeys {
+            namespace: "shop".into(),
+            name: "nacos-auth".into(),
+            need: "username and password",
+        };
+        assert!(matches!(secret_problem(&b, &keys), Problem::InvalidSpec(_)));
+        assert!(matches!(
+            secret_problem(&binding(None), &missing("nacos-auth")),
+            Problem::SecretNotFound(_)
+        ));
     }
 }

@@ -620,6 +620,28 @@ impl<'a> Report<'a> {
     }
 }
 
+/// Writes the removal history and the consumed approval of `memory` (a plan's, before its actions
+/// run) to status, leaving every other field alone.
+pub async fn record_budget(
+    ctx: &Context,
+    b: &NacosBinding,
+    memory: &Memory,
+) -> Result<(), kube::Error> {
+    let api: Api<NacosBinding> =
+        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let mut status = serde_json::json!({"removals": removal_records(memory)});
+    if let Some(token) = &memory.approval_consumed {
+        status["approvedToken"] = serde_json::json!(token);
+    }
+    api.patch_status(
+        &b.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await
+    .map(|_| ())
+}
+
 fn cond(
     old: &[Condition],
     type_: &str,

@@ -212,10 +212,23 @@ impl<'a> ClusterIndex<'a> {
         match best {
             Some(pod) => {
                 let mut evidence = pod_evidence(pod, ip, first_seen, now);
-                evidence.node_based = evidence.verdict == Verdict::Unready
-                    && self
-                        .node_of(pod)
-                        .is_some_and(|n| n.readiness != NodeReadiness::Ready);
+                let down_node = self
+                    .node_of(pod)
+                    .filter(|n| n.readiness != NodeReadiness::Ready);
+                if let (Verdict::Unready, Some(node)) = (evidence.verdict, down_node) {
+                    // The node controller marks every pod of a node that stops reporting not
+                    // Ready: that is the node's evidence, on the node's clock. Otherwise the pods
+                    // of the first nodes of a partition are acted on before the freeze engages.
+                    let threshold = delta(policy.node_unreachable_after);
+                    let node_ev = node_evidence(node, threshold, fallback, now);
+                    if node_ev.verdict == Verdict::Live {
+                        return Evidence {
+                            reason: format!("{}; {}", evidence.reason, node_ev.reason),
+                            ..node_ev
+                        };
+                    }
+                    evidence.node_based = true;
+                }
                 evidence
             }
             None => self.orphan_evidence(&ip, fallback, now),

@@ -26,6 +26,10 @@ pub struct Memory {
     /// disabled instances (rnacos without its console), these keys are how the caller finds them
     /// again, one by one, to re-enable them.
     pub disabled: BTreeSet<InstanceKey>,
+    /// The last pass that saw the cluster partitioned (frozen). Node evidence from before it is not
+    /// trusted: as a partition heals, the last nodes to report again must not look unreachable
+    /// since the partition began.
+    pub frozen_at: Option<DateTime<Utc>>,
 }
 
 impl Memory {

@@ -188,9 +188,13 @@ impl Plan {
 
 /// Decides one pass. Pure: the same input always gives the same plan.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let index = ClusterIndex::new(input.pods, input.nodes, input.tombstones);
     let frozen = is_frozen(input.nodes);
+    let nodes = since_last_freeze(input.nodes, input.memory.frozen_at);
+    let index = ClusterIndex::new(input.pods, &nodes, input.tombstones);
     let mut memory = input.memory.clone();
+    if frozen {
+        memory.frozen_at = Some(input.now);
+    }
     let mut listings: Vec<&ServiceListing> = input.services.iter().collect();
     listings.sort_by(|a, b| a.service.cmp(&b.service));
     let mut services: Vec<ServicePlan> = listings
@@ -216,6 +220,21 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         approval_consumed,
         memory,
     }
+}
+
+/// Nodes as the planner judges them: a node not Ready counts as down only since the last frozen
+/// pass, so a partition that heals node by node does not act on the last ones to report.
+fn since_last_freeze(nodes: &[NodeFacts], frozen_at: Option<DateTime<Utc>>) -> Vec<NodeFacts> {
+    let mut nodes = nodes.to_vec();
+    if let Some(at) = frozen_at {
+        for n in nodes
+            .iter_mut()
+            .filter(|n| n.readiness != NodeReadiness::Ready)
+        {
+            n.readiness_since = Some(n.readiness_since.map_or(at, |s| s.max(at)));
+        }
+    }
+    nodes
 }
 
 /// A control-plane partition looks like most nodes going NotReady at once: more than half of them,

@@ -1090,6 +1090,80 @@ fn rule7_freeze_suspends_node_based_actions() {
 }
 
 #[test]
+fn a_pod_unready_because_its_node_is_waits_for_the_node_threshold() {
+    // One node of five just stopped reporting (not a partition yet): its pod, marked not Ready by
+    // the node controller long past the grace period, is judged on the node's clock.
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -5));
+    let mut p = unready(pod("orders-1", "10.1.0.7"), Some(t(-100)));
+    p.node_name = Some("node-e".into());
+    fx.pods = vec![p];
+    fx.policy.on_pod_unready = UnreadyAction::Disable;
+    fx.policy.grace_period = Duration::from_secs(1);
+    let plan = fx.run();
+    assert!(!plan.frozen);
+    let s = &plan.services[0];
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    assert_eq!(s.instances[0].verdict, Verdict::Live);
+    assert!(
+        s.instances[0].reason.contains("unreachable after 60s"),
+        "{}",
+        s.instances[0].reason
+    );
+    // Past the node's threshold (and not a partition): onPodUnready applies.
+    fx.nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -61));
+    let plan = fx.run();
+    let got: Vec<_> = plan.services[0]
+        .actions
+        .iter()
+        .map(|a| (a.verdict, a.kind))
+        .collect();
+    assert_eq!(got, [(Verdict::Unready, ActionKind::Disable)]);
+    // A pod not Ready on a Ready node keeps its own grace period.
+    fx.nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Ready, -5));
+    assert_eq!(fx.run().services[0].actions.len(), 1);
+}
+
+#[test]
+fn a_healing_partition_does_not_act_on_the_last_nodes_to_report() {
+    use NodeReadiness::*;
+    let mut fx = Fx::new(vec![inst("10.250.0.1")]);
+    fx.policy.on_node_unreachable = NodeAction::Deregister;
+    fx.nodes = vec![
+        node("node-0", "10.250.0.1", Unknown, -300),
+        node("node-1", "10.250.0.2", Unknown, -300),
+        node("node-2", "10.250.0.3", Unknown, -300),
+    ];
+    // Partitioned: frozen, nothing acted on, and the freeze is remembered.
+    let p = fx.run();
+    assert!(p.frozen && p.services[0].actions.is_empty());
+    assert_eq!(p.memory.frozen_at, Some(t(0)));
+    // 5 s later two nodes are back, node-0 not yet (down 305 s, past the 60 s threshold).
+    fx.memory = p.memory;
+    fx.now = t(5);
+    fx.nodes[1] = node("node-1", "10.250.0.2", Ready, 4);
+    fx.nodes[2] = node("node-2", "10.250.0.3", Ready, 4);
+    let p = fx.run();
+    assert!(!p.frozen);
+    assert!(
+        p.services[0].actions.is_empty(),
+        "{:?}",
+        p.services[0].actions
+    );
+    assert_eq!(p.services[0].instances[0].verdict, Verdict::Live);
+    // Still down a full threshold after the freeze ended: now it is unreachable.
+    fx.memory = p.memory;
+    fx.now = t(61);
+    let p = fx.run();
+    let got: Vec<_> = p.services[0]
+        .actions
+        .iter()
+        .map(|a| (a.verdict, a.kind))
+        .collect();
+    assert_eq!(got, [(Verdict::Unreachable, ActionKind::Deregister)]);
+}
+
+#[test]
 fn rule8_scope_and_port_filter_make_foreign() {
     let mk_pod = || {
         let mut p = pod("orders-1", "10.1.0.7");

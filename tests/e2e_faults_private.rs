@@ -1,0 +1,748 @@
+//! End-to-end fault scenarios (issue 5) that disturb the whole cluster, so they run on a testbed of
+//! their own (`tests/testbed.sh up` with a private `TESTBED_STATE`, torn down at the end) while the
+//! other tests keep the shared one:
+//!
+//! - (6) first: every node `Ready=Unknown` at once (the testbed's kwok, which plays all nodes, is
+//!   killed): the partition freeze holds, nothing is removed; nodes back: nothing live removed;
+//! - (3) kube-apiserver restarted under the operator: watches resume, caches resync, no removals
+//!   while unsynced;
+//! - (7) the operator's RBAC revoked mid-run (its relist is refused): missing evidence, no removals,
+//!   `CacheSynced=False`, `/readyz` 503; RBAC restored: the stale instances go.
+//!
+//! One test, the phases in sequence: they share the private control plane and would disturb each
+//! other in parallel. The operator reaches Nacos through the fault proxy, whose log shows every write.
+
+mod common;
+mod faults;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use faults::*;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use nacos_reconciler::crd::NacosBinding;
+use serde_json::json;
+
+/// A testbed of this test's own; `down` on drop (its logs are copied next to the shared testbed's).
+struct PrivateTestbed {
+    state: PathBuf,
+    logs_to: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+fn script() -> PathBuf {
+    repo_root().join("tests/testbed.sh")
+}
+
+impl PrivateTestbed {
+    fn up() -> Self {
+        // The shared testbed must exist: it proves the components are built (an `up` here would
+        // otherwise start a cold build), and its state directory is where ours goes next to.
+        let shared = PathBuf::from(testbed_env("TESTBED_STATE"));
+        testbed_env("KUBECONFIG");
+        let state = PathBuf::from(format!("{}-faults-private", shared.display()));
+        let started = Instant::now();
+        // rnacos 0.8.8 now and then panics on its first start (Raft): start afresh, up to 3 times.
+        let mut out = None;
+        for _ in 0..3 {
+            let _ = Command::new(script())
+                .arg("down")
+                .env("TESTBED_STATE", &state)
+                .output();
+            let o = Command::new(script())
+                .arg("up")
+                .env("TESTBED_STATE", &state)
+                .output()
+                .expect("run tests/testbed.sh up");
+            let ok = o.status.success();
+            out = Some(o);
+            if ok {
+                break;
+            }
+        }
+        let out = out.expect("an attempt");
+        let me = Self {
+            state: state.clone(),
+            logs_to: shared.join("logs").join("faults-private"),
+            env: BTreeMap::new(),
+        };
+        assert!(
+            out.status.success(),
+            "private testbed did not come up:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut me = me;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) else {
+                continue;
+            };
+            if k != "PATH" {
+                me.env.insert(k.to_string(), v.to_string());
+            }
+        }
+        eprintln!(
+            "private testbed up in {:?} ({})",
+            started.elapsed(),
+            state.display()
+        );
+        // Only this test runs in this binary: the helpers read the testbed from the environment.
+        for (k, v) in &me.env {
+            std::env::set_var(k, v);
+        }
+        me
+    }
+
+    /// Restarts the private kube-apiserver (down `down_seconds`), off the runtime.
+    async fn restart_apiserver(&self, down_seconds: u32) {
+        let state = self.state.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(script())
+                .args(["restart-apiserver", &down_seconds.to_string()])
+                .env("TESTBED_STATE", &state)
+                .output()
+                .expect("run tests/testbed.sh restart-apiserver")
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "restart-apiserver failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn kwok_pid(&self) -> u32 {
+        std::fs::read_to_string(self.state.join("pids/kwok"))
+            .expect("the private testbed's kwok pid")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for PrivateTestbed {
+    fn drop(&mut self) {
+        let _ = std::fs::create_dir_all(&self.logs_to);
+        if let Ok(entries) = std::fs::read_dir(self.state.join("logs")) {
+            for e in entries.flatten() {
+                let _ = std::fs::copy(e.path(), self.logs_to.join(e.file_name()));
+            }
+        }
+        let _ = Command::new(script())
+            .arg("down")
+            .env("TESTBED_STATE", &self.state)
+            .output();
+    }
+}
+
+/// The IPs of the pods of `app` that are not being deleted (Ready or not).
+async fn pod_ips(client: &kube::Client, ns: &str, app: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.status?.pod_ip)
+        .collect()
+}
+
+/// The IPs of the pods of `app` that the API server shows Running and Ready.
+async fn ready_ips(client: &kube::Client, ns: &str, app: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let st = p.status?;
+            let ready = st
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(st.pod_ip?)
+        })
+        .collect()
+}
+
+/// Scales `app` to `n` without needing the pods Ready; returns the IPs of the pods that went or are
+/// going (after an API server restart KWOK may leave deleted pods Terminating: still evidence).
+async fn scale_and_diff(client: &kube::Client, ns: &str, app: &str, n: usize) -> Vec<String> {
+    let before = pod_ips(client, ns, app).await;
+    scale(client, ns, app, n as i32).await;
+    let after = wait_for(
+        &format!("{app} scaled to {n}"),
+        Duration::from_secs(90),
+        || async move {
+            let ips = pod_ips(client, ns, app).await;
+            (ips.len() == n).then_some(ips)
+        },
+    )
+    .await;
+    before
+        .into_iter()
+        .filter(|ip| !after.contains(ip))
+        .collect()
+}
+
+/// Deletes the Deployment `app` and its ReplicaSets, orphaning their pods.
+async fn orphan_pods(client: &kube::Client, ns: &str, app: &str) {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use kube::api::{DeleteParams, PropagationPolicy};
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .delete(app, &orphan)
+        .await
+        .expect("delete the deployment");
+    let sets = Api::<ReplicaSet>::namespaced(client.clone(), ns);
+    wait_for("the ReplicaSet orphaned", Duration::from_secs(60), || {
+        let sets = sets.clone();
+        let orphan = orphan.clone();
+        async move {
+            let list = sets
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .ok()?;
+            for rs in &list.items {
+                let name = rs.metadata.name.clone()?;
+                let _ = sets.delete(&name, &orphan).await;
+            }
+            list.items.is_empty().then_some(())
+        }
+    })
+    .await;
+}
+
+/// Deletes `n` pods of `app` with grace 0 (gone from the API at once); returns their IPs.
+async fn force_delete_pods(client: &kube::Client, ns: &str, app: &str, n: usize) -> Vec<String> {
+    use kube::api::DeleteParams;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("list pods");
+    let mut gone = Vec::new();
+    for p in list.items.iter().take(n) {
+        let name = p.metadata.name.clone().unwrap();
+        gone.push(p.status.clone().and_then(|s| s.pod_ip).unwrap());
+        pods.delete(&name, &DeleteParams::default().grace_period(0))
+            .await
+            .expect("delete pod");
+    }
+    gone
+}
+
+struct Phase {
+    client: kube::Client,
+    ns: String,
+    app: String,
+    svc: String,
+    nacos: String,
+    proxy: FaultProxy,
+    bindings: Api<NacosBinding>,
+}
+
+impl Phase {
+    async fn new(prefix: &str, replicas: i32, policy: serde_json::Value) -> (Self, Vec<String>) {
+        let client = kube_client().await;
+        install_crd(&client).await;
+        let nacos = testbed_env("RNACOS_ADDR");
+        let proxy = FaultProxy::start(&nacos).await;
+        let ns = unique(prefix);
+        create_namespace(&client, &ns).await;
+        let app = prefix.to_string();
+        let pods = ips(&deploy(&client, &ns, &app, replicas, None).await);
+        let svc = format!("{ns}-svc");
+        register_all(&nacos, &svc, &pods).await;
+        create_binding(
+            &client,
+            &ns,
+            &app,
+            binding_spec(&proxy.addr, &svc, &app, policy),
+        )
+        .await;
+        let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+        (
+            Self {
+                client,
+                ns,
+                app,
+                svc,
+                nacos,
+                proxy,
+                bindings,
+            },
+            pods,
+        )
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.ns, self.app)
+    }
+
+    async fn wait_live(&self, live: u32) {
+        wait_status(
+            &self.bindings,
+            &self.app,
+            &format!("Ready with {live} live"),
+            Duration::from_secs(90),
+            |s| has_condition(s, "Ready", "True", "Reconciled") && s.instances.live == live,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_wide_faults_on_a_private_testbed() {
+    let tb = PrivateTestbed::up();
+    // First, before an API server restart slows the controllers down; its new kwok plays the
+    // nodes for the rest of the test.
+    let _kwok = every_node_unknown(&tb).await;
+    apiserver_restart(&tb).await;
+    rbac_revoked(&tb).await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// (3) kube-apiserver restarted under the operator.
+
+async fn apiserver_restart(tb: &PrivateTestbed) {
+    let grace = 6u64;
+    let (ph, pods) = Phase::new(
+        "papi",
+        4,
+        json!({"gracePeriodSeconds": grace, "onPodTerminating": "Ignore", "maxRemovals": "100%"}),
+    )
+    .await;
+    let op = Operator::start(&ph.ns);
+    let readyz = ReadyzWatch::start(&op.metrics_addr);
+    ph.wait_live(4).await;
+    readyz.reset();
+
+    // Two pods go; their grace period ends while the API server is down.
+    scale(&ph.client, &ph.ns, &ph.app, 2).await;
+    let survivors = ips(&ready_pods(&ph.client, &ph.ns, &ph.app, 2).await);
+    let gone: Vec<String> = pods
+        .iter()
+        .filter(|ip| !survivors.contains(ip))
+        .cloned()
+        .collect();
+    let down_from = Instant::now();
+    tb.restart_apiserver(grace as u32 + 4).await;
+    let up_at = Instant::now();
+    eprintln!(
+        "kube-apiserver was down/restarting for {:?}",
+        up_at - down_from
+    );
+    assert!(
+        readyz.not_ready_seen(),
+        "/readyz never said the caches were unsynced while the API server was down"
+    );
+    let during: Vec<_> = ph
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.is_removal() && e.at >= down_from && e.at <= up_at)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "removals while the API server was down: {during:#?}"
+    );
+
+    // Watches resume, caches resync, and the stale instances go.
+    wait_deregistered(&ph.nacos, &ph.svc, &gone, Duration::from_secs(90)).await;
+    eprintln!(
+        "stale instances removed {:?} after the API server returned",
+        up_at.elapsed()
+    );
+    // (Not `live == 2`: a long restart can outlast the nodes' Lease grace and leave pods not Ready.)
+    wait_status(
+        &ph.bindings,
+        &ph.app,
+        "CacheSynced and Ready again",
+        Duration::from_secs(60),
+        |s| {
+            has_condition(s, "CacheSynced", "True", "Synced")
+                && has_condition(s, "Ready", "True", "Reconciled")
+        },
+    )
+    .await;
+    ph.proxy.assert_untouched(&survivors);
+    assert_live_registered(&ph.nacos, &ph.svc, &survivors).await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------------
+// (7) RBAC revoked mid-run: the relist is refused.
+
+fn kubectl_apply(yaml: &str) {
+    use std::io::Write;
+    let mut child = Command::new(testbed_env("KUBECTL"))
+        .args([
+            "--kubeconfig",
+            &testbed_env("KUBECONFIG"),
+            "apply",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn kubectl(args: &[&str]) -> String {
+    let out = Command::new(testbed_env("KUBECTL"))
+        .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A kubeconfig for the ServiceAccount `sa` in `ns` (a TokenRequest token, no client certificate).
+fn service_account_kubeconfig(dir: &Path, ns: &str, sa: &str) -> PathBuf {
+    let token = kubectl(&["create", "token", sa, "-n", ns, "--duration", "1h"]);
+    let server = kubectl(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let ca = kubectl(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority}",
+    ]);
+    let path = dir.join(format!("kubeconfig-{ns}-{sa}"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: t, cluster: {{server: {server:?}, certificate-authority: {ca:?}}}}}]\n\
+             users: [{{name: sa, user: {{token: {:?}}}}}]\n\
+             contexts: [{{name: t, context: {{cluster: t, user: sa}}}}]\n\
+             current-context: t\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn rbac_revoked(tb: &PrivateTestbed) {
+    let (ph, pods) = Phase::new(
+        "prbac",
+        4,
+        json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}),
+    )
+    .await;
+    let ns = ph.ns.clone();
+    // The operator's grants, the pod/endpointslice part in a RoleBinding of its own to revoke.
+    kubectl_apply(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: op, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {ns}-nodes}}
+rules: [{{apiGroups: [""], resources: [nodes], verbs: [get, list, watch]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {ns}-nodes}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-nodes}}
+subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: op-base, namespace: {ns}}}
+rules:
+- {{apiGroups: [nacos-reconciler.io], resources: [nacosbindings], verbs: [get, list, watch]}}
+- {{apiGroups: [nacos-reconciler.io], resources: [nacosbindings/status], verbs: [get, patch, update]}}
+- {{apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [get]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: op-base, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: op-base}}
+subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: op-pods, namespace: {ns}}}
+rules:
+- {{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}}
+- {{apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}}
+"#
+    ));
+    let pods_binding = format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: op-pods, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: op-pods}}
+subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
+"#
+    );
+    kubectl_apply(&pods_binding);
+    let kubeconfig = service_account_kubeconfig(&tb.state, &ns, "op");
+    // Operator::start_with takes the kubeconfig from the environment.
+    let admin = testbed_env("KUBECONFIG");
+    std::env::set_var("KUBECONFIG", &kubeconfig);
+    let op = Operator::start_with(&ns, "op-sa", &[]);
+    std::env::set_var("KUBECONFIG", &admin);
+    let readyz = ReadyzWatch::start(&op.metrics_addr);
+    ph.wait_live(4).await;
+    // The controllers let go of the pods (orphaned), so they go only when the test deletes them: after
+    // an API server restart here, kube-controller-manager and KWOK are slow to act again.
+    orphan_pods(&ph.client, &ns, &ph.app).await;
+
+    // Revoke pods and endpointslices; restart the API server so every watch must list again.
+    kubectl(&["delete", "rolebinding", "op-pods", "-n", &ns]);
+    readyz.reset();
+    tb.restart_apiserver(1).await;
+    let s = wait_status(
+        &ph.bindings,
+        &ph.app,
+        "CacheSynced=False with RBAC revoked",
+        Duration::from_secs(90),
+        |s| has_condition(s, "CacheSynced", "False", "NotSynced"),
+    )
+    .await;
+    let msg = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "CacheSynced")
+        .map(|c| c.message.clone());
+    eprintln!("RBAC revoked: CacheSynced=False: {msg:?}");
+    assert!(has_condition(&s, "Ready", "False", "Degraded"), "{s:#?}");
+    wait_event(
+        &ph.client,
+        &ns,
+        &ph.app,
+        "CacheNotSynced",
+        // (not "nothing removed": a long note is cut at 1000 characters)
+        "forbidden",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        readyz.not_ready_seen(),
+        "/readyz stayed 200 with the pod watch refused"
+    );
+
+    // Pods go meanwhile (deleted at once, grace 0): tempting, but there is no evidence.
+    let gone = force_delete_pods(&ph.client, &ns, &ph.app, 2).await;
+    assert_eq!(gone.len(), 2);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_passes(&op, &ph.key(), 3, Duration::from_secs(60)).await;
+    let sent: Vec<_> = ph
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.is_removal())
+        .collect();
+    assert!(sent.is_empty(), "removals without pod evidence: {sent:#?}");
+    for ip in &gone {
+        assert!(nacos_instance(&ph.nacos, &ph.svc, ip, 8080).await.is_some());
+    }
+
+    // RBAC restored: the watch lists again, the stale instances go.
+    kubectl_apply(&pods_binding);
+    let restored = Instant::now();
+    wait_deregistered(&ph.nacos, &ph.svc, &gone, Duration::from_secs(120)).await;
+    eprintln!(
+        "stale instances removed {:?} after RBAC was restored",
+        restored.elapsed()
+    );
+    let survivors: Vec<String> = pods
+        .iter()
+        .filter(|ip| !gone.contains(ip))
+        .cloned()
+        .collect();
+    ph.proxy.assert_untouched(&survivors);
+    assert_live_registered(&ph.nacos, &ph.svc, &survivors).await;
+    drop(op);
+}
+
+// ------------------------------------------------------------------------------------------------
+// (6) Every node Ready=Unknown at once.
+
+async fn node_states(client: &kube::Client) -> Vec<(String, Option<String>)> {
+    Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| (n.metadata.name.clone().unwrap_or_default(), node_ready(n)))
+        .collect()
+}
+
+async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
+    let (ph, pods) = Phase::new(
+        "pfreeze",
+        3,
+        json!({"gracePeriodSeconds": 1, "maxRemovals": "100%", "onNodeUnreachable": "Deregister",
+               "nodeUnreachableSeconds": 15, "onPodUnready": "Disable"}),
+    )
+    .await;
+    // The nodes' own addresses are registered too (hostNetwork-style instances): node evidence only.
+    let prefix = testbed_env("TESTBED_NODE_IP_PREFIX");
+    let node_ips: Vec<String> = (1..=3).map(|i| format!("{prefix}.{i}")).collect();
+    register_all(&ph.nacos, &ph.svc, &node_ips).await;
+    let op = Operator::start(&ph.ns);
+    ph.wait_live(6).await;
+    let mut everything = pods.clone();
+    everything.extend(node_ips.iter().cloned());
+
+    // kwok plays every node: killed, no node renews its Lease.
+    let kwok = tb.kwok_pid();
+    let killed = Command::new("kill").arg(kwok.to_string()).status().unwrap();
+    assert!(killed.success());
+    let down = Instant::now();
+    let client = &ph.client;
+    let states = wait_for(
+        "every node Ready=Unknown",
+        Duration::from_secs(120),
+        || async move {
+            let s = node_states(client).await;
+            (!s.is_empty() && s.iter().all(|(_, r)| r.as_deref() == Some("Unknown"))).then_some(s)
+        },
+    )
+    .await;
+    eprintln!(
+        "every node Unknown {:?} after kwok died: {states:?}",
+        down.elapsed()
+    );
+    wait_event(
+        &ph.client,
+        &ph.ns,
+        &ph.app,
+        "NodeActionsFrozen",
+        "node-based actions are frozen",
+        Duration::from_secs(60),
+    )
+    .await;
+    // Past nodeUnreachableSeconds: still nothing.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    wait_passes(&op, &ph.key(), 3, Duration::from_secs(60)).await;
+    let sent: Vec<_> = ph
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.is_removal())
+        .collect();
+    assert!(sent.is_empty(), "removals during the partition: {sent:#?}");
+    assert_live_registered(&ph.nacos, &ph.svc, &everything).await;
+
+    // The nodes come back (a new kwok for them): nothing live was lost, and a real removal works.
+    let mut cmd = Command::new(testbed_env("KWOK"));
+    cmd.args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+        .args(["--config", &testbed_env("TESTBED_KWOK_STAGES")])
+        .args([
+            "--manage-nodes-with-annotation-selector",
+            "kwok.x-k8s.io/node=fake",
+        ])
+        .args(["--cidr", &testbed_env("TESTBED_CLUSTER_CIDR")])
+        .args(["--node-lease-duration-seconds", "10"])
+        .args(["--server-address", &format!("127.0.0.1:{}", free_port())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let kwok = TestProcess::spawn(cmd, "kwok");
+    wait_for(
+        "every node Ready again",
+        Duration::from_secs(120),
+        || async move {
+            let s = node_states(client).await;
+            s.iter()
+                .all(|(_, r)| r.as_deref() == Some("True"))
+                .then_some(())
+        },
+    )
+    .await;
+    wait_passes(&op, &ph.key(), 3, Duration::from_secs(60)).await;
+    let sent: Vec<_> = ph
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.is_removal())
+        .collect();
+    let pods_now = pod_ips(&ph.client, &ph.ns, &ph.app).await;
+    eprintln!("after the partition: pods {pods_now:?}; writes {sent:#?}");
+    // Node instances are live again; pods may still be not Ready (the node controller marked them),
+    // and with onPodUnready=Disable that is a legitimate disable, but never a deregistration.
+    assert!(
+        sent.iter().all(|e| !e.is_delete()),
+        "a deregistration after the partition: {sent:#?}"
+    );
+    ph.proxy.assert_untouched(&node_ips);
+    // The node controller marked the pods not Ready and KWOK does not mark them Ready again, so
+    // onPodUnready=Disable may now disable them (policy, after the freeze); a pod the API server
+    // shows Ready must be enabled.
+    let ready = ready_ips(&ph.client, &ph.ns, &ph.app).await;
+    eprintln!("Ready pods after the partition: {ready:?}");
+    ph.proxy.assert_untouched(&ready);
+    assert_live_registered(&ph.nacos, &ph.svc, &ready).await;
+    // Conditions allow again: a pod that goes is taken offline.
+    let gone = scale_and_diff(&ph.client, &ph.ns, &ph.app, 2).await;
+    let (nacos, svc) = (ph.nacos.as_str(), ph.svc.as_str());
+    for ip in &gone {
+        wait_for(
+            &format!("{ip} offline"),
+            Duration::from_secs(60),
+            || async move {
+                match nacos_instance(nacos, svc, ip, 8080).await {
+                    None => Some(()),
+                    Some(i) => (i["enabled"] == json!(false)).then_some(()),
+                }
+            },
+        )
+        .await;
+    }
+    let sent: Vec<_> = ph
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.is_removal())
+        .collect();
+    eprintln!("every removal of the phase: {sent:#?}");
+    ph.proxy.assert_untouched(&node_ips);
+    assert_live_registered(&ph.nacos, &ph.svc, &node_ips).await;
+    drop(op);
+    kwok
+}
