@@ -212,10 +212,28 @@ impl<'a> ClusterIndex<'a> {
         match best {
             Some(pod) => {
                 let mut evidence = pod_evidence(pod, ip, first_seen, now);
-                evidence.node_based = evidence.verdict == Verdict::Unready
-                    && self
-                        .node_of(pod)
-                        .is_some_and(|n| n.readiness != NodeReadiness::Ready);
+                let down = self
+                    .node_of(pod)
+                    .filter(|n| n.readiness != NodeReadiness::Ready);
+                if let Some(node) = down {
+                    // A pod on a node unreachable past the threshold is as unreachable as the node,
+                    // whatever its last reported status says (nobody updates it any more). A pod
+                    // already terminating or finished keeps that stronger verdict.
+                    if matches!(evidence.verdict, Verdict::Live | Verdict::Unready) {
+                        let threshold = delta(policy.node_unreachable_after);
+                        let by_node = node_evidence(node, threshold, fallback, now);
+                        if by_node.verdict == Verdict::Unreachable {
+                            return Evidence {
+                                reason: format!(
+                                    "pod {}/{} on {}",
+                                    pod.namespace, pod.name, by_node.reason
+                                ),
+                                ..by_node
+                            };
+                        }
+                    }
+                }
+                evidence.node_based = evidence.verdict == Verdict::Unready && down.is_some();
                 evidence
             }
             None => self.orphan_evidence(&ip, fallback, now),
