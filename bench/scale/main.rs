@@ -425,6 +425,8 @@ async fn run(args: &Args) -> Result<String> {
     // ---------------------------------------------------------------- node loss
     let load_node = loadavg();
     let c_node = Counters::read(&op.metrics().await);
+    // Forget how the node looked before its kwok first made it Ready: only the coming transition counts.
+    node_watch.lock().expect("lock").not_ready.remove(&lost);
     let t_kill = Instant::now();
     lost_kwok.stop();
     say("stopped the kwok of bench-lost; waiting for Ready=Unknown");
@@ -596,10 +598,12 @@ async fn run(args: &Args) -> Result<String> {
         "pod deleted (grace 0), from the DELETED watch event here",
         &single_watch,
     );
-    row(
-        "same, from the API server's deletionTimestamp (1 s resolution)",
-        &single_api,
-    );
+    if single_api.missing < single_api.n {
+        row(
+            "same, from the API server's deletionTimestamp (1 s resolution)",
+            &single_api,
+        );
+    }
     row("(delete call sent → DELETED watch event here)", &watch_lag);
     row("node loss, from Ready=Unknown seen here", &node_seen);
     row(
