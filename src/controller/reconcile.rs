@@ -392,9 +392,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     )
     .await;
     state.memory = Some(memory.clone());
-    for o in &outcomes {
-        rep.outcome(o).await;
-    }
+    rep.outcomes(&outcomes).await;
     state.removed_total = rep.removed_total();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;
