@@ -100,9 +100,12 @@ impl Nacos {
 /// Watches instances until consumers no longer get them (absent, or listed `enabled=false`).
 /// One background loop lists each service that has watched instances, a few at a time, at most
 /// every `period`; an instance's end time is the arrival of the first listing without it.
+/// Per service: the watched (ip:port, id) pairs.
+type Pending = HashMap<String, Vec<(String, usize)>>;
+
 #[derive(Clone)]
 pub struct OfflineTracker {
-    pending: Arc<Mutex<HashMap<String, Vec<(String, usize)>>>>,
+    pending: Arc<Mutex<Pending>>,
     done: Arc<Mutex<HashMap<usize, Instant>>>,
     polls: Arc<std::sync::atomic::AtomicU64>,
 }
