@@ -468,9 +468,15 @@ async fn run(args: &Args) -> Result<String> {
                 .map(|d| d.saturating_duration_since(unknown_seen))
         })
         .collect();
-    let node_beyond: Vec<Option<Duration>> = node_from_seen
-        .iter()
-        .map(|d| d.map(|d| d.saturating_sub(threshold)))
+    // The operator counts the threshold from the condition's lastTransitionTime (whole seconds,
+    // written before the event reaches anyone), so "beyond the threshold" is measured from that too:
+    // it overstates by up to a second.
+    let node_beyond: Vec<Option<Duration>> = (0..lost_pods.len())
+        .map(|j| {
+            let d = tracker.done_at(base_id + j)?;
+            let since = clock.wall(d).duration_since(unknown_api?).ok()?;
+            Some(since.saturating_sub(threshold))
+        })
         .collect();
     let node_from_api: Vec<Option<Duration>> = (0..lost_pods.len())
         .map(|j| {
@@ -608,7 +614,7 @@ async fn run(args: &Args) -> Result<String> {
     row("node loss, from Ready=Unknown seen here", &node_seen);
     row(
         &format!(
-            "node loss, beyond nodeUnreachableSeconds ({} s)",
+            "node loss, beyond lastTransitionTime + nodeUnreachableSeconds ({} s)",
             args.node_unreachable_seconds
         ),
         &node_beyond,
@@ -780,10 +786,15 @@ async fn run(args: &Args) -> Result<String> {
         fmt_dur(pass_walls.iter().max().copied()),
         yes(pass_ok),
     ]);
-    let lists_ok = pass_lists.iter().all(|l| *l <= args.services as f64);
+    // Each pass also probes the server once (rnacos: one console listing of a probe service).
+    let lists_ok = pass_lists.iter().all(|l| *l <= args.services as f64 + 1.0);
     t.row(vec![
         "≤ 1 listing request per service per pass".into(),
-        format!("{:.0} for {}", mean(&pass_lists), args.services),
+        format!(
+            "{:.0} for {} services (one is the server probe's)",
+            mean(&pass_lists),
+            args.services
+        ),
         yes(lists_ok),
     ]);
     t.row(vec![

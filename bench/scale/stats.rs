@@ -121,7 +121,8 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
                 .then(|| value.trim().parse::<f64>().ok())
                 .flatten()
         })
-        .sum()
+        // An empty f64 sum is -0.0, which prints as "-0".
+        .fold(0.0, |a, b| a + b)
 }
 
 /// A deterministic shuffle (xorshift64*), so runs pick the same pods without a `rand` dependency.
