@@ -21,6 +21,9 @@ NACOS_SDK_PYTHON_VERSION=2.0.9
 KWOK_NODES=${KWOK_NODES:-3}
 # The node lifecycle controller marks a node Ready=Unknown after this long without a Lease renewal.
 NODE_MONITOR_GRACE=${NODE_MONITOR_GRACE:-20s}
+# The controller-manager's client rate limit (Kubernetes' defaults); the scale benchmark raises it.
+KCM_QPS=${TESTBED_KCM_QPS:-20}
+KCM_BURST=${TESTBED_KCM_BURST:-30}
 CLUSTER_CIDR=10.244.0.0/16
 SERVICE_CIDR=10.96.0.0/16
 # KWOK nodes get InternalIPs $NODE_IP_PREFIX.1, .2, ...: addresses only, nothing listens there.
@@ -209,6 +212,7 @@ start_k8s() {
     --allocate-node-cidrs --cluster-cidr "$CLUSTER_CIDR" --node-cidr-mask-size 24 \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --node-monitor-period 2s --node-monitor-grace-period "$NODE_MONITOR_GRACE" \
+    --kube-api-qps "$KCM_QPS" --kube-api-burst "$KCM_BURST" \
     --controllers '*,-bootstrapsigner,-tokencleaner,-service-lb-controller,-persistentvolume-binder,-attachdetach'
   start kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig "$STATE/kubeconfig" \
     --authentication-kubeconfig "$STATE/kubeconfig" --authorization-kubeconfig "$STATE/kubeconfig" \

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -47,6 +48,20 @@ impl Outcome {
     }
 }
 
+/// Actions a pass executes at once: each is a few round trips (the direct pod check, the write, the
+/// read-back), so one at a time makes a mass event wait for their sum.
+const ACTIONS_IN_FLIGHT: usize = 16;
+
+/// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
+type SharedMemory<'a> = std::sync::Mutex<&'a mut Memory>;
+
+fn remember(memory: &SharedMemory<'_>, update: impl FnOnce(&mut Memory)) {
+    let mut guard = memory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    update(&mut guard);
+}
+
 pub async fn execute(
     ctx: &Context,
     b: &NacosBinding,
@@ -63,75 +78,94 @@ pub async fn execute(
         &b.spec.pods.namespaces,
     )
     .ok();
-    let mut outcomes = Vec::new();
-    for action in plan.actions() {
-        let Some(instance) = snapshots
-            .get(&action.instance.service)
-            .and_then(|s| s.instances.iter().find(|i| i.key == action.instance))
-        else {
-            continue; // the planner only plans listed instances
-        };
-        let result = match confirm(ctx, scope.as_ref(), action).await {
-            Err(why) => Result::NotConfirmed(why),
-            Ok(()) => apply(nacos, uid, action, instance, memory).await,
-        };
-        let label = match action.kind {
-            ActionKind::Deregister => "deregister",
-            ActionKind::Disable => "disable",
-            ActionKind::Enable => "enable",
-        };
-        let result_label = match &result {
-            Result::Done => "success",
-            Result::Ineffective { .. } => "ineffective",
-            Result::NotConfirmed(_) => "not_confirmed",
-            Result::Failed(_) => "failed",
-        };
-        ctx.metrics.count_action(&binding, label, result_label);
-        let outcome = Outcome {
-            action: action.clone(),
-            result,
-        };
-        if outcome.took_offline() {
-            let latency = (Utc::now() - action.evidence_at)
-                .to_std()
-                .unwrap_or_default()
-                .as_secs_f64();
-            ctx.metrics
-                .removal_latency
-                .get_or_create(&BindingLabels {
-                    binding: binding.clone(),
-                })
-                .observe(latency);
-        }
-        // binding, service and instance are fields of the event itself (not only of the span):
-        // log pipelines index top-level JSON fields, and one line must say what was done to what.
-        let key = &action.instance;
-        let address = instance_address(key);
-        match &outcome.result {
-            Result::Done | Result::Ineffective { .. } => info!(
-                binding = %binding,
-                service = %key.service,
-                instance = %address,
-                cluster = %key.cluster,
-                action = label,
-                result = result_label,
-                reason = %action.reason,
-                "applied"
-            ),
-            Result::NotConfirmed(why) | Result::Failed(why) => warn!(
-                binding = %binding,
-                service = %key.service,
-                instance = %address,
-                cluster = %key.cluster,
-                action = label,
-                result = result_label,
-                %why,
-                "not applied"
-            ),
-        }
-        outcomes.push(outcome);
+    let memory: SharedMemory<'_> = std::sync::Mutex::new(memory);
+    // The planner plans at most one action per instance, so actions in flight never touch the same
+    // instance; `buffered` keeps the outcomes in the plan's order.
+    let work: Vec<(&Action, &Instance)> = plan
+        .actions()
+        .filter_map(|action| {
+            let instance = snapshots
+                .get(&action.instance.service)
+                .and_then(|s| s.instances.iter().find(|i| i.key == action.instance))?;
+            Some((action, instance)) // the planner only plans listed instances
+        })
+        .collect();
+    // Futures built up front (they do nothing until polled): a stream of closures over borrowed
+    // items is not `Send` enough for the controller's future.
+    let (scope, memory, binding) = (scope.as_ref(), &memory, &binding);
+    let actions: Vec<_> = work
+        .into_iter()
+        .map(|(action, instance)| async move {
+            let result = match confirm(ctx, scope, action).await {
+                Err(why) => Result::NotConfirmed(why),
+                Ok(()) => apply(nacos, uid, action, instance, memory).await,
+            };
+            record(ctx, binding, action, result)
+        })
+        .collect();
+    futures::stream::iter(actions)
+        .buffered(ACTIONS_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// Counts, times and logs one action's result.
+fn record(ctx: &Context, binding: &str, action: &Action, result: Result) -> Outcome {
+    let label = match action.kind {
+        ActionKind::Deregister => "deregister",
+        ActionKind::Disable => "disable",
+        ActionKind::Enable => "enable",
+    };
+    let result_label = match &result {
+        Result::Done => "success",
+        Result::Ineffective { .. } => "ineffective",
+        Result::NotConfirmed(_) => "not_confirmed",
+        Result::Failed(_) => "failed",
+    };
+    ctx.metrics.count_action(binding, label, result_label);
+    let outcome = Outcome {
+        action: action.clone(),
+        result,
+    };
+    if outcome.took_offline() {
+        let latency = (Utc::now() - action.evidence_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        ctx.metrics
+            .removal_latency
+            .get_or_create(&BindingLabels {
+                binding: binding.to_string(),
+            })
+            .observe(latency);
     }
-    outcomes
+    // binding, service and instance are fields of the event itself (not only of the span):
+    // log pipelines index top-level JSON fields, and one line must say what was done to what.
+    let key = &action.instance;
+    let address = instance_address(key);
+    match &outcome.result {
+        Result::Done | Result::Ineffective { .. } => info!(
+            binding = %binding,
+            service = %key.service,
+            instance = %address,
+            cluster = %key.cluster,
+            action = label,
+            result = result_label,
+            reason = %action.reason,
+            "applied"
+        ),
+        Result::NotConfirmed(why) | Result::Failed(why) => warn!(
+            binding = %binding,
+            service = %key.service,
+            instance = %address,
+            cluster = %key.cluster,
+            action = label,
+            result = result_label,
+            %why,
+            "not applied"
+        ),
+    }
+    outcome
 }
 
 /// `ip:port` (`[ip]:port` for IPv6), the form Events and status use.
@@ -185,12 +219,12 @@ async fn apply(
     uid: &str,
     action: &Action,
     instance: &Instance,
-    memory: &mut Memory,
+    memory: &SharedMemory<'_>,
 ) -> Result {
     match action.kind {
         ActionKind::Deregister => {
             if let Err(e) = nacos.deregister(instance).await {
-                memory.forget_deregistration(&instance.key);
+                remember(memory, |m| m.forget_deregistration(&instance.key));
                 return Result::Failed(e.to_string());
             }
             match nacos.get_instance(&instance.key).await {
@@ -198,10 +232,10 @@ async fn apply(
                 Ok(Some(still)) => {
                     // Answered `ok`, still listed: a live gRPC owner (Nacos 2.x/3.x) or a 1.x
                     // client re-registering. Disabling is what takes it away from consumers.
-                    memory.mark_ineffective(&instance.key);
+                    remember(memory, |m| m.mark_ineffective(&instance.key));
                     let disabled = disable(nacos, uid, &still).await.is_ok();
                     if disabled {
-                        memory.record_disabled(&instance.key);
+                        remember(memory, |m| m.record_disabled(&instance.key));
                     }
                     Result::Ineffective { disabled }
                 }
@@ -210,7 +244,7 @@ async fn apply(
         }
         ActionKind::Disable => match disable(nacos, uid, instance).await {
             Ok(()) => {
-                memory.record_disabled(&instance.key);
+                remember(memory, |m| m.record_disabled(&instance.key));
                 Result::Done
             }
             Err(e) => Result::Failed(e),
@@ -228,7 +262,7 @@ async fn apply(
             }
             match nacos.get_instance(&instance.key).await {
                 Ok(Some(i)) if i.enabled => {
-                    memory.forget_disabled(&instance.key);
+                    remember(memory, |m| m.forget_disabled(&instance.key));
                     Result::Done
                 }
                 Ok(_) => Result::Failed("the instance is not enabled after the write".into()),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
@@ -22,6 +23,9 @@ use crate::metrics::BindingLabels;
 use crate::model::ServiceKey;
 use crate::nacos::{NacosClient, NacosError, NamespaceCheck, ServerInfo};
 use crate::plan::{self, Memory, Plan, PlanInput, ServiceListing};
+
+/// Service listings a pass keeps in flight at once.
+const LISTINGS_IN_FLIGHT: usize = 8;
 
 /// Errors that end a pass early. Each becomes a condition and an Event; none crashes the operator.
 #[derive(Debug, thiserror::Error)]
@@ -262,8 +266,20 @@ pub async fn evaluate(
     };
     let mut problems = Vec::new();
     let mut listings = Vec::with_capacity(services.len());
-    for (service, clusters) in &services {
-        let listing = nacos.list_instances(service, clusters).await.map_err(|e| {
+    // A few listings in flight: with hundreds of services, one at a time makes the pass (and so
+    // every removal) wait for the sum of their round trips. `buffered` keeps the services' order.
+    // Futures built up front (they do nothing until polled): a stream of closures over borrowed
+    // items is not `Send` enough for the controller's future.
+    let nacos_ref: &NacosClient = &nacos;
+    let requests: Vec<_> = services
+        .iter()
+        .map(|(service, clusters)| async move {
+            (service, nacos_ref.list_instances(service, clusters).await)
+        })
+        .collect();
+    let mut listed = futures::stream::iter(requests).buffered(LISTINGS_IN_FLIGHT);
+    while let Some((service, result)) = listed.next().await {
+        let listing = result.map_err(|e| {
             if problems.is_empty() {
                 problems.push(Problem::from_nacos(&e));
             }
@@ -274,6 +290,7 @@ pub async fn evaluate(
             listing,
         });
     }
+    drop(listed);
     if !server.lists_disabled {
         // This server's listing hides disabled instances: look up the ones we disabled, one by one,
         // so they can be re-enabled (and are not forgotten as unlisted).
@@ -418,9 +435,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     )
     .await;
     state.memory = Some(memory.clone());
-    for o in &outcomes {
-        rep.outcome(o).await;
-    }
+    rep.outcomes(&outcomes).await;
     state.removed_total = rep.removed_total();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;

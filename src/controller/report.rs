@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
@@ -161,6 +162,9 @@ fn operation_of(method: &str, path: &str) -> &'static str {
     }
 }
 
+/// Events of one pass's actions published at once.
+const EVENTS_IN_FLIGHT: usize = 16;
+
 /// How long a subject's Recorder is kept unused: kube's Recorder starts a new Event (instead of
 /// counting a repeat) after six minutes anyway.
 const RECORDER_TTL: Duration = Duration::from_secs(6 * 60);
@@ -293,36 +297,47 @@ impl<'a> Report<'a> {
         self.problems.push(p);
     }
 
-    pub async fn outcome(&mut self, o: &Outcome) {
+    /// Records what the pass's actions did, and publishes their Events a few at a time: after a
+    /// mass event, one Event after another would hold the next pass back for their sum.
+    pub async fn outcomes(&mut self, outcomes: &[Outcome]) {
+        let events: Vec<(EventType, &'static str, String, String)> =
+            outcomes.iter().map(|o| self.outcome(o)).collect();
+        let this = &*self;
+        let publish: Vec<_> = events
+            .iter()
+            .map(|(type_, reason, subject, note)| this.event_about(*type_, reason, subject, note))
+            .collect();
+        futures::stream::iter(publish)
+            .buffer_unordered(EVENTS_IN_FLIGHT)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    /// Counts one action's outcome into the status; returns its Event (type, reason, subject, note).
+    fn outcome(&mut self, o: &Outcome) -> (EventType, &'static str, String, String) {
         let a = &o.action;
         let target = describe(&a.instance);
-        match &o.result {
-            Applied::Done if a.replaces_deregister => {
-                self.event_about(
-                    EventType::Warning,
-                    "DeregisterIneffective",
-                    &target,
-                    &format!(
-                        "{target}: registered again after its deregistration (a live client keeps \
-                         it); disabled instead (enabled=false): {}",
-                        a.reason
-                    ),
-                )
-                .await;
-            }
+        let event = match &o.result {
+            Applied::Done if a.replaces_deregister => (
+                EventType::Warning,
+                "DeregisterIneffective",
+                format!(
+                    "{target}: registered again after its deregistration (a live client keeps \
+                     it); disabled instead (enabled=false): {}",
+                    a.reason
+                ),
+            ),
             Applied::Done => {
                 let (reason, verb) = match a.kind {
                     ActionKind::Deregister => ("Deregistered", "deregistered"),
                     ActionKind::Disable => ("Disabled", "disabled"),
                     ActionKind::Enable => ("Enabled", "enabled"),
                 };
-                self.event_about(
+                (
                     EventType::Normal,
                     reason,
-                    &target,
-                    &format!("{target} {verb}: {}", a.reason),
+                    format!("{target} {verb}: {}", a.reason),
                 )
-                .await;
             }
             Applied::Ineffective { disabled } => {
                 let then = if *disabled {
@@ -330,37 +345,27 @@ impl<'a> Report<'a> {
                 } else {
                     "disabling it failed too"
                 };
-                self.event_about(
+                (
                     EventType::Warning,
                     "DeregisterIneffective",
-                    &target,
-                    &format!(
+                    format!(
                         "{target}: Nacos answered ok to the deregistration but still lists it \
                          (a live client owns it); {then}: {}",
                         a.reason
                     ),
                 )
-                .await;
             }
-            Applied::NotConfirmed(why) => {
-                self.event_about(
-                    EventType::Normal,
-                    "NotConfirmed",
-                    &target,
-                    &format!("{target} left alone: {why}"),
-                )
-                .await;
-            }
-            Applied::Failed(why) => {
-                self.event_about(
-                    EventType::Warning,
-                    "ActionFailed",
-                    &target,
-                    &format!("{target}: {} failed: {why}", verb_of(a.kind)),
-                )
-                .await;
-            }
-        }
+            Applied::NotConfirmed(why) => (
+                EventType::Normal,
+                "NotConfirmed",
+                format!("{target} left alone: {why}"),
+            ),
+            Applied::Failed(why) => (
+                EventType::Warning,
+                "ActionFailed",
+                format!("{target}: {} failed: {why}", verb_of(a.kind)),
+            ),
+        };
         if o.took_offline() {
             self.status.removed_total += 1;
             // The counts come from the listing made before the action: move the instance to
@@ -371,6 +376,7 @@ impl<'a> Report<'a> {
                 _ => entry.disabled += 1,
             }
         }
+        (event.0, event.1, target, event.2)
     }
 
     /// Counts, pending work, held removals, dry-run reports and the remembered budget.

@@ -212,23 +212,39 @@ impl<'a> ClusterIndex<'a> {
         match best {
             Some(pod) => {
                 let mut evidence = pod_evidence(pod, ip, first_seen, now);
-                let down_node = self
+                let down = self
                     .node_of(pod)
                     .filter(|n| n.readiness != NodeReadiness::Ready);
-                if let (Verdict::Unready, Some(node)) = (evidence.verdict, down_node) {
-                    // The node controller marks every pod of a node that stops reporting not
-                    // Ready: that is the node's evidence, on the node's clock. Otherwise the pods
-                    // of the first nodes of a partition are acted on before the freeze engages.
-                    let threshold = delta(policy.node_unreachable_after);
-                    let node_ev = node_evidence(node, threshold, fallback, now);
-                    if node_ev.verdict == Verdict::Live {
-                        return Evidence {
-                            reason: format!("{}; {}", evidence.reason, node_ev.reason),
-                            ..node_ev
-                        };
+                if let Some(node) = down {
+                    // A pod's last reported status says nothing once its node stops reporting: the
+                    // node's evidence, on the node's clock, decides. Past the threshold the pod is as
+                    // unreachable as the node; before it, a pod the node controller marked not Ready
+                    // waits, or the pods of a partition's first nodes would be acted on before the
+                    // freeze engages. A pod already terminating or finished keeps that verdict.
+                    if matches!(evidence.verdict, Verdict::Live | Verdict::Unready) {
+                        let threshold = delta(policy.node_unreachable_after);
+                        let by_node = node_evidence(node, threshold, fallback, now);
+                        match by_node.verdict {
+                            Verdict::Unreachable => {
+                                return Evidence {
+                                    reason: format!(
+                                        "pod {}/{} on {}",
+                                        pod.namespace, pod.name, by_node.reason
+                                    ),
+                                    ..by_node
+                                }
+                            }
+                            Verdict::Live if evidence.verdict == Verdict::Unready => {
+                                return Evidence {
+                                    reason: format!("{}; {}", evidence.reason, by_node.reason),
+                                    ..by_node
+                                }
+                            }
+                            _ => {}
+                        }
                     }
-                    evidence.node_based = true;
                 }
+                evidence.node_based = evidence.verdict == Verdict::Unready && down.is_some();
                 evidence
             }
             None => self.orphan_evidence(&ip, fallback, now),

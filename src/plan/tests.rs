@@ -71,6 +71,11 @@ pub(super) fn pod(name: &str, addr: &str) -> PodFacts {
     }
 }
 
+fn on_node(mut p: PodFacts, node: &str) -> PodFacts {
+    p.node_name = Some(node.into());
+    p
+}
+
 fn unready(mut p: PodFacts, since: Option<DateTime<Utc>>) -> PodFacts {
     p.ready = false;
     p.ready_since = since;
@@ -378,6 +383,53 @@ fn verdict_table_rows() {
             nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -75)),
             policy: |p| p.on_node_unreachable = NodeAction::Ignore,
             want: (Verdict::Unreachable, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "ready pod on a node Unknown past the threshold: Unreachable, no grace",
+            pods: vec![on_node(pod("orders-1", "10.1.0.7"), "node-e")],
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -75)),
+            want: (Verdict::Unreachable, Got::Act(Disable)),
+            ..Case::default()
+        },
+        Case {
+            name: "pod marked not ready on a node NotReady past the threshold: Unreachable",
+            pods: vec![on_node(
+                unready(pod("orders-1", "10.1.0.7"), Some(t(-70))),
+                "node-e",
+            )],
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::NotReady, -75)),
+            policy: |p| p.on_node_unreachable = NodeAction::Deregister,
+            want: (Verdict::Unreachable, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "pod on a node Unknown under the threshold: the pod's own verdict",
+            pods: vec![on_node(pod("orders-1", "10.1.0.7"), "node-e")],
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -59)),
+            want: (Verdict::Live, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "pod on an unreachable node, onNodeUnreachable=Ignore",
+            pods: vec![on_node(pod("orders-1", "10.1.0.7"), "node-e")],
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -75)),
+            policy: |p| p.on_node_unreachable = NodeAction::Ignore,
+            want: (Verdict::Unreachable, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "terminating pod on an unreachable node stays Terminating",
+            pods: vec![on_node(
+                {
+                    let mut p = pod("orders-1", "10.1.0.7");
+                    p.deletion_timestamp = Some(t(-5));
+                    p
+                },
+                "node-e",
+            )],
+            nodes: ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -75)),
+            want: (Verdict::Terminating, Got::Act(Deregister)),
             ..Case::default()
         },
         Case {
@@ -1067,9 +1119,16 @@ fn rule7_freeze_suspends_node_based_actions() {
         assert_eq!(p.frozen, frozen, "{name}");
         let s = &p.services[0];
         let node_down = states[0] != Ready;
+        // The unready pod sits on node-0: when that node is down past the threshold, the pod is
+        // Unreachable like the node itself (and frozen with it).
+        let pod_verdict = if node_down {
+            Verdict::Unreachable
+        } else {
+            Verdict::Unready
+        };
         let want: Vec<(Verdict, ActionKind)> = [
             (node_down && !frozen).then_some((Verdict::Unreachable, ActionKind::Disable)),
-            (!(node_down && frozen)).then_some((Verdict::Unready, ActionKind::Disable)),
+            (!(node_down && frozen)).then_some((pod_verdict, ActionKind::Disable)),
             Some((Verdict::Orphan, ActionKind::Deregister)),
         ]
         .into_iter()
@@ -1110,7 +1169,8 @@ fn a_pod_unready_because_its_node_is_waits_for_the_node_threshold() {
         "{}",
         s.instances[0].reason
     );
-    // Past the node's threshold (and not a partition): onPodUnready applies.
+    // Past the node's threshold (and not a partition): the pod is as unreachable as its node, and
+    // onNodeUnreachable applies.
     fx.nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Unknown, -61));
     let plan = fx.run();
     let got: Vec<_> = plan.services[0]
@@ -1118,7 +1178,7 @@ fn a_pod_unready_because_its_node_is_waits_for_the_node_threshold() {
         .iter()
         .map(|a| (a.verdict, a.kind))
         .collect();
-    assert_eq!(got, [(Verdict::Unready, ActionKind::Disable)]);
+    assert_eq!(got, [(Verdict::Unreachable, ActionKind::Disable)]);
     // A pod not Ready on a Ready node keeps its own grace period.
     fx.nodes = ready_nodes_plus(node("node-e", "10.250.0.9", NodeReadiness::Ready, -5));
     assert_eq!(fx.run().services[0].actions.len(), 1);

@@ -1,0 +1,997 @@
+//! Scale benchmark of nacos-reconciler against the local testbed (real API server, KWOK, rnacos).
+//! Not a test: it measures, prints a Markdown report, and writes it to `--out`. Run it through
+//! `bench/run.sh`, which starts a private testbed and builds the release binaries first.
+//!
+//! Phases: nodes and bare pods (bound to KWOK nodes) → one persistent Nacos instance per pod
+//! (1,000 pods : 100 services) → one NacosBinding over `bench-s*` → the operator → steady state
+//! (idle CPU, forced full passes) → single deletions (grace 0) → node loss → mass deletion →
+//! wrongful-removal check; the Nacos baselines run alongside, on services the operator ignores.
+
+mod baseline;
+mod cluster;
+mod nacos;
+mod operator;
+mod stats;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context as _, Result};
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use nacos_reconciler::crd::NacosBinding;
+
+use cluster::{BenchPod, NS};
+use nacos::{Nacos, OfflineTracker};
+use operator::{loadavg, OperatorProc};
+use stats::{fmt_dur, fmt_ratio, metric_sum, summarize, Summary, Table};
+
+const PORT: u16 = 8080;
+const BINDING: &str = "bench";
+
+struct Args {
+    pods: usize,
+    services: usize,
+    pods_per_node: usize,
+    deletions: usize,
+    delete_interval: Duration,
+    mass: usize,
+    node_pods: usize,
+    node_unreachable_seconds: u32,
+    baseline_bound: Duration,
+    idle: Duration,
+    passes: usize,
+    operator: PathBuf,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut kv: HashMap<String, String> = HashMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        // `cargo bench` passes --bench; nothing else is a flag without a value.
+        if a == "--bench" {
+            continue;
+        }
+        let Some(name) = a.strip_prefix("--") else {
+            bail!("unexpected argument {a}");
+        };
+        let value = it
+            .next()
+            .with_context(|| format!("--{name} needs a value"))?;
+        kv.insert(name.to_string(), value);
+    }
+    let num = |k: &str, d: usize| -> Result<usize> {
+        kv.get(k)
+            .map_or(Ok(d), |v| v.parse().with_context(|| format!("--{k} {v}")))
+    };
+    let pods = num("pods", 1000)?;
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    Ok(Args {
+        pods,
+        services: num("services", (pods / 10).max(1))?,
+        pods_per_node: num("pods-per-node", 200)?,
+        deletions: num("deletions", 500.min(pods / 2))?,
+        delete_interval: Duration::from_millis(num("delete-interval-ms", 200)? as u64),
+        mass: num("mass", 2000.min(pods / 5))?,
+        node_pods: num("node-pods", 100)?,
+        node_unreachable_seconds: num("node-unreachable-seconds", 5)? as u32,
+        baseline_bound: Duration::from_secs(num("baseline-bound", 120)? as u64),
+        idle: Duration::from_secs(num("idle-seconds", 60)? as u64),
+        passes: num("passes", 3)?,
+        operator: kv
+            .get("operator")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(target).join("release/nacos-reconciler")),
+        out: kv
+            .get("out")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("bench-{pods}.md"))),
+    })
+}
+
+fn say(msg: impl AsRef<str>) {
+    let t = chrono::Utc::now().format("%H:%M:%S");
+    eprintln!("[bench {t}] {}", msg.as_ref());
+}
+
+/// Converts an `Instant` to wall-clock time through a reference pair taken at start.
+struct Clock(Instant, SystemTime);
+
+impl Clock {
+    fn wall(&self, i: Instant) -> SystemTime {
+        if i >= self.0 {
+            self.1 + (i - self.0)
+        } else {
+            self.1 - (self.0 - i)
+        }
+    }
+}
+
+/// Operator metrics that a phase reports as deltas.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    requests: f64,
+    list_instances: f64,
+    passes: f64,
+    pass_seconds: f64,
+    deregistered: f64,
+    disabled: f64,
+    enabled: f64,
+    not_confirmed: f64,
+    failed: f64,
+}
+
+impl Counters {
+    fn read(text: &str) -> Self {
+        let req = "nacos_reconciler_nacos_request_duration_seconds_count";
+        let act = "nacos_reconciler_actions_total";
+        Self {
+            requests: metric_sum(text, req, &[]),
+            list_instances: metric_sum(text, req, &["operation=\"list_instances\""]),
+            passes: metric_sum(
+                text,
+                "nacos_reconciler_reconcile_duration_seconds_count",
+                &[],
+            ),
+            pass_seconds: metric_sum(text, "nacos_reconciler_reconcile_duration_seconds_sum", &[]),
+            deregistered: metric_sum(text, act, &["action=\"deregister\"", "result=\"success\""]),
+            disabled: metric_sum(text, act, &["action=\"disable\"", "result=\"success\""]),
+            enabled: metric_sum(text, act, &["action=\"enable\"", "result=\"success\""]),
+            not_confirmed: metric_sum(text, act, &["result=\"not_confirmed\""]),
+            failed: metric_sum(text, act, &["result=\"failed\""]),
+        }
+    }
+
+    fn minus(self, o: Self) -> Self {
+        Self {
+            requests: self.requests - o.requests,
+            list_instances: self.list_instances - o.list_instances,
+            passes: self.passes - o.passes,
+            pass_seconds: self.pass_seconds - o.pass_seconds,
+            deregistered: self.deregistered - o.deregistered,
+            disabled: self.disabled - o.disabled,
+            enabled: self.enabled - o.enabled,
+            not_confirmed: self.not_confirmed - o.not_confirmed,
+            failed: self.failed - o.failed,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let report = run(&args).await?;
+    print!("{report}");
+    std::fs::write(&args.out, &report).with_context(|| format!("write {}", args.out.display()))?;
+    say(format!("report written to {}", args.out.display()));
+    Ok(())
+}
+
+fn service_name(i: usize) -> String {
+    format!("bench-s{i:04}")
+}
+
+async fn run(args: &Args) -> Result<String> {
+    let clock = Clock(Instant::now(), SystemTime::now());
+    let started_at = chrono::Utc::now();
+    let load_start = loadavg();
+    let client = kube::Client::try_default()
+        .await
+        .context("kube client (KUBECONFIG)")?;
+    let nacos =
+        Nacos::new(&std::env::var("RNACOS_ADDR").context("RNACOS_ADDR is not set (testbed env)")?);
+    let pod_watch = cluster::watch_pods(&client);
+    let node_watch = cluster::watch_nodes(&client);
+    let mut out = String::new();
+
+    // ---------------------------------------------------------------- nodes and pods
+    let t = Instant::now();
+    create_namespace(&client).await?;
+    let nodes = args.pods.div_ceil(args.pods_per_node);
+    let mut node_names = Vec::new();
+    for i in 0..nodes {
+        let name = format!("bench-n{i:03}");
+        cluster::create_node(
+            &client,
+            &name,
+            &format!("10.246.{}.{}", i / 250, i % 250 + 1),
+            true,
+            args.pods_per_node + 10,
+        )
+        .await?;
+        node_names.push(name);
+    }
+    let lost = "bench-lost".to_string();
+    cluster::create_node(&client, &lost, "10.246.255.1", false, args.node_pods + 10).await?;
+    let mut lost_kwok = cluster::OwnKwok::start(&lost)?;
+    node_names.push(lost.clone());
+    cluster::wait_nodes_ready(&client, &node_names, Duration::from_secs(120)).await?;
+    say(format!(
+        "{} nodes Ready in {:?}",
+        node_names.len(),
+        t.elapsed()
+    ));
+
+    let mut specs: Vec<(String, String, String)> = (0..args.pods)
+        .map(|i| {
+            (
+                format!("p{i:05}"),
+                service_name(i % args.services),
+                format!("bench-n{:03}", i / args.pods_per_node),
+            )
+        })
+        .collect();
+    specs.extend((0..args.node_pods).map(|j| {
+        (
+            format!("l{j:04}"),
+            service_name((j * 7) % args.services),
+            lost.clone(),
+        )
+    }));
+    let total = specs.len();
+    let t_pods = Instant::now();
+    cluster::create_pods(&client, &specs, 48).await?;
+    let created_in = t_pods.elapsed();
+    say(format!("{total} pods created in {created_in:?}"));
+    let deadline = Duration::from_secs(120 + total as u64 / 10);
+    loop {
+        let n = pod_watch.lock().expect("lock").running.len();
+        if n >= total {
+            break;
+        }
+        if t_pods.elapsed() > deadline {
+            bail!(
+                "only {n} of {total} pods Running with an IP after {:?}",
+                t_pods.elapsed()
+            );
+        }
+        say(format!("{n}/{total} pods Running"));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let running_in = t_pods.elapsed();
+    let pods: Vec<BenchPod> = {
+        let w = pod_watch.lock().expect("lock");
+        specs
+            .iter()
+            .map(|(name, service, node)| BenchPod {
+                name: name.clone(),
+                service: service.clone(),
+                node: node.clone(),
+                ip: w.running.get(name).cloned().unwrap_or_default(),
+            })
+            .collect()
+    };
+    let mut seen = HashSet::new();
+    for p in &pods {
+        if !seen.insert(p.ip.clone()) {
+            bail!(
+                "two pods have IP {}: KWOK handed out an address twice",
+                p.ip
+            );
+        }
+    }
+    say(format!("all {total} pods Running in {running_in:?}"));
+
+    // ---------------------------------------------------------------- Nacos instances
+    let t = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(pods.iter())
+        .map(|p| nacos.register(&p.service, &p.ip, PORT, false))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let registered_in = t.elapsed();
+    say(format!(
+        "{total} persistent instances registered in {registered_in:?}"
+    ));
+
+    // ---------------------------------------------------------------- binding and operator
+    install_crd(&client).await?;
+    create_binding(&client, &nacos.base, args).await?;
+    let t = Instant::now();
+    let log = PathBuf::from(std::env::var("TESTBED_STATE").unwrap_or_else(|_| "/tmp".into()))
+        .join("logs/operator-bench.log");
+    std::fs::create_dir_all(log.parent().expect("a parent")).ok();
+    let mut op = OperatorProc::start(&args.operator, log.clone())?;
+    say(format!(
+        "operator pid {} logs to {}",
+        op.pid(),
+        log.display()
+    ));
+    wait_binding_live(&client, total, Duration::from_secs(300), &mut op).await?;
+    let first_ready_in = t.elapsed();
+    let (rss_synced, _) = op.memory_kib();
+    say(format!(
+        "binding Ready with {total} live instances after {first_ready_in:?}"
+    ));
+
+    let baselines = {
+        let nacos = nacos.clone();
+        let bound = args.baseline_bound;
+        tokio::spawn(async move { baseline::run(nacos, bound).await })
+    };
+
+    // ---------------------------------------------------------------- steady state
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let load_idle = loadavg();
+    let c0 = Counters::read(&op.metrics().await);
+    let cpu0 = op.cpu_seconds();
+    tokio::time::sleep(args.idle).await;
+    let idle_cpu_per_min = (op.cpu_seconds() - cpu0) * 60.0 / args.idle.as_secs_f64();
+    let idle_passes = Counters::read(&op.metrics().await).minus(c0).passes;
+    say(format!(
+        "idle: {idle_cpu_per_min:.3} CPU s/min ({idle_passes} passes in {:?})",
+        args.idle
+    ));
+
+    let mut pass_walls = Vec::new();
+    let mut pass_requests = Vec::new();
+    let mut pass_lists = Vec::new();
+    let mut pass_cpu = Vec::new();
+    let bindings: Api<NacosBinding> = Api::namespaced(client.clone(), NS);
+    for i in 0..args.passes {
+        let before = Counters::read(&op.metrics().await);
+        let cpu = op.cpu_seconds();
+        let t = Instant::now();
+        bindings
+            .patch(
+                BINDING,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"bench.nacos-reconciler.io/pass": i.to_string()}}})),
+            )
+            .await?;
+        let after = loop {
+            let now = Counters::read(&op.metrics().await);
+            if now.passes > before.passes {
+                break now;
+            }
+            if t.elapsed() > Duration::from_secs(120) {
+                bail!("no reconcile pass within 120 s of annotating the binding");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let d = after.minus(before);
+        pass_walls.push(Duration::from_secs_f64(d.pass_seconds / d.passes));
+        pass_requests.push(d.requests / d.passes);
+        pass_lists.push(d.list_instances / d.passes);
+        pass_cpu.push((op.cpu_seconds() - cpu) / d.passes);
+        say(format!(
+            "full pass {i}: {:?}, {} Nacos requests ({} listings)",
+            pass_walls[i], pass_requests[i], pass_lists[i]
+        ));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // ---------------------------------------------------------------- single deletions
+    let tracker = OfflineTracker::start(nacos.clone(), 4, Duration::from_millis(10));
+    let mut victims: Vec<&BenchPod> = pods.iter().filter(|p| p.node != lost).collect();
+    stats::shuffle(&mut victims, 0x5eed_0fbe);
+    let singles: Vec<&BenchPod> = victims.iter().take(args.deletions).copied().collect();
+    let mass: Vec<&BenchPod> = victims
+        .iter()
+        .skip(args.deletions)
+        .take(args.mass)
+        .copied()
+        .collect();
+    let load_singles = loadavg();
+    let c_singles = Counters::read(&op.metrics().await);
+    let mut sent = Vec::new();
+    say(format!(
+        "deleting {} pods one by one, every {:?}",
+        singles.len(),
+        args.delete_interval
+    ));
+    for (id, p) in singles.iter().enumerate() {
+        tracker.track(id, &p.service, &format!("{}:{PORT}", p.ip));
+        let t = Instant::now();
+        cluster::delete_pod(&client, &p.name).await?;
+        sent.push(t);
+        tokio::time::sleep(args.delete_interval).await;
+    }
+    tracker.wait_all(Duration::from_secs(60)).await;
+    let d_singles = Counters::read(&op.metrics().await).minus(c_singles);
+    let (single_watch, single_api, watch_lag) = {
+        let w = pod_watch.lock().expect("lock");
+        let mut from_watch = Vec::new();
+        let mut from_api = Vec::new();
+        let mut lag = Vec::new();
+        for (id, p) in singles.iter().enumerate() {
+            let seen = w.deleted.get(&p.name);
+            let start = seen.map_or(sent[id], |s| s.0);
+            lag.push(seen.map(|s| s.0.saturating_duration_since(sent[id])));
+            let done = tracker.done_at(id);
+            from_watch.push(done.map(|d| d.saturating_duration_since(start)));
+            from_api.push(done.and_then(|d| {
+                let ts = seen.and_then(|s| s.2)?;
+                clock.wall(d).duration_since(ts).ok()
+            }));
+        }
+        (
+            summarize(&from_watch),
+            summarize(&from_api),
+            summarize(&lag),
+        )
+    };
+    say(format!(
+        "single deletions: p50 {} p99 {} max {} ({} timed out)",
+        fmt_dur(single_watch.p50),
+        fmt_dur(single_watch.p99),
+        fmt_dur(single_watch.max),
+        single_watch.missing
+    ));
+
+    // ---------------------------------------------------------------- node loss
+    let load_node = loadavg();
+    let c_node = Counters::read(&op.metrics().await);
+    // Forget how the node looked before its kwok first made it Ready: only the coming transition counts.
+    node_watch.lock().expect("lock").not_ready.remove(&lost);
+    let t_kill = Instant::now();
+    lost_kwok.stop();
+    say("stopped the kwok of bench-lost; waiting for Ready=Unknown");
+    let (unknown_seen, unknown_api) = loop {
+        if let Some(v) = node_watch
+            .lock()
+            .expect("lock")
+            .not_ready
+            .get(&lost)
+            .copied()
+        {
+            break v;
+        }
+        if t_kill.elapsed() > Duration::from_secs(180) {
+            bail!("bench-lost never turned not Ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    say(format!(
+        "bench-lost not Ready {:?} after its kwok stopped",
+        unknown_seen.saturating_duration_since(t_kill)
+    ));
+    let lost_pods: Vec<&BenchPod> = pods.iter().filter(|p| p.node == lost).collect();
+    let base_id = 1_000_000;
+    for (j, p) in lost_pods.iter().enumerate() {
+        tracker.track(base_id + j, &p.service, &format!("{}:{PORT}", p.ip));
+    }
+    tracker
+        .wait_all(Duration::from_secs(
+            u64::from(args.node_unreachable_seconds) + 60,
+        ))
+        .await;
+    let d_node = Counters::read(&op.metrics().await).minus(c_node);
+    let threshold = Duration::from_secs(args.node_unreachable_seconds.into());
+    let node_from_seen: Vec<Option<Duration>> = (0..lost_pods.len())
+        .map(|j| {
+            tracker
+                .done_at(base_id + j)
+                .map(|d| d.saturating_duration_since(unknown_seen))
+        })
+        .collect();
+    // The operator counts the threshold from the condition's lastTransitionTime (whole seconds,
+    // written before the event reaches anyone), so "beyond the threshold" is measured from that too:
+    // it overstates by up to a second.
+    let node_beyond: Vec<Option<Duration>> = (0..lost_pods.len())
+        .map(|j| {
+            let d = tracker.done_at(base_id + j)?;
+            let since = clock.wall(d).duration_since(unknown_api?).ok()?;
+            Some(since.saturating_sub(threshold))
+        })
+        .collect();
+    let node_from_api: Vec<Option<Duration>> = (0..lost_pods.len())
+        .map(|j| {
+            let d = tracker.done_at(base_id + j)?;
+            clock.wall(d).duration_since(unknown_api?).ok()
+        })
+        .collect();
+    let (node_seen, node_beyond, node_api) = (
+        summarize(&node_from_seen),
+        summarize(&node_beyond),
+        summarize(&node_from_api),
+    );
+    say(format!(
+        "node loss: p99 {} after Unknown was seen ({} beyond the threshold)",
+        fmt_dur(node_seen.p99),
+        fmt_dur(node_beyond.p99)
+    ));
+
+    // ---------------------------------------------------------------- mass deletion
+    let load_mass = loadavg();
+    let c_mass = Counters::read(&op.metrics().await);
+    let cpu_mass = op.cpu_seconds();
+    let mass_base = 2_000_000;
+    for (k, p) in mass.iter().enumerate() {
+        tracker.track(mass_base + k, &p.service, &format!("{}:{PORT}", p.ip));
+    }
+    say(format!("deleting {} pods at once", mass.len()));
+    let t_mass = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(mass.iter())
+        .map(|p| cluster::delete_pod(&client, &p.name))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let mass_deleted_in = t_mass.elapsed();
+    tracker.wait_all(Duration::from_secs(180)).await;
+    let d_mass = Counters::read(&op.metrics().await).minus(c_mass);
+    let mass_cpu = op.cpu_seconds() - cpu_mass;
+    let mass_done: Vec<Option<Instant>> = (0..mass.len())
+        .map(|k| tracker.done_at(mass_base + k))
+        .collect();
+    let mass_missing = mass_done.iter().filter(|d| d.is_none()).count();
+    let mass_last = mass_done
+        .iter()
+        .flatten()
+        .max()
+        .map(|d| d.saturating_duration_since(t_mass));
+    let last_watch = {
+        let w = pod_watch.lock().expect("lock");
+        mass.iter()
+            .filter_map(|p| w.deleted.get(&p.name).map(|s| s.0))
+            .max()
+    };
+    let mass_after_last_watch = match (mass_done.iter().flatten().max(), last_watch) {
+        (Some(d), Some(w)) => Some(d.saturating_duration_since(w)),
+        _ => None,
+    };
+    let removed_mass = (mass.len() - mass_missing).max(1) as f64;
+    say(format!(
+        "mass: last offline after {} ({} missing)",
+        fmt_dur(mass_last),
+        mass_missing
+    ));
+
+    // ---------------------------------------------------------------- wrongful removals
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (wrongful, leftovers) = check_registry(&nacos, &pods, &pod_watch, args.services).await?;
+    let totals = Counters::read(&op.metrics().await);
+    let (rss_end, hwm) = op.memory_kib();
+    let cpu_total = op.cpu_seconds();
+    let alive = op.alive();
+    say(format!(
+        "wrongful removals: {} (enable actions {}), leftovers {leftovers}",
+        wrongful.len(),
+        totals.enabled
+    ));
+
+    say("waiting for the baselines");
+    let baselines = baselines.await.context("baseline task")??;
+    let load_end = loadavg();
+    drop(op);
+
+    // ---------------------------------------------------------------- report
+    let op_p99 = single_watch.p99;
+    out.push_str(&format!(
+        "### {} pods: {} instances in {} services, {} KWOK nodes\n\n",
+        args.pods,
+        total,
+        args.services,
+        node_names.len()
+    ));
+    out.push_str(&format!(
+        "Run {} UTC; load average (1/5/15 min) at start {load_start}, idle phase {load_idle}, single deletions \
+         {load_singles}, node loss {load_node}, mass deletion {load_mass}, end {load_end}. \
+         Setup: pods created in {}, all Running in {}, instances registered in {}, binding Ready with every \
+         instance Live {} after the operator started. Operator alive at the end: {alive}.\n\n",
+        started_at.format("%Y-%m-%d %H:%M"),
+        fmt_dur(Some(created_in)),
+        fmt_dur(Some(running_in)),
+        fmt_dur(Some(registered_in)),
+        fmt_dur(Some(first_ready_in)),
+    ));
+
+    let mut t = Table::new(&[
+        "removal latency",
+        "n",
+        "p50",
+        "p95",
+        "p99",
+        "max",
+        "not offline in time",
+    ]);
+    let mut row = |name: &str, s: &Summary| {
+        t.row(vec![
+            name.into(),
+            s.n.to_string(),
+            fmt_dur(s.p50),
+            fmt_dur(s.p95),
+            fmt_dur(s.p99),
+            fmt_dur(s.max),
+            s.missing.to_string(),
+        ])
+    };
+    row(
+        "pod deleted (grace 0), from the DELETED watch event here",
+        &single_watch,
+    );
+    if single_api.missing < single_api.n {
+        row(
+            "same, from the API server's deletionTimestamp (1 s resolution)",
+            &single_api,
+        );
+    }
+    row("(delete call sent → DELETED watch event here)", &watch_lag);
+    row("node loss, from Ready=Unknown seen here", &node_seen);
+    row(
+        &format!(
+            "node loss, beyond lastTransitionTime + nodeUnreachableSeconds ({} s)",
+            args.node_unreachable_seconds
+        ),
+        &node_beyond,
+    );
+    row(
+        "node loss, from the condition's lastTransitionTime (1 s resolution)",
+        &node_api,
+    );
+    out.push_str(&t.render());
+    out.push('\n');
+    out.push_str(&format!(
+        "Single deletions: one every {:?}; the operator made {} Nacos requests ({:.1} per deletion), {} passes.\n\
+         Node loss: {} instances on `bench-lost`, `onNodeUnreachable: Disable`; {} disabled, {} Nacos requests.\n\
+         The harness's own consumer-view listings (its offline detector): {} in total.\n\n",
+        args.delete_interval,
+        d_singles.requests,
+        d_singles.requests / singles.len().max(1) as f64,
+        d_singles.passes,
+        lost_pods.len(),
+        d_node.disabled,
+        d_node.requests,
+        tracker.polls(),
+    ));
+
+    let mut t = Table::new(&["mass deletion", "value"]);
+    t.row(vec![
+        "pods deleted at once (64 delete calls in flight)".into(),
+        mass.len().to_string(),
+    ]);
+    t.row(vec![
+        "all delete calls answered after".into(),
+        fmt_dur(Some(mass_deleted_in)),
+    ]);
+    t.row(vec![
+        "last instance offline, from the first delete call".into(),
+        fmt_dur(mass_last),
+    ]);
+    t.row(vec![
+        "last instance offline, from the last DELETED watch event here".into(),
+        fmt_dur(mass_after_last_watch),
+    ]);
+    t.row(vec![
+        "instances not offline within 180 s".into(),
+        mass_missing.to_string(),
+    ]);
+    t.row(vec![
+        "Nacos requests per removed instance".into(),
+        format!("{:.2}", d_mass.requests / removed_mass),
+    ]);
+    t.row(vec![
+        "of which listings per removed instance".into(),
+        format!("{:.2}", d_mass.list_instances / removed_mass),
+    ]);
+    t.row(vec![
+        "reconcile passes / operator CPU seconds".into(),
+        format!("{} / {:.1}", d_mass.passes, mass_cpu),
+    ]);
+    out.push_str(&t.render());
+    out.push('\n');
+
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mut t = Table::new(&["steady state", "value"]);
+    t.row(vec![
+        format!(
+            "full pass over {total} instances, wall time (mean / max of {})",
+            pass_walls.len()
+        ),
+        format!(
+            "{} / {}",
+            fmt_dur(Some(Duration::from_secs_f64(mean(
+                &pass_walls
+                    .iter()
+                    .map(Duration::as_secs_f64)
+                    .collect::<Vec<_>>()
+            )))),
+            fmt_dur(pass_walls.iter().max().copied())
+        ),
+    ]);
+    t.row(vec![
+        "Nacos requests per full pass (all / instance listings)".into(),
+        format!(
+            "{:.0} / {:.0} for {} services",
+            mean(&pass_requests),
+            mean(&pass_lists),
+            args.services
+        ),
+    ]);
+    t.row(vec![
+        "operator CPU per full pass".into(),
+        format!("{:.2} s", mean(&pass_cpu)),
+    ]);
+    t.row(vec![
+        format!(
+            "operator CPU while idle ({} s window, {idle_passes} passes in it)",
+            args.idle.as_secs()
+        ),
+        format!("{idle_cpu_per_min:.3} CPU s/min"),
+    ]);
+    t.row(vec![
+        "RSS once every instance was Live".into(),
+        format!("{:.1} MiB", rss_synced as f64 / 1024.0),
+    ]);
+    t.row(vec![
+        "peak RSS (VmHWM) over the whole run / RSS at the end".into(),
+        format!(
+            "{:.1} MiB / {:.1} MiB",
+            hwm as f64 / 1024.0,
+            rss_end as f64 / 1024.0
+        ),
+    ]);
+    t.row(vec![
+        "operator CPU over the whole run".into(),
+        format!("{cpu_total:.1} s"),
+    ]);
+    out.push_str(&t.render());
+    out.push('\n');
+
+    let mut t = Table::new(&[
+        "Nacos itself (rnacos), same run",
+        "unusable after",
+        "gone after",
+        "operator p99 is faster by",
+    ]);
+    for b in &baselines {
+        t.row(vec![
+            b.name.into(),
+            b.unusable.map_or(
+                format!("> {} s (cut off)", args.baseline_bound.as_secs()),
+                |d| fmt_dur(Some(d)),
+            ),
+            b.gone.map_or(
+                format!("> {} s (cut off)", args.baseline_bound.as_secs()),
+                |d| fmt_dur(Some(d)),
+            ),
+            fmt_ratio(op_p99, b.unusable, args.baseline_bound),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
+
+    let mut t = Table::new(&["target", "figure", "met"]);
+    let yes = |ok: bool| if ok { "yes" } else { "**no**" }.to_string();
+    let p99_ok =
+        single_watch.missing == 0 && op_p99.is_some_and(|d| d <= Duration::from_millis(500));
+    t.row(vec![
+        "p99 removal latency ≤ 500 ms (grace 0)".into(),
+        fmt_dur(op_p99),
+        yes(p99_ok),
+    ]);
+    let node_ok =
+        node_beyond.missing == 0 && node_beyond.max.is_some_and(|d| d <= Duration::from_secs(1));
+    t.row(vec![
+        "node loss ≤ 1 s after transition + nodeUnreachableSeconds (max)".into(),
+        fmt_dur(node_beyond.max),
+        yes(node_ok),
+    ]);
+    let mass_ok = mass_missing == 0 && mass_last.is_some_and(|d| d <= Duration::from_secs(10));
+    t.row(vec![
+        format!("{} simultaneous removals ≤ 10 s", mass.len()),
+        fmt_dur(mass_last),
+        yes(mass_ok),
+    ]);
+    let pass_ok = pass_walls
+        .iter()
+        .max()
+        .is_some_and(|d| *d <= Duration::from_secs(5));
+    t.row(vec![
+        format!("full resync of {total} instances ≤ 5 s"),
+        fmt_dur(pass_walls.iter().max().copied()),
+        yes(pass_ok),
+    ]);
+    // Each pass also probes the server once (rnacos: one console listing of a probe service).
+    let lists_ok = pass_lists.iter().all(|l| *l <= args.services as f64 + 1.0);
+    t.row(vec![
+        "≤ 1 listing request per service per pass".into(),
+        format!(
+            "{:.0} for {} services (one is the server probe's)",
+            mean(&pass_lists),
+            args.services
+        ),
+        yes(lists_ok),
+    ]);
+    t.row(vec![
+        "peak RSS ≤ 64 MiB".into(),
+        format!("{:.1} MiB", hwm as f64 / 1024.0),
+        yes(hwm <= 64 * 1024),
+    ]);
+    t.row(vec![
+        "idle CPU near zero".into(),
+        format!("{idle_cpu_per_min:.3} CPU s/min"),
+        yes(idle_cpu_per_min < 0.6),
+    ]);
+    let wrong = wrongful.len() + totals.enabled as usize;
+    t.row(vec![
+        "zero wrongful removals".into(),
+        format!(
+            "{} live instances offline, {} re-enabled, {} not confirmed",
+            wrongful.len(),
+            totals.enabled,
+            totals.not_confirmed
+        ),
+        yes(wrong == 0),
+    ]);
+    out.push_str(&t.render());
+    out.push('\n');
+    if !wrongful.is_empty() {
+        out.push_str(&format!(
+            "Wrongfully offline (first 20): {:?}\n\n",
+            wrongful.iter().take(20).collect::<Vec<_>>()
+        ));
+    }
+    if leftovers > 0 {
+        out.push_str(&format!(
+            "{leftovers} instances of deleted pods were still listed at the end.\n\n"
+        ));
+    }
+    Ok(out)
+}
+
+/// Live pods whose instance consumers no longer get (wrongful), and instances still listed whose pod
+/// is gone (leftovers).
+async fn check_registry(
+    nacos: &Nacos,
+    pods: &[BenchPod],
+    watch: &std::sync::Arc<std::sync::Mutex<cluster::PodWatch>>,
+    services: usize,
+) -> Result<(Vec<String>, usize)> {
+    let running: HashMap<String, String> = watch.lock().expect("lock").running.clone();
+    let mut expected: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    let mut known: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for p in pods {
+        let addr = format!("{}:{PORT}", p.ip);
+        known
+            .entry(p.service.clone())
+            .or_default()
+            .insert(addr.clone());
+        if running.get(&p.name) == Some(&p.ip) {
+            expected.entry(p.service.clone()).or_default().insert(addr);
+        }
+    }
+    let listed: Vec<(String, Result<Vec<nacos::Listed>>)> =
+        futures::stream::iter((0..services).map(service_name))
+            .map(|svc| async move {
+                let r = nacos.list(&svc).await;
+                (svc, r)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    let mut wrongful = Vec::new();
+    let mut leftovers = 0;
+    for (svc, r) in listed {
+        let usable: HashSet<String> = r?
+            .into_iter()
+            .filter(|l| l.enabled)
+            .map(|l| l.addr)
+            .collect();
+        for addr in expected.get(&svc).into_iter().flatten() {
+            if !usable.contains(addr) {
+                wrongful.push(format!("{svc} {addr}"));
+            }
+        }
+        let exp = expected.get(&svc);
+        leftovers += usable
+            .iter()
+            .filter(|a| {
+                known.get(&svc).is_some_and(|k| k.contains(*a))
+                    && !exp.is_some_and(|e| e.contains(*a))
+            })
+            .count();
+    }
+    Ok((wrongful, leftovers))
+}
+
+async fn create_namespace(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns: Namespace = serde_json::from_value(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .context("create namespace bench (is this a fresh testbed? bench/run.sh makes one)")?;
+    // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), NS);
+    for _ in 0..120 {
+        if sa.get_opt("default").await?.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("no default ServiceAccount in namespace {NS} after 30 s")
+}
+
+async fn install_crd(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&nacos_reconciler::crd::crd_yaml())?;
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.metadata.name.clone().context("CRD name")?;
+    api.patch(
+        &name,
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    for _ in 0..120 {
+        let c = api.get(&name).await?;
+        if c.status.and_then(|s| s.conditions).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        }) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("CRD not established")
+}
+
+async fn create_binding(client: &kube::Client, nacos: &str, args: &Args) -> Result<()> {
+    let b: NacosBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
+        "metadata": {"name": BINDING, "namespace": NS},
+        "spec": {
+            "nacos": {"serverAddr": [nacos]},
+            "services": [{"namePattern": "bench-s*"}],
+            "pods": {"selector": {"matchLabels": {"app": "bench"}}},
+            "policy": {
+                "gracePeriodSeconds": 0,
+                "maxRemovals": "100%",
+                "onNodeUnreachable": "Disable",
+                "nodeUnreachableSeconds": args.node_unreachable_seconds,
+            },
+            "resyncSeconds": 60
+        }
+    }))?;
+    Api::<NacosBinding>::namespaced(client.clone(), NS)
+        .create(&Default::default(), &b)
+        .await
+        .context("create the NacosBinding")?;
+    Ok(())
+}
+
+async fn wait_binding_live(
+    client: &kube::Client,
+    total: usize,
+    timeout: Duration,
+    op: &mut OperatorProc,
+) -> Result<()> {
+    let api: Api<NacosBinding> = Api::namespaced(client.clone(), NS);
+    let t = Instant::now();
+    let mut last_say = Instant::now();
+    loop {
+        if !op.alive() {
+            bail!("the operator exited; read {}", op.log.display());
+        }
+        if let Some(s) = api.get(BINDING).await?.status {
+            let ready = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready && s.instances.live as usize == total {
+                return Ok(());
+            }
+            if last_say.elapsed() > Duration::from_secs(10) {
+                say(format!(
+                    "binding: ready={ready} live={} of {total}",
+                    s.instances.live
+                ));
+                last_say = Instant::now();
+            }
+        }
+        if t.elapsed() > timeout {
+            bail!(
+                "the binding did not show {total} live instances within {timeout:?}; read {}",
+                op.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,205 @@
+//! The harness's side of Nacos: fast registration, the consumer's view, and a tracker that records
+//! when each watched instance stops being listed as usable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use futures::StreamExt;
+
+#[derive(Clone)]
+pub struct Nacos {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// An instance as a consumer sees it in `/nacos/v1/ns/instance/list` (which hides disabled ones).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub addr: String,
+    pub healthy: bool,
+    pub enabled: bool,
+}
+
+impl Nacos {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// Registers an instance over the v1 HTTP API (persistent unless `ephemeral`).
+    pub async fn register(
+        &self,
+        service: &str,
+        ip: &str,
+        port: u16,
+        ephemeral: bool,
+    ) -> Result<()> {
+        let mut last = None;
+        for attempt in 0..5 {
+            let r = self
+                .http
+                .post(format!("{}/nacos/v1/ns/instance", self.base))
+                .query(&[
+                    ("serviceName", service),
+                    ("ip", ip),
+                    ("port", &port.to_string()),
+                    ("ephemeral", if ephemeral { "true" } else { "false" }),
+                ])
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = Some(format!("HTTP {}", r.status())),
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+        }
+        bail!(
+            "register {service} {ip}:{port}: {}",
+            last.unwrap_or_default()
+        )
+    }
+
+    /// The consumer's view of a service (`healthyOnly=false`: rnacos defaults it to true).
+    pub async fn list(&self, service: &str) -> Result<Vec<Listed>> {
+        let r = self
+            .http
+            .get(format!("{}/nacos/v1/ns/instance/list", self.base))
+            .query(&[("serviceName", service), ("healthyOnly", "false")])
+            .send()
+            .await
+            .with_context(|| format!("list {service}"))?;
+        if !r.status().is_success() {
+            bail!("list {service}: HTTP {}", r.status());
+        }
+        let v: serde_json::Value = r.json().await.with_context(|| format!("list {service}"))?;
+        Ok(v["hosts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|h| Listed {
+                        addr: format!("{}:{}", h["ip"].as_str().unwrap_or(""), h["port"]),
+                        healthy: h["healthy"].as_bool().unwrap_or(true),
+                        enabled: h["enabled"].as_bool().unwrap_or(true),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Watches instances until consumers no longer get them (absent, or listed `enabled=false`).
+/// One background loop lists each service that has watched instances, a few at a time, at most
+/// every `period`; an instance's end time is the arrival of the first listing without it.
+/// Per service: the watched (ip:port, id) pairs.
+type Pending = HashMap<String, Vec<(String, usize)>>;
+
+#[derive(Clone)]
+pub struct OfflineTracker {
+    pending: Arc<Mutex<Pending>>,
+    done: Arc<Mutex<HashMap<usize, Instant>>>,
+    polls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl OfflineTracker {
+    pub fn start(nacos: Nacos, concurrency: usize, period: Duration) -> Self {
+        let t = Self {
+            pending: Default::default(),
+            done: Default::default(),
+            polls: Default::default(),
+        };
+        let me = t.clone();
+        tokio::spawn(async move {
+            loop {
+                let round = Instant::now();
+                let services: Vec<String> =
+                    me.pending.lock().expect("lock").keys().cloned().collect();
+                futures::stream::iter(services)
+                    .map(|svc| {
+                        let nacos = nacos.clone();
+                        async move {
+                            let r = nacos.list(&svc).await;
+                            (svc, r, Instant::now())
+                        }
+                    })
+                    .buffer_unordered(concurrency.max(1))
+                    .for_each(|(svc, listed, at)| {
+                        me.polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Ok(listed) = listed {
+                            let usable: std::collections::HashSet<&str> = listed
+                                .iter()
+                                .filter(|l| l.enabled)
+                                .map(|l| l.addr.as_str())
+                                .collect();
+                            let mut pending = me.pending.lock().expect("lock");
+                            let mut done = me.done.lock().expect("lock");
+                            if let Some(list) = pending.get_mut(&svc) {
+                                list.retain(|(addr, id)| {
+                                    if usable.contains(addr.as_str()) {
+                                        return true;
+                                    }
+                                    done.insert(*id, at);
+                                    false
+                                });
+                                if list.is_empty() {
+                                    pending.remove(&svc);
+                                }
+                            }
+                        }
+                        futures::future::ready(())
+                    })
+                    .await;
+                if let Some(rest) = period.checked_sub(round.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        });
+        t
+    }
+
+    /// Starts watching `addr` (ip:port) of `service` under `id`.
+    pub fn track(&self, id: usize, service: &str, addr: &str) {
+        self.pending
+            .lock()
+            .expect("lock")
+            .entry(service.to_string())
+            .or_default()
+            .push((addr.to_string(), id));
+    }
+
+    /// When `id` was first seen offline.
+    pub fn done_at(&self, id: usize) -> Option<Instant> {
+        self.done.lock().expect("lock").get(&id).copied()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending
+            .lock()
+            .expect("lock")
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Waits until nothing is pending or `timeout` passed; stops watching what is left.
+    pub async fn wait_all(&self, timeout: Duration) {
+        let start = Instant::now();
+        while self.pending_count() > 0 && start.elapsed() < timeout {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.pending.lock().expect("lock").clear();
+    }
+
+    pub fn polls(&self) -> u64 {
+        self.polls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
