@@ -133,17 +133,28 @@ start() {
   echo $! >"$STATE/pids/$name"
 }
 
-# wait_for NAME SECONDS CMD...: retry CMD until it succeeds; fail naming the log to read.
-wait_for() {
+# answers NAME SECONDS CMD...: retry CMD until it succeeds (0); 1 when process NAME exits first,
+# 2 when time runs out.
+answers() {
   local name=$1 secs=$2 i; shift 2
   for ((i = 0; i < secs * 4; i++)); do
     "$@" >/dev/null 2>&1 && return 0
     if [ -f "$STATE/pids/$name" ] && ! kill -0 "$(cat "$STATE/pids/$name")" 2>/dev/null; then
-      die "$name exited during start-up; read $STATE/logs/$name.log"
+      return 1
     fi
     sleep 0.25
   done
-  die "$name did not answer within ${secs}s; read $STATE/logs/$name.log"
+  return 2
+}
+# wait_for NAME SECONDS CMD...: as answers, but fail naming the log to read.
+wait_for() {
+  local name=$1 secs=$2 rc=0
+  answers "$@" || rc=$?
+  case $rc in
+    0) ;;
+    1) die "$name exited during start-up; read $STATE/logs/$name.log" ;;
+    *) die "$name did not answer within ${secs}s; read $STATE/logs/$name.log" ;;
+  esac
 }
 
 is_running() { [ -f "$STATE/pids/$1" ] && kill -0 "$(cat "$STATE/pids/$1")" 2>/dev/null; }
@@ -252,24 +263,31 @@ EOF
 }
 
 start_rnacos() {
-  local name=$1 auth=$2 port
-  port=$(free_port)
-  # rnacos serves gRPC on HTTP port + 1000; make sure that one is free too.
-  while ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port+1000))" 2>/dev/null; do
+  local name=$1 auth=$2 port attempt
+  # rnacos 0.8.8 now and then panics in its Raft store on a first start: start afresh, three times.
+  for attempt in 1 2 3; do
     port=$(free_port)
+    # rnacos serves gRPC on HTTP port + 1000; make sure that one is free too.
+    while ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port+1000))" 2>/dev/null; do
+      port=$(free_port)
+    done
+    echo "$port" >"$STATE/ports/$name"
+    rm -rf "${STATE:?}/$name" && mkdir -p "$STATE/$name"
+    # Without auth, rnacos serves its console API on the HTTP port too: the one listing that shows
+    # disabled instances (its open API hides them).
+    start "$name" env RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT=$((port + 1000)) RNACOS_HTTP_CONSOLE_PORT=0 \
+      RNACOS_DATA_DIR="$STATE/$name" RNACOS_ENABLE_OPEN_API_AUTH="$auth" \
+      RNACOS_ENABLE_NO_AUTH_CONSOLE="$([ "$auth" = true ] && echo false || echo true)" \
+      RNACOS_INIT_ADMIN_USERNAME="$NACOS_USER" RNACOS_INIT_ADMIN_PASSWORD="$NACOS_PASS" \
+      RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 RNACOS_ENV_FILE="$STATE/$name/.env" \
+      RNACOS_RAFT_NODE_ADDR="127.0.0.1:$((port + 1000))" RUST_LOG=warn "$RNACOS_BIN/rnacos"
+    answers "$name" 60 curl -fsS -X POST "http://127.0.0.1:$port/nacos/v1/auth/login" \
+      -d "username=$NACOS_USER&password=$NACOS_PASS" && return 0
+    kill -9 "$(cat "$STATE/pids/$name")" 2>/dev/null || true
+    mv "$STATE/logs/$name.log" "$STATE/logs/$name.attempt-$attempt.log"
+    log "$name did not start (attempt $attempt of 3); log: $STATE/logs/$name.attempt-$attempt.log"
   done
-  echo "$port" >"$STATE/ports/$name"
-  mkdir -p "$STATE/$name"
-  # Without auth, rnacos serves its console API on the HTTP port too: the one listing that shows
-  # disabled instances (its open API hides them).
-  start "$name" env RNACOS_HTTP_PORT="$port" RNACOS_GRPC_PORT=$((port + 1000)) RNACOS_HTTP_CONSOLE_PORT=0 \
-    RNACOS_DATA_DIR="$STATE/$name" RNACOS_ENABLE_OPEN_API_AUTH="$auth" \
-    RNACOS_ENABLE_NO_AUTH_CONSOLE="$([ "$auth" = true ] && echo false || echo true)" \
-    RNACOS_INIT_ADMIN_USERNAME="$NACOS_USER" RNACOS_INIT_ADMIN_PASSWORD="$NACOS_PASS" \
-    RNACOS_SDK_HOST=127.0.0.1 RNACOS_CONSOLE_HOST=127.0.0.1 RNACOS_ENV_FILE="$STATE/$name/.env" \
-    RNACOS_RAFT_NODE_ADDR="127.0.0.1:$((port + 1000))" RUST_LOG=warn "$RNACOS_BIN/rnacos"
-  wait_for "$name" 60 curl -fsS -X POST "http://127.0.0.1:$port/nacos/v1/auth/login" \
-    -d "username=$NACOS_USER&password=$NACOS_PASS"
+  die "$name did not start in three attempts; read $STATE/logs/$name.attempt-*.log"
 }
 
 print_env() {
