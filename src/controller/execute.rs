@@ -48,9 +48,11 @@ impl Outcome {
     }
 }
 
-/// Actions a pass executes at once: each is a few round trips (the direct pod check, the write, the
-/// read-back), so one at a time makes a mass event wait for their sum.
-const ACTIONS_IN_FLIGHT: usize = 16;
+/// Actions a pass executes at once. One: a pass cut short (operator killed, Nacos gone, leadership
+/// lost) then leaves at most one write whose outcome nobody read back, and the fault tests
+/// (tests/e2e_faults.rs) pin that. 16 at once was tried for mass events (BENCHMARKS.md); raising this
+/// needs those tests reworked for several writes in doubt.
+const ACTIONS_IN_FLIGHT: usize = 1;
 
 /// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
 type SharedMemory<'a> = std::sync::Mutex<&'a mut Memory>;
