@@ -16,25 +16,6 @@ use serde_json::json;
 
 const APPROVE: &str = "nacos-reconciler.io/approve-removals";
 
-/// The binding's status once `check` accepts it.
-async fn wait_status<F>(
-    bindings: &Api<NacosBinding>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: F,
-) -> NacosBindingStatus
-where
-    F: Fn(&NacosBindingStatus) -> bool,
-{
-    let check = &check;
-    wait_for(what, timeout, || async move {
-        let s = bindings.get(name).await.ok()?.status?;
-        check(&s).then_some(s)
-    })
-    .await
-}
-
 /// (status, reason) of a condition.
 fn condition(s: &NacosBindingStatus, type_: &str) -> Option<(String, String)> {
     s.conditions

@@ -797,3 +797,22 @@ pub fn condition_is(
         .iter()
         .any(|c| c.type_ == type_ && c.status == status)
 }
+
+/// The binding's status once `check` accepts it.
+pub async fn wait_status<F>(
+    bindings: &kube::Api<nacos_reconciler::crd::NacosBinding>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: F,
+) -> nacos_reconciler::crd::NacosBindingStatus
+where
+    F: Fn(&nacos_reconciler::crd::NacosBindingStatus) -> bool,
+{
+    let check = &check;
+    wait_for(what, timeout, || async move {
+        let s = bindings.get(name).await.ok()?.status?;
+        check(&s).then_some(s)
+    })
+    .await
+}

@@ -17,7 +17,7 @@ use axum::response::Response;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use nacos_reconciler::crd::{NacosBinding, NacosBindingStatus};
+use nacos_reconciler::crd::NacosBindingStatus;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -321,25 +321,6 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
 
 // ------------------------------------------------------------------------------------------------
 // Status, Events and metrics.
-
-/// The binding's status once `check` accepts it.
-pub async fn wait_status<F>(
-    bindings: &Api<NacosBinding>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: F,
-) -> NacosBindingStatus
-where
-    F: Fn(&NacosBindingStatus) -> bool,
-{
-    let check = &check;
-    wait_for(what, timeout, || async move {
-        let s = bindings.get(name).await.ok()?.status?;
-        check(&s).then_some(s)
-    })
-    .await
-}
 
 pub fn has_condition(s: &NacosBindingStatus, type_: &str, status: &str, reason: &str) -> bool {
     s.conditions
