@@ -232,6 +232,18 @@ impl ClusterView {
             .read(|s| s.facts_for_ips(scope, ips, Utc::now()))
     }
 
+    /// See [`ViewState::unlisted_departure`].
+    pub fn unlisted_departure(
+        &self,
+        scope: &PodScope,
+        known: &std::collections::HashSet<IpAddr>,
+        since: chrono::DateTime<Utc>,
+        unready_counts: bool,
+    ) -> Option<String> {
+        self.shared
+            .read(|s| s.unlisted_departure(scope, known, since, unready_counts, Utc::now()))
+    }
+
     /// Every pod and tombstone matching `scope`, plus all nodes.
     pub fn facts_for(&self, scope: &PodScope) -> ClusterFacts {
         self.shared.read(|s| s.facts_for(scope, Utc::now()))

@@ -11,7 +11,7 @@ use super::index::{Indexed, IpIndex, TombstoneLimits, Tombstones};
 use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo};
 use super::selector::PodScope;
 use super::sync::{RelistDecision, StreamId, StreamState, SyncTracker};
-use crate::model::{NodeFacts, PodFacts, PodTombstone};
+use crate::model::{NodeFacts, PodFacts, PodPhase, PodTombstone};
 
 /// Beyond this many per-object changes from one relist, send a single [`ClusterChange::All`].
 const MAX_LISTED_CHANGES: usize = 256;
@@ -212,6 +212,37 @@ impl ViewState {
                 .map(|t| t.facts(true))
                 .collect(),
         }
+    }
+
+    /// A pod of `scope` that stopped serving at or after `since` (deleted, being deleted, finished, or
+    /// not Ready when `unready_counts`) on an IP outside `known`, named for the log. An instance of
+    /// such a pod was registered after the listings `known` comes from, so only a full listing
+    /// finds it.
+    pub fn unlisted_departure(
+        &self,
+        scope: &PodScope,
+        known: &HashSet<IpAddr>,
+        since: DateTime<Utc>,
+        unready_counts: bool,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let unknown = |ips: &[IpAddr]| !ips.is_empty() && ips.iter().all(|ip| !known.contains(ip));
+        if let Some(t) = self.tombstones.all(now).find(|t| {
+            t.deleted_at >= since && unknown(&t.ips) && scope.matches(&t.namespace, &t.labels)
+        }) {
+            return Some(format!("pod {}/{} deleted", t.namespace, t.name));
+        }
+        self.pods
+            .values()
+            .find(|p| {
+                // deletionTimestamp is when the pod will be killed: at or after the request.
+                let departed = p.deletion_timestamp.is_some_and(|at| at >= since)
+                    || (matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
+                        || (unready_counts && !p.ready))
+                        && p.ready_since.is_none_or(|at| at >= since);
+                departed && unknown(&p.ips) && scope.matches(&p.namespace, &p.labels)
+            })
+            .map(|p| format!("pod {}/{} stopped serving", p.namespace, p.name))
     }
 
     /// Drops expired tombstones; the watch loops call it on every pod event, a timer may too.
@@ -427,6 +458,49 @@ mod tests {
         assert_eq!(v.unsynced().len(), 1);
         v.apply_nodes(&nodes_id(), Update::Relist(vec![]));
         assert!(v.is_synced());
+    }
+
+    #[test]
+    fn unlisted_departures_are_pods_of_the_scope_gone_since_on_unknown_ips() {
+        let mut v = synced_view();
+        let scope = orders_scope();
+        let known: HashSet<IpAddr> = HashSet::new();
+        let none = |v: &ViewState, known: &HashSet<IpAddr>, since: i64| {
+            v.unlisted_departure(&scope, known, utc(since), false, utc(100))
+        };
+        assert_eq!(none(&v, &known, 0), None, "a serving pod has not departed");
+        // billing-1 is outside the scope: its deletion never calls for a full listing.
+        let billing = p("shop", "billing-1", "10.244.1.8", "billing");
+        v.apply_pods(&pods_id(None), Update::Delete(billing), utc(10));
+        assert_eq!(none(&v, &known, 0), None);
+        let orders = p("shop", "orders-1", "10.244.1.7", "orders");
+        v.apply_pods(&pods_id(None), Update::Delete(orders), utc(10));
+        assert_eq!(
+            none(&v, &known, 0).as_deref(),
+            Some("pod shop/orders-1 deleted")
+        );
+        assert_eq!(none(&v, &known, 20), None, "deleted before the listing");
+        let listed = HashSet::from([ip("10.244.1.7")]);
+        assert_eq!(none(&v, &listed, 0), None, "its IP was listed");
+
+        // Not Ready counts only when the policy acts on it.
+        let mut unready = p("shop", "orders-2", "10.244.1.9", "orders");
+        unready.ready = false;
+        unready.ready_since = Some(utc(30));
+        v.apply_pods(&pods_id(None), Update::Apply(unready), utc(30));
+        assert_eq!(none(&v, &listed, 0), None);
+        assert_eq!(
+            v.unlisted_departure(&scope, &listed, utc(0), true, utc(100))
+                .as_deref(),
+            Some("pod shop/orders-2 stopped serving")
+        );
+        let mut terminating = p("shop", "orders-3", "10.244.1.10", "orders");
+        terminating.deletion_timestamp = Some(utc(60));
+        v.apply_pods(&pods_id(None), Update::Apply(terminating), utc(40));
+        assert_eq!(
+            none(&v, &listed, 50).as_deref(),
+            Some("pod shop/orders-3 stopped serving")
+        );
     }
 
     #[test]

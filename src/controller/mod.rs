@@ -4,6 +4,7 @@
 //! One pass: dereference (Secrets) → list Nacos → plan (pure) → execute and verify → report.
 
 mod execute;
+mod focus;
 pub mod inputs;
 mod oneshot;
 mod reconcile;
@@ -41,6 +42,8 @@ pub struct BindingState {
     pub memory: Option<Memory>,
     /// The client and the fingerprint of the configuration it was built from.
     pub nacos: Option<(u64, Arc<NacosClient>)>,
+    /// The registry as the last passes listed it, for focused passes between full ones.
+    pub kept: Option<focus::Kept>,
     /// `status.removedTotal` as this process last wrote it: the binding a pass gets comes from the
     /// watch cache, which may not show the previous pass's status yet.
     pub removed_total: u64,

@@ -15,6 +15,7 @@ use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::execute::{execute, Outcome};
+use super::focus::{self, Kept, PassKind};
 use super::inputs::{self, InputError, SecretData};
 use super::report::{self, Problem};
 use super::Context;
@@ -22,7 +23,7 @@ use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
 use crate::metrics::BindingLabels;
 use crate::model::ServiceKey;
 use crate::nacos::{NacosClient, NacosError, NamespaceCheck, ServerInfo};
-use crate::plan::{self, Memory, Plan, PlanInput, ServiceListing};
+use crate::plan::{self, Memory, Plan, PlanInput, ServiceListing, UnreadyAction};
 
 /// Service listings a pass keeps in flight at once.
 const LISTINGS_IN_FLIGHT: usize = 8;
@@ -185,7 +186,6 @@ pub async fn evaluate(
     state: &mut super::BindingState,
 ) -> Result<Result<Evaluation, Stop>, ReconcileError> {
     let ns = b.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let uid = b.uid().unwrap_or_default();
     let resync = Duration::from_secs(b.spec.resync_seconds.max(5).into());
     let spec_stop = |msg: String| Stop {
         problem: Problem::InvalidSpec(msg),
@@ -234,137 +234,100 @@ pub async fn evaluate(
         Err(e) => return Ok(Err(spec_stop(e.to_string()))),
     };
 
-    // Nacos: which server, which services, and a full listing of each.
-    let server = match nacos.server_info().await {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(nacos_stop(&e))),
-    };
-    // An unknown namespace answers every listing with nothing: that must not pass for "no
-    // instances", so look the namespace up first.
-    let groups: BTreeSet<String> = b.spec.services.iter().map(|s| s.group.clone()).collect();
-    let groups: Vec<String> = groups.into_iter().collect();
-    match nacos.check_namespace(&groups).await {
-        Ok(NamespaceCheck::Missing { address, known }) => {
-            return Ok(Err(Stop {
-                problem: Problem::NamespaceNotFound(namespace_missing_message(
-                    &b.spec.nacos.namespace,
-                    &address,
-                    &known,
-                )),
-                retry: retry_after(resync),
-            }))
-        }
-        Ok(NamespaceCheck::Unverified(why)) => {
-            debug!(namespace = %b.spec.nacos.namespace, %why, "Nacos namespace not verifiable")
-        }
-        Ok(NamespaceCheck::Public | NamespaceCheck::Found) => {}
-        Err(e) => return Ok(Err(nacos_stop(&e))),
-    }
-    let services = match governed_services(b, &nacos).await {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(nacos_stop(&e))),
+    let fingerprint = pass_fingerprint(b, state);
+    let memory = state
+        .memory
+        .clone()
+        .unwrap_or_else(|| report::memory_from_status(b));
+    let judge_now = |listings: &[ServiceListing]| {
+        judge(ctx, b, &pod_scope, listings, &memory).map_err(spec_stop)
     };
     let mut problems = Vec::new();
-    let mut listings = Vec::with_capacity(services.len());
-    // A few listings in flight: with hundreds of services, one at a time makes the pass (and so
-    // every removal) wait for the sum of their round trips. `buffered` keeps the services' order.
-    // Futures built up front (they do nothing until polled): a stream of closures over borrowed
-    // items is not `Send` enough for the controller's future.
-    let nacos_ref: &NacosClient = &nacos;
-    let requests: Vec<_> = services
-        .iter()
-        .map(|(service, clusters)| async move {
-            (service, nacos_ref.list_instances(service, clusters).await)
-        })
-        .collect();
-    let mut listed = futures::stream::iter(requests).buffered(LISTINGS_IN_FLIGHT);
-    while let Some((service, result)) = listed.next().await {
-        let listing = result.map_err(|e| {
-            if problems.is_empty() {
-                problems.push(Problem::from_nacos(&e));
-            }
-            e.to_string()
-        });
-        listings.push(ServiceListing {
-            service: service.clone(),
-            listing,
-        });
-    }
-    drop(listed);
-    if !server.lists_disabled {
-        // This server's listing hides disabled instances: look up the ones we disabled, one by one,
-        // so they can be re-enabled (and are not forgotten as unlisted).
-        let remembered: Vec<_> = state
-            .memory
-            .as_ref()
-            .map(|m| m.disabled.iter().cloned().collect())
-            .unwrap_or_default();
-        for listing in &mut listings {
-            let Ok(snap) = &mut listing.listing else {
-                continue;
-            };
-            for key in remembered.iter().filter(|k| k.service == listing.service) {
-                if snap.instances.iter().any(|i| &i.key == key) {
-                    continue;
-                }
-                match nacos.get_instance(key).await {
-                    Ok(Some(i)) => snap.instances.push(i),
-                    Ok(None) => {}
-                    Err(e) => {
-                        if problems.is_empty() {
-                            problems.push(Problem::from_nacos(&e));
-                        }
-                        listing.listing = Err(e.to_string());
-                        break;
-                    }
+
+    let mut kind = focus::pass_kind(state.kept.as_ref(), fingerprint, Utc::now(), resync);
+    let mut relist = None;
+    if let (PassKind::Focused, Some(kept)) = (&kind, &state.kept) {
+        // Judge the kept listings against the cluster as it is now; list again only where that
+        // calls for a write, unless an instance may be missing from them.
+        let since = kept.departures_since();
+        let unready_counts = b.spec.policy.on_pod_unready == UnreadyAction::Disable;
+        let departure = ctx
+            .view
+            .unlisted_departure(&pod_scope, &kept.known_ips(), since, unready_counts)
+            .or_else(|| focus::node_departure(&ctx.view.nodes(), since));
+        match departure {
+            Some(why) => kind = PassKind::Full(format!("{why}: it may hold an unlisted instance")),
+            None => {
+                let mut all = kept.listings.clone();
+                all.iter_mut().for_each(|l| l.fresh = true);
+                match judge_now(&all) {
+                    Ok(pre) => relist = Some(focus::to_relist(&pre.plan)),
+                    Err(stop) => return Ok(Err(stop)),
                 }
             }
         }
     }
 
-    // The cluster side of the evidence, for exactly the IPs Nacos lists.
-    let synced = ctx.view.is_synced();
+    let (server, listings) = match (relist, &mut state.kept) {
+        (Some(relist), Some(kept)) => {
+            let services: Vec<_> = kept
+                .services
+                .iter()
+                .filter(|(s, _)| relist.contains(s))
+                .cloned()
+                .collect();
+            debug!(
+                relisted = services.len(),
+                of = kept.services.len(),
+                "focused pass"
+            );
+            let fresh = list(&nacos, &kept.server, &services, &memory, &mut problems).await;
+            kept.listings = focus::merge(kept, fresh);
+            (kept.server.clone(), kept.listings.clone())
+        }
+        _ => {
+            if let PassKind::Full(why) = &kind {
+                debug!(%why, "full pass");
+            }
+            let started = Utc::now();
+            let server = match nacos.server_info().await {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(nacos_stop(&e))),
+            };
+            if let Some(stop) = check_namespace(b, &nacos, &nacos_stop).await {
+                return Ok(Err(stop));
+            }
+            let services = match governed_services(b, &nacos).await {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(nacos_stop(&e))),
+            };
+            let listings = list(&nacos, &server, &services, &memory, &mut problems).await;
+            state.kept = Some(Kept {
+                fingerprint,
+                full_at: started,
+                server: server.clone(),
+                services,
+                listings: listings.clone(),
+            });
+            (server, listings)
+        }
+    };
+
+    let Judged {
+        plan,
+        policy,
+        node_deadline,
+        now,
+        synced,
+    } = match judge_now(&listings) {
+        Ok(j) => j,
+        Err(stop) => return Ok(Err(stop)),
+    };
     if !synced {
         problems.push(Problem::CacheNotSynced(
             ctx.view.unsynced_reasons().join("; "),
         ));
     }
-    let ips: BTreeSet<IpAddr> = listings
-        .iter()
-        .filter_map(|l| l.listing.as_ref().ok())
-        .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
-        .collect();
-    let facts = ctx.view.facts_for_ips(&pod_scope, ips.iter());
-    let scope = match inputs::scope(&b.spec, &facts.nodes) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
-    };
-    let policy = match inputs::policy(&b.spec, scope) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(spec_stop(e.to_string()))),
-    };
-
-    // Decide.
-    let memory = state
-        .memory
-        .clone()
-        .unwrap_or_else(|| report::memory_from_status(b));
-    let approval = approval_token(b);
-    let now = Utc::now();
-    let plan = plan::plan(&PlanInput {
-        binding_uid: &uid,
-        policy: &policy,
-        caches_synced: synced,
-        acting_allowed: ctx.acting_allowed(),
-        pods: &facts.pods,
-        nodes: &facts.nodes,
-        tombstones: &facts.tombstones,
-        services: &listings,
-        approval: approval.as_deref(),
-        memory: &memory,
-        now,
-    });
-    let node_deadline = plan::next_node_deadline(&facts.nodes, &policy, now);
     Ok(Ok(Evaluation {
         server,
         nacos,
@@ -375,6 +338,158 @@ pub async fn evaluate(
         now,
         node_deadline,
     }))
+}
+
+/// What a pass depends on besides the cluster and the registry: a change makes the next pass full.
+fn pass_fingerprint(b: &NacosBinding, state: &super::BindingState) -> u64 {
+    let mut h = DefaultHasher::new();
+    b.metadata.generation.hash(&mut h);
+    approval_token(b).hash(&mut h);
+    state.nacos.as_ref().map(|(fp, _)| *fp).hash(&mut h);
+    h.finish()
+}
+
+/// An unknown namespace answers every listing with nothing: that must not pass for "no instances",
+/// so the namespace is looked up first.
+async fn check_namespace(
+    b: &NacosBinding,
+    nacos: &NacosClient,
+    nacos_stop: &impl Fn(&NacosError) -> Stop,
+) -> Option<Stop> {
+    let groups: BTreeSet<String> = b.spec.services.iter().map(|s| s.group.clone()).collect();
+    let groups: Vec<String> = groups.into_iter().collect();
+    let retry = retry_after(Duration::from_secs(b.spec.resync_seconds.max(5).into()));
+    match nacos.check_namespace(&groups).await {
+        Ok(NamespaceCheck::Missing { address, known }) => Some(Stop {
+            problem: Problem::NamespaceNotFound(namespace_missing_message(
+                &b.spec.nacos.namespace,
+                &address,
+                &known,
+            )),
+            retry,
+        }),
+        Ok(NamespaceCheck::Unverified(why)) => {
+            debug!(namespace = %b.spec.nacos.namespace, %why, "Nacos namespace not verifiable");
+            None
+        }
+        Ok(NamespaceCheck::Public | NamespaceCheck::Found) => None,
+        Err(e) => Some(nacos_stop(&e)),
+    }
+}
+
+/// Lists the given services, a few at a time, in their order. On a server whose listing hides
+/// disabled instances, the ones we disabled are looked up one by one, so they can be re-enabled
+/// (and are not forgotten as unlisted). The first failure also becomes a problem of the pass.
+async fn list(
+    nacos: &NacosClient,
+    server: &ServerInfo,
+    services: &[(ServiceKey, Vec<String>)],
+    memory: &Memory,
+    problems: &mut Vec<Problem>,
+) -> Vec<ServiceListing> {
+    // Futures built up front (they do nothing until polled): a stream of closures over borrowed
+    // items is not `Send` enough for the controller's future.
+    let requests: Vec<_> = services
+        .iter()
+        .map(|(service, clusters)| async move {
+            (service, nacos.list_instances(service, clusters).await)
+        })
+        .collect();
+    let mut listed = futures::stream::iter(requests).buffered(LISTINGS_IN_FLIGHT);
+    let mut first_error = None;
+    let mut listings = Vec::with_capacity(services.len());
+    while let Some((service, result)) = listed.next().await {
+        let listing = result.map_err(|e| {
+            let text = e.to_string();
+            first_error.get_or_insert(e);
+            text
+        });
+        listings.push(ServiceListing::fresh(service.clone(), listing));
+    }
+    drop(listed);
+    if !server.lists_disabled {
+        for listing in &mut listings {
+            let Ok(snap) = &mut listing.listing else {
+                continue;
+            };
+            for key in memory
+                .disabled
+                .iter()
+                .filter(|k| k.service == listing.service)
+            {
+                if snap.instances.iter().any(|i| &i.key == key) {
+                    continue;
+                }
+                match nacos.get_instance(key).await {
+                    Ok(Some(i)) => snap.instances.push(i),
+                    Ok(None) => {}
+                    Err(e) => {
+                        listing.listing = Err(e.to_string());
+                        first_error.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        problems.push(Problem::from_nacos(&e));
+    }
+    listings
+}
+
+/// A plan and what it was made with.
+struct Judged {
+    plan: Plan,
+    policy: crate::plan::Policy,
+    node_deadline: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+    /// The watch caches were synced when the cluster side was read.
+    synced: bool,
+}
+
+/// Reads the cluster side of the evidence for exactly the IPs the listings hold, and plans.
+fn judge(
+    ctx: &Context,
+    b: &NacosBinding,
+    pod_scope: &crate::cluster::PodScope,
+    listings: &[ServiceListing],
+    memory: &Memory,
+) -> Result<Judged, String> {
+    // Read before the facts: a view that loses its sync meanwhile is caught by the next pass.
+    let synced = ctx.view.is_synced();
+    let now = Utc::now();
+    let ips: BTreeSet<IpAddr> = listings
+        .iter()
+        .filter_map(|l| l.listing.as_ref().ok())
+        .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
+        .collect();
+    let facts = ctx.view.facts_for_ips(pod_scope, ips.iter());
+    let scope = inputs::scope(&b.spec, &facts.nodes).map_err(|e| e.to_string())?;
+    let policy = inputs::policy(&b.spec, scope).map_err(|e| e.to_string())?;
+    let uid = b.uid().unwrap_or_default();
+    let approval = approval_token(b);
+    let plan = plan::plan(&PlanInput {
+        binding_uid: &uid,
+        policy: &policy,
+        caches_synced: synced,
+        acting_allowed: ctx.acting_allowed(),
+        pods: &facts.pods,
+        nodes: &facts.nodes,
+        tombstones: &facts.tombstones,
+        services: listings,
+        approval: approval.as_deref(),
+        memory,
+        now,
+    });
+    let node_deadline = plan::next_node_deadline(&facts.nodes, &policy, now);
+    Ok(Judged {
+        plan,
+        policy,
+        node_deadline,
+        now,
+        synced,
+    })
 }
 
 #[instrument(skip_all, fields(binding = %key(&b)))]

@@ -53,6 +53,20 @@ pub struct ServiceListing {
     pub service: ServiceKey,
     /// `Err` carries why the listing failed: no evidence, so no action for this service.
     pub listing: Result<ServiceSnapshot, String>,
+    /// Listed in this pass. A listing kept from an earlier pass still gives verdicts, counts and grace
+    /// deadlines, but never an action: nothing is written without a listing made in the same pass.
+    pub fresh: bool,
+}
+
+impl ServiceListing {
+    /// A listing made in this pass.
+    pub fn fresh(service: ServiceKey, listing: Result<ServiceSnapshot, String>) -> Self {
+        Self {
+            service,
+            listing,
+            fresh: true,
+        }
+    }
 }
 
 /// Everything one pass decides from.
@@ -155,7 +169,7 @@ pub struct Plan {
 }
 
 impl ServicePlan {
-    fn empty(service: ServiceKey) -> Self {
+    pub(crate) fn empty(service: ServiceKey) -> Self {
         Self {
             service,
             counts: Counts::default(),
@@ -306,6 +320,10 @@ fn plan_service(
         );
     }
     apply_budget(input, memory, &mut out, removals);
+    if !listing.fresh {
+        out.actions.clear();
+        out.held.clear();
+    }
     if let Some(reason) = pass_blocked(input) {
         out.actions.clear();
         out.held.clear();

@@ -145,6 +145,7 @@ impl Fx {
                     service: svc("orders"),
                     instances,
                 }),
+                fresh: true,
             }],
             approval: None,
             memory: Memory::default(),
@@ -848,12 +849,32 @@ fn rule5_failed_listing_blocks_only_its_service() {
     fx.services.push(ServiceListing {
         service: svc("billing"),
         listing: Err("HTTP 500".into()),
+        fresh: true,
     });
     let p = fx.run();
     let names: Vec<_> = p.services.iter().map(|s| s.service.name.as_str()).collect();
     assert_eq!(names, ["billing", "orders"]);
     assert!(p.services[0].blocked.is_some() && p.services[0].actions.is_empty());
     assert!(p.services[1].blocked.is_none() && p.services[1].actions.len() == 1);
+}
+
+#[test]
+fn rule1_a_listing_from_an_earlier_pass_gives_verdicts_but_no_action() {
+    let mut fx = orphans(3);
+    fx.policy.max_removals = MaxRemovals::Count(1);
+    let fresh = fx.run();
+    assert_eq!(fresh.services[0].actions.len(), 1);
+    assert_eq!(fresh.services[0].held.len(), 2);
+    fx.services[0].fresh = false;
+    let reused = fx.run();
+    let s = &reused.services[0];
+    assert!(s.actions.is_empty() && s.held.is_empty(), "{s:#?}");
+    assert_eq!(s.counts.stale, 3, "still judged: {s:#?}");
+    assert!(s.blocked.is_none());
+    assert!(
+        reused.memory.removals.is_empty(),
+        "no budget spent on what was not listed now"
+    );
 }
 
 fn orphans(n: usize) -> Fx {
@@ -1068,6 +1089,7 @@ fn rule6_approval_releases_held_once() {
     fx.services.push(ServiceListing {
         service: svc("billing"),
         listing: Err("timeout".into()),
+        fresh: true,
     });
     assert!(
         !fx.run().approval_consumed,
@@ -1362,6 +1384,7 @@ fn rule10_output_is_ordered_and_deterministic() {
                 inst_in("billing", "10.1.0.98", 80),
             ],
         }),
+        fresh: true,
     });
     let a = fx.run();
     let mut shuffled = fx.clone();

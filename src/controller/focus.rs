@@ -1,0 +1,287 @@
+//! Which services a pass lists. A full pass lists every governed service. Between full passes (at
+//! least every `resyncSeconds`, and whenever the spec, the Secrets or the approval change) a pass
+//! first judges the listings it kept against the cluster as it is now, and lists again only the
+//! services where that calls for a write: with 1,000 services, a deleted pod costs one listing
+//! instead of 1,000. Nothing is written from a kept listing (see [`crate::plan::ServiceListing`]).
+//!
+//! Instances registered after the last full listing are unknown to the kept listings, so a pod that
+//! stops serving on an IP none of them holds makes the pass full (see
+//! [`crate::cluster::ClusterView::unlisted_departure`]); so does a node that stops being Ready.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::model::{NodeFacts, NodeReadiness, ServiceKey};
+use crate::nacos::ServerInfo;
+use crate::plan::{Plan, ServiceListing};
+
+/// Timestamps from the API server have whole seconds: look back a little further than the listing.
+const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(2);
+
+/// What a binding's passes keep of the registry between full passes.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// Of the spec generation, the approval and the Nacos client configuration: a change means full.
+    pub fingerprint: u64,
+    /// When the last full pass started listing.
+    pub full_at: DateTime<Utc>,
+    pub server: ServerInfo,
+    /// Every governed service with its cluster filter, as the last full pass found them.
+    pub services: Vec<(ServiceKey, Vec<String>)>,
+    /// The latest listing of each governed service.
+    pub listings: Vec<ServiceListing>,
+}
+
+impl Kept {
+    /// Every IP the kept listings hold.
+    pub fn known_ips(&self) -> HashSet<IpAddr> {
+        self.listings
+            .iter()
+            .filter_map(|l| l.listing.as_ref().ok())
+            .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
+            .collect()
+    }
+
+    /// Since when a departure must be looked for: the last full listing, less the clock margin.
+    pub fn departures_since(&self) -> DateTime<Utc> {
+        self.full_at - CLOCK_MARGIN
+    }
+
+    /// The kept listings, marked as not listed in this pass.
+    pub fn reused(&self) -> Vec<ServiceListing> {
+        self.listings
+            .iter()
+            .cloned()
+            .map(|mut l| {
+                l.fresh = false;
+                l
+            })
+            .collect()
+    }
+}
+
+/// Whether this pass lists everything, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassKind {
+    Full(String),
+    Focused,
+}
+
+/// Full unless the kept listings are complete, recent and from the same configuration.
+pub fn pass_kind(
+    kept: Option<&Kept>,
+    fingerprint: u64,
+    now: DateTime<Utc>,
+    resync: Duration,
+) -> PassKind {
+    let Some(kept) = kept else {
+        return PassKind::Full("first pass".into());
+    };
+    if kept.fingerprint != fingerprint {
+        return PassKind::Full("spec, Secrets or approval changed".into());
+    }
+    let resync = TimeDelta::from_std(resync).unwrap_or(TimeDelta::MAX);
+    if now - kept.full_at >= resync {
+        return PassKind::Full("resync".into());
+    }
+    if kept.listings.iter().any(|l| l.listing.is_err()) {
+        return PassKind::Full("a listing failed earlier".into());
+    }
+    PassKind::Focused
+}
+
+/// A node that stopped being Ready since `since`: instances on it may be unknown to kept listings.
+pub fn node_departure(nodes: &[NodeFacts], since: DateTime<Utc>) -> Option<String> {
+    nodes
+        .iter()
+        .find(|n| {
+            n.readiness != NodeReadiness::Ready && n.readiness_since.is_none_or(|at| at >= since)
+        })
+        .map(|n| format!("node {} not Ready", n.name))
+}
+
+/// The services a plan made from kept listings would write to (or hold writes for): they are the
+/// ones to list again.
+pub fn to_relist(plan: &Plan) -> BTreeSet<ServiceKey> {
+    plan.services
+        .iter()
+        .filter(|s| !s.actions.is_empty() || !s.held.is_empty() || !s.would_act.is_empty())
+        .map(|s| s.service.clone())
+        .collect()
+}
+
+/// This pass's listings: fresh ones for the relisted services, kept ones (not fresh) for the rest.
+pub fn merge(kept: &Kept, fresh: Vec<ServiceListing>) -> Vec<ServiceListing> {
+    let mut out = kept.reused();
+    for listing in fresh {
+        match out.iter_mut().find(|l| l.service == listing.service) {
+            Some(slot) => *slot = listing,
+            None => out.push(listing),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Instance, InstanceKey, ServiceSnapshot};
+    use crate::nacos::{ApiGeneration, ServerFlavor};
+    use crate::plan::{Action, ActionKind, Confirm, ServicePlan, Verdict};
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn svc(name: &str) -> ServiceKey {
+        ServiceKey::new("DEFAULT_GROUP", name)
+    }
+
+    fn listing(name: &str, ips: &[&str]) -> ServiceListing {
+        let instances = ips
+            .iter()
+            .map(|ip| Instance {
+                key: InstanceKey {
+                    service: svc(name),
+                    cluster: "DEFAULT".into(),
+                    ip: ip.parse().unwrap(),
+                    port: 8080,
+                },
+                ephemeral: true,
+                enabled: true,
+                healthy: true,
+                weight: 1.0,
+                metadata: Default::default(),
+            })
+            .collect();
+        ServiceListing::fresh(
+            svc(name),
+            Ok(ServiceSnapshot {
+                service: svc(name),
+                instances,
+            }),
+        )
+    }
+
+    fn kept(listings: Vec<ServiceListing>) -> Kept {
+        Kept {
+            fingerprint: 7,
+            full_at: t(0),
+            server: ServerInfo {
+                version: "unknown".into(),
+                api: ApiGeneration::V1,
+                flavor: ServerFlavor::V1Compatible,
+                lists_disabled: true,
+            },
+            services: listings
+                .iter()
+                .map(|l| (l.service.clone(), Vec::new()))
+                .collect(),
+            listings,
+        }
+    }
+
+    #[test]
+    fn full_unless_kept_listings_are_complete_recent_and_of_this_configuration() {
+        let resync = Duration::from_secs(60);
+        let k = kept(vec![listing("a", &["10.0.0.1"])]);
+        assert_eq!(
+            pass_kind(None, 7, t(1), resync),
+            PassKind::Full("first pass".into())
+        );
+        assert_eq!(pass_kind(Some(&k), 7, t(59), resync), PassKind::Focused);
+        assert!(matches!(
+            pass_kind(Some(&k), 8, t(1), resync),
+            PassKind::Full(_)
+        ));
+        assert_eq!(
+            pass_kind(Some(&k), 7, t(60), resync),
+            PassKind::Full("resync".into())
+        );
+        let mut failed = k.clone();
+        failed
+            .listings
+            .push(ServiceListing::fresh(svc("b"), Err("HTTP 500".into())));
+        assert!(matches!(
+            pass_kind(Some(&failed), 7, t(1), resync),
+            PassKind::Full(_)
+        ));
+    }
+
+    #[test]
+    fn a_node_not_ready_since_the_listing_means_full() {
+        let node = |ready: NodeReadiness, since: i64| NodeFacts {
+            name: "n1".into(),
+            readiness: ready,
+            readiness_since: Some(t(since)),
+            internal_ips: Vec::new(),
+            pod_cidrs: Vec::new(),
+        };
+        assert_eq!(
+            node_departure(&[node(NodeReadiness::Ready, 10)], t(0)),
+            None
+        );
+        assert_eq!(
+            node_departure(&[node(NodeReadiness::Unknown, -10)], t(0)),
+            None
+        );
+        assert_eq!(
+            node_departure(&[node(NodeReadiness::Unknown, 10)], t(0)).as_deref(),
+            Some("node n1 not Ready")
+        );
+    }
+
+    #[test]
+    fn relists_what_a_write_is_planned_or_held_for_and_merges_fresh_over_kept() {
+        let k = kept(vec![
+            listing("a", &["10.0.0.1"]),
+            listing("b", &["10.0.0.2"]),
+            listing("c", &["10.0.0.3"]),
+        ]);
+        assert_eq!(
+            k.known_ips(),
+            HashSet::from([
+                "10.0.0.1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+                "10.0.0.3".parse().unwrap()
+            ])
+        );
+        let action = Action {
+            kind: ActionKind::Deregister,
+            instance: listing("b", &["10.0.0.2"]).listing.unwrap().instances[0]
+                .key
+                .clone(),
+            ephemeral: true,
+            verdict: Verdict::Orphan,
+            reason: "pod gone".into(),
+            evidence_at: t(0),
+            confirm: Confirm::None,
+            replaces_deregister: false,
+        };
+        let service = |name: &str| ServicePlan::empty(svc(name));
+        let mut plan = Plan {
+            services: vec![service("a"), service("b"), service("c")],
+            frozen: false,
+            dry_run: false,
+            approval_consumed: false,
+            memory: Default::default(),
+        };
+        plan.services[1].actions.push(action.clone());
+        plan.services[2].held.push(action);
+        assert_eq!(to_relist(&plan), BTreeSet::from([svc("b"), svc("c")]));
+
+        let merged = merge(&k, vec![listing("b", &[])]);
+        let fresh: Vec<(String, bool)> = merged
+            .iter()
+            .map(|l| (l.service.name.clone(), l.fresh))
+            .collect();
+        assert_eq!(
+            fresh,
+            [("a".into(), false), ("b".into(), true), ("c".into(), false)]
+        );
+        assert_eq!(merged[1].listing.as_ref().unwrap().instances.len(), 0);
+    }
+}
