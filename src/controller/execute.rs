@@ -48,11 +48,11 @@ impl Outcome {
     }
 }
 
-/// Actions a pass executes at once. One: a pass cut short (operator killed, Nacos gone, leadership
-/// lost) then leaves at most one write whose outcome nobody read back, and the fault tests
-/// (tests/e2e_faults.rs) pin that. 16 at once was tried for mass events (BENCHMARKS.md); raising this
-/// needs those tests reworked for several writes in doubt.
-const ACTIONS_IN_FLIGHT: usize = 1;
+/// Actions whose second-signal check may run at once, ahead of the writes. Their writes still go one
+/// at a time (see `execute`), so a pass cut short (operator killed, Nacos gone, leadership lost)
+/// leaves at most one write whose outcome nobody read back, as the fault tests (tests/e2e_faults.rs)
+/// pin. Few enough that a check is at most a few writes old when its write goes out.
+const CHECKS_AHEAD: usize = 8;
 
 /// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
 type SharedMemory<'a> = std::sync::Mutex<&'a mut Memory>;
@@ -94,19 +94,25 @@ pub async fn execute(
         .collect();
     // Futures built up front (they do nothing until polled): a stream of closures over borrowed
     // items is not `Send` enough for the controller's future.
-    let (scope, memory, binding) = (scope.as_ref(), &memory, &binding);
+    // The API server checks (read-only, and with 10,000 pods the slow part) overlap; the writes
+    // queue on this lock, first come first served.
+    let writing = tokio::sync::Mutex::new(());
+    let (scope, memory, binding, writing) = (scope.as_ref(), &memory, &binding, &writing);
     let actions: Vec<_> = work
         .into_iter()
         .map(|(action, instance)| async move {
             let result = match confirm(ctx, scope, action).await {
                 Err(why) => Result::NotConfirmed(why),
-                Ok(()) => apply(nacos, uid, action, instance, memory).await,
+                Ok(()) => {
+                    let _one_at_a_time = writing.lock().await;
+                    apply(nacos, uid, action, instance, memory).await
+                }
             };
             record(ctx, binding, action, result)
         })
         .collect();
     futures::stream::iter(actions)
-        .buffered(ACTIONS_IN_FLIGHT)
+        .buffered(CHECKS_AHEAD)
         .collect()
         .await
 }
