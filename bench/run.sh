@@ -30,21 +30,18 @@ export TESTBED_STATE=${TESTBED_STATE:-/tmp/nacos-reconciler-bench}
 export TESTBED_KCM_QPS=${TESTBED_KCM_QPS:-200}
 export TESTBED_KCM_BURST=${TESTBED_KCM_BURST:-300}
 
-echo "==> cargo build --release (operator and harness)" >&2
-cargo build --release --locked --bin nacos-reconciler --bench scale --message-format=json-render-diagnostics >"${TMPDIR:-/tmp}/bench-build.$$.json"
+echo "==> cargo build --release (harness; the operator as shipped: static x86_64 musl)" >&2
+# The operator's memory is measured on the binary the image ships (musl's allocator, not glibc's).
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+command -v musl-gcc >/dev/null || { echo "musl-gcc is missing: apt-get install musl-tools" >&2; exit 1; }
+cargo build --release --locked --target x86_64-unknown-linux-musl --bin nacos-reconciler
+operator=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/nacos-reconciler
+cargo build --release --locked --bench scale --message-format=json-render-diagnostics >"${TMPDIR:-/tmp}/bench-build.$$.json"
 harness=$(python3 - "${TMPDIR:-/tmp}/bench-build.$$.json" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "scale" and m.get("executable"):
-        print(m["executable"])
-PY
-)
-operator=$(python3 - "${TMPDIR:-/tmp}/bench-build.$$.json" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "nacos-reconciler" and m.get("executable"):
         print(m["executable"])
 PY
 )
@@ -80,7 +77,7 @@ done
 gen=$(mktemp)
 {
   echo "Machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr); shared with other work (see each run's load average)."
-  echo "Kubernetes $TESTBED_K8S_VERSION (etcd, kube-apiserver, kube-controller-manager; the pods need no scheduler), KWOK v$(sed -n 's/^KWOK_VERSION=//p' tests/testbed.sh), rnacos $(sed -n 's/^RNACOS_VERSION=//p' tests/testbed.sh); operator $("$operator" version 2>/dev/null || echo '?'), release build."
+  echo "Kubernetes $TESTBED_K8S_VERSION (etcd, kube-apiserver, kube-controller-manager; the pods need no scheduler), KWOK v$(sed -n 's/^KWOK_VERSION=//p' tests/testbed.sh), rnacos $(sed -n 's/^RNACOS_VERSION=//p' tests/testbed.sh); operator $("$operator" version 2>/dev/null || echo '?'), release build, static x86_64 musl (as in the image)."
 } >"$gen"
 python3 bench/merge.py BENCHMARKS.md "$gen" "${results[@]}"
 rm -f "$gen"
