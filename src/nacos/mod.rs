@@ -664,6 +664,21 @@ impl NacosClient {
         self.inner.config.namespace_id().to_string()
     }
 
+    /// The namespace, group and name of `service`, then `more`: how every per-service query starts.
+    fn service_query(
+        &self,
+        service: &ServiceKey,
+        more: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Vec<(&'static str, String)> {
+        let mut q = vec![
+            ("namespaceId", self.ns()),
+            ("groupName", service.group.clone()),
+            ("serviceName", service.name.clone()),
+        ];
+        q.extend(more);
+        q
+    }
+
     // -----------------------------------------------------------------------------------------
     // Transport
 
@@ -1221,44 +1236,42 @@ impl NacosClient {
         service: &ServiceKey,
         wanted: &BTreeSet<&str>,
     ) -> Result<Vec<WireInstance>> {
-        let mut req = Req::get(
-            paths::V1_CATALOG_SERVICE,
-            vec![
-                ("namespaceId", self.ns()),
-                ("groupName", service.group.clone()),
-                ("serviceName", service.name.clone()),
-            ],
-        );
+        let mut req = Req::get(paths::V1_CATALOG_SERVICE, self.service_query(service, []));
         req.sign_service = Some(grouped(service));
         let r = self.request(&req).await?.ok()?;
         let clusters = Self::pick_clusters(r.parse(wire::parse_service_clusters)?, wanted);
         let mut out = Vec::new();
         for cluster in clusters {
-            let page_size = self.inner.config.page_size.max(1);
-            let items = self
-                .paginate(|page_no| {
-                    let mut req = Req::get(
-                        paths::V1_CATALOG_INSTANCES,
-                        vec![
-                            ("namespaceId", self.ns()),
-                            ("groupName", service.group.clone()),
-                            ("serviceName", service.name.clone()),
-                            ("clusterName", cluster.clone()),
-                            ("pageNo", page_no.to_string()),
-                            ("pageSize", page_size.to_string()),
-                        ],
-                    );
-                    req.sign_service = Some(grouped(service));
-                    async move {
-                        let r = self.request(&req).await?.ok()?;
-                        let page = r.parse(wire::parse_catalog_instances)?;
-                        Ok((r.address, page))
-                    }
-                })
-                .await?;
-            out.extend(items);
+            out.extend(self.catalog_instances(service, Some(&cluster)).await?);
         }
         Ok(out)
+    }
+
+    /// Every page of the v1 catalog listing of `service`: one cluster, or all of them.
+    async fn catalog_instances(
+        &self,
+        service: &ServiceKey,
+        cluster: Option<&str>,
+    ) -> Result<Vec<WireInstance>> {
+        let page_size = self.inner.config.page_size.max(1);
+        let cluster = cluster.map(|c| ("clusterName", c.to_string()));
+        self.paginate(|page_no| {
+            let more = cluster.clone().into_iter().chain([
+                ("pageNo", page_no.to_string()),
+                ("pageSize", page_size.to_string()),
+            ]);
+            let mut req = Req::get(
+                paths::V1_CATALOG_INSTANCES,
+                self.service_query(service, more),
+            );
+            req.sign_service = Some(grouped(service));
+            async move {
+                let r = self.request(&req).await?.ok()?;
+                let page = r.parse(wire::parse_catalog_instances)?;
+                Ok((r.address, page))
+            }
+        })
+        .await
     }
 
     async fn list_v3(
@@ -1266,14 +1279,7 @@ impl NacosClient {
         service: &ServiceKey,
         wanted: &BTreeSet<&str>,
     ) -> Result<Vec<WireInstance>> {
-        let req = Req::get(
-            paths::V3_SERVICE,
-            vec![
-                ("namespaceId", self.ns()),
-                ("groupName", service.group.clone()),
-                ("serviceName", service.name.clone()),
-            ],
-        );
+        let req = Req::get(paths::V3_SERVICE, self.service_query(service, []));
         let r = self.request(&req).await?.ok()?;
         let clusters = Self::pick_clusters(r.parse(wire::parse_service_clusters)?, wanted);
         let mut out = Vec::new();
@@ -1284,15 +1290,15 @@ impl NacosClient {
                 .paginate(|page_no| {
                     let req = Req::get(
                         paths::V3_INSTANCE_LIST,
-                        vec![
-                            ("namespaceId", self.ns()),
-                            ("groupName", service.group.clone()),
-                            ("serviceName", service.name.clone()),
-                            ("clusterName", cluster.clone()),
-                            ("healthyOnly", "false".into()),
-                            ("pageNo", page_no.to_string()),
-                            ("pageSize", page_size.to_string()),
-                        ],
+                        self.service_query(
+                            service,
+                            [
+                                ("clusterName", cluster.clone()),
+                                ("healthyOnly", "false".into()),
+                                ("pageNo", page_no.to_string()),
+                                ("pageSize", page_size.to_string()),
+                            ],
+                        ),
                     );
                     async move {
                         let r = self.request(&req).await?.ok()?;
@@ -1316,11 +1322,7 @@ impl NacosClient {
         if console {
             let req = Req::get(
                 paths::RNACOS_CONSOLE_INSTANCES,
-                vec![
-                    ("namespaceId", self.ns()),
-                    ("groupName", service.group.clone()),
-                    ("serviceName", service.name.clone()),
-                ],
+                self.service_query(service, []),
             );
             let r = self.request(&req).await?.ok()?;
             let page = r.parse(wire::parse_rnacos_console_instances)?;
@@ -1333,26 +1335,7 @@ impl NacosClient {
             }
             return Ok(page.items);
         }
-        let page_size = self.inner.config.page_size.max(1);
-        self.paginate(|page_no| {
-            let mut req = Req::get(
-                paths::V1_CATALOG_INSTANCES,
-                vec![
-                    ("namespaceId", self.ns()),
-                    ("groupName", service.group.clone()),
-                    ("serviceName", service.name.clone()),
-                    ("pageNo", page_no.to_string()),
-                    ("pageSize", page_size.to_string()),
-                ],
-            );
-            req.sign_service = Some(grouped(service));
-            async move {
-                let r = self.request(&req).await?.ok()?;
-                let page = r.parse(wire::parse_catalog_instances)?;
-                Ok((r.address, page))
-            }
-        })
-        .await
+        self.catalog_instances(service, None).await
     }
 
     /// One instance by key, whatever its enabled state; `None` when it does not exist.
