@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use tracing::{info, warn};
 
+use super::confirm::PodCheck;
 use super::Context;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
@@ -97,15 +96,31 @@ pub async fn execute(
     // The API server checks (read-only, and with 10,000 pods the slow part) overlap; the writes
     // queue on this lock, first come first served.
     let writing = tokio::sync::Mutex::new(());
-    let (scope, memory, binding, writing) = (scope.as_ref(), &memory, &binding, &writing);
+    let to_confirm = work
+        .iter()
+        .filter(|(a, _)| matches!(a.confirm, Confirm::NoLivePodWithIp(_)))
+        .count();
+    let check = PodCheck::new(ctx, scope.as_ref(), to_confirm);
+    let (check, memory, binding, writing) = (&check, &memory, &binding, &writing);
     let actions: Vec<_> = work
         .into_iter()
         .map(|(action, instance)| async move {
-            let result = match confirm(ctx, scope, action).await {
+            let ip = match action.confirm {
+                Confirm::NoLivePodWithIp(ip) => Some(ip),
+                Confirm::None => None,
+            };
+            let confirmed = match ip {
+                Some(ip) => check.api_server(ip).await,
+                None => Ok(()),
+            };
+            let result = match confirmed {
                 Err(why) => Result::NotConfirmed(why),
                 Ok(()) => {
                     let _one_at_a_time = writing.lock().await;
-                    apply(nacos, uid, action, instance, memory).await
+                    match ip.map_or(Ok(()), |ip| check.cache(ip)) {
+                        Err(why) => Result::NotConfirmed(why),
+                        Ok(()) => apply(nacos, uid, action, instance, memory).await,
+                    }
                 }
             };
             record(ctx, binding, action, result)
@@ -179,47 +194,6 @@ fn record(ctx: &Context, binding: &str, action: &Action, result: Result) -> Outc
 /// `ip:port` (`[ip]:port` for IPv6), the form Events and status use.
 fn instance_address(key: &crate::model::InstanceKey) -> String {
     std::net::SocketAddr::new(key.ip, key.port).to_string()
-}
-
-/// Two signals: the cache says no live pod of this binding holds the IP; ask the API server directly.
-async fn confirm(
-    ctx: &Context,
-    scope: Option<&PodScope>,
-    action: &Action,
-) -> std::result::Result<(), String> {
-    let Confirm::NoLivePodWithIp(ip) = action.confirm else {
-        return Ok(());
-    };
-    let Some(scope) = scope else {
-        return Err("the binding's pod selector is invalid".into());
-    };
-    // Only pods of the binding's scope can make the instance Live, so asking in those namespaces is
-    // enough, and works when RBAC grants pods per namespace.
-    let params = ListParams::default().fields(&format!("status.podIP={ip}"));
-    let mut live = None;
-    for ns in scope.namespaces() {
-        let listed = Api::<Pod>::namespaced(ctx.client.clone(), ns)
-            .list(&params)
-            .await
-            .map_err(|e| format!("confirming with the API server failed: {e}"))?;
-        live = listed.items.into_iter().find(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            p.metadata.deletion_timestamp.is_none()
-                && matches!(phase, Some("Running") | Some("Pending"))
-                && scope.matches(&p.namespace().unwrap_or_default(), p.labels())
-        });
-        if live.is_some() {
-            break;
-        }
-    }
-    match live {
-        Some(p) => Err(format!(
-            "the API server still has pod {}/{} on {ip}",
-            p.namespace().unwrap_or_default(),
-            p.name_any()
-        )),
-        None => Ok(()),
-    }
 }
 
 async fn apply(

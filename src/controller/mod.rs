@@ -3,6 +3,7 @@
 //!
 //! One pass: dereference (Secrets) → list Nacos → plan (pure) → execute and verify → report.
 
+mod confirm;
 mod execute;
 mod focus;
 pub mod inputs;
