@@ -1,5 +1,5 @@
 //! Which services a pass lists. A full pass lists every governed service. Between full passes (at
-//! least every `resyncSeconds`, and whenever the spec, the Secrets or the approval change) a pass
+//! least every `resyncSeconds`, and whenever the spec, the Secrets or the annotations change) a pass
 //! first judges the listings it kept against the cluster as it is now, and lists again only the
 //! services where that calls for a write: with 1,000 services, a deleted pod costs one listing
 //! instead of 1,000. Nothing is written from a kept listing (see [`crate::plan::ServiceListing`]).
@@ -24,7 +24,7 @@ const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(2);
 /// What a binding's passes keep of the registry between full passes.
 #[derive(Debug, Clone)]
 pub struct Kept {
-    /// Of the spec generation, the approval and the Nacos client configuration: a change means full.
+    /// Of the spec generation, the annotations and the Nacos client configuration: a change means full.
     pub fingerprint: u64,
     /// When the last full pass started listing.
     pub full_at: DateTime<Utc>,
@@ -81,7 +81,7 @@ pub fn pass_kind(
         return PassKind::Full("first pass".into());
     };
     if kept.fingerprint != fingerprint {
-        return PassKind::Full("spec, Secrets or approval changed".into());
+        return PassKind::Full("spec, Secrets or annotations changed".into());
     }
     let resync = TimeDelta::from_std(resync).unwrap_or(TimeDelta::MAX);
     if now - kept.full_at >= resync {

@@ -341,10 +341,11 @@ pub async fn evaluate(
 }
 
 /// What a pass depends on besides the cluster and the registry: a change makes the next pass full.
+/// Annotations count whole (the approval among them), so any annotation forces a full pass.
 fn pass_fingerprint(b: &NacosBinding, state: &super::BindingState) -> u64 {
     let mut h = DefaultHasher::new();
     b.metadata.generation.hash(&mut h);
-    approval_token(b).hash(&mut h);
+    b.annotations().hash(&mut h);
     state.nacos.as_ref().map(|(fp, _)| *fp).hash(&mut h);
     h.finish()
 }
