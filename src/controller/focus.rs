@@ -50,14 +50,25 @@ impl Kept {
         self.full_at - CLOCK_MARGIN
     }
 
-    /// The kept listings, marked as not listed in this pass.
-    pub fn reused(&self) -> Vec<ServiceListing> {
+    /// Takes in the listings made in this pass and returns this pass's listings: those fresh, the
+    /// other kept ones marked as not listed in this pass.
+    pub fn update(&mut self, fresh: Vec<ServiceListing>) -> Vec<ServiceListing> {
+        let relisted: BTreeSet<ServiceKey> = fresh.iter().map(|l| l.service.clone()).collect();
+        for listing in fresh {
+            match self
+                .listings
+                .iter_mut()
+                .find(|l| l.service == listing.service)
+            {
+                Some(slot) => *slot = listing,
+                None => self.listings.push(listing),
+            }
+        }
         self.listings
             .iter()
-            .cloned()
-            .map(|mut l| {
-                l.fresh = false;
-                l
+            .map(|l| ServiceListing {
+                fresh: relisted.contains(&l.service),
+                ..l.clone()
             })
             .collect()
     }
@@ -111,18 +122,6 @@ pub fn to_relist(plan: &Plan) -> BTreeSet<ServiceKey> {
         .filter(|s| !s.actions.is_empty() || !s.held.is_empty() || !s.would_act.is_empty())
         .map(|s| s.service.clone())
         .collect()
-}
-
-/// This pass's listings: fresh ones for the relisted services, kept ones (not fresh) for the rest.
-pub fn merge(kept: &Kept, fresh: Vec<ServiceListing>) -> Vec<ServiceListing> {
-    let mut out = kept.reused();
-    for listing in fresh {
-        match out.iter_mut().find(|l| l.service == listing.service) {
-            Some(slot) => *slot = listing,
-            None => out.push(listing),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -235,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn relists_what_a_write_is_planned_or_held_for_and_merges_fresh_over_kept() {
+    fn relists_what_a_write_is_planned_or_held_for_and_takes_the_new_listings_in() {
         let k = kept(vec![
             listing("a", &["10.0.0.1"]),
             listing("b", &["10.0.0.2"]),
@@ -273,7 +272,8 @@ mod tests {
         plan.services[2].held.push(action);
         assert_eq!(to_relist(&plan), BTreeSet::from([svc("b"), svc("c")]));
 
-        let merged = merge(&k, vec![listing("b", &[])]);
+        let mut k = k;
+        let merged = k.update(vec![listing("b", &[])]);
         let fresh: Vec<(String, bool)> = merged
             .iter()
             .map(|l| (l.service.name.clone(), l.fresh))
@@ -283,5 +283,7 @@ mod tests {
             [("a".into(), false), ("b".into(), true), ("c".into(), false)]
         );
         assert_eq!(merged[1].listing.as_ref().unwrap().instances.len(), 0);
+        assert_eq!(k.listings[1], merged[1], "kept up to date");
+        assert!(k.listings.iter().all(|l| l.fresh), "kept as listed");
     }
 }

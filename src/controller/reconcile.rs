@@ -257,14 +257,10 @@ pub async fn evaluate(
             .or_else(|| focus::node_departure(&ctx.view.nodes(), since));
         match departure {
             Some(why) => kind = PassKind::Full(format!("{why}: it may hold an unlisted instance")),
-            None => {
-                let mut all = kept.listings.clone();
-                all.iter_mut().for_each(|l| l.fresh = true);
-                match judge_now(&all) {
-                    Ok(pre) => relist = Some(focus::to_relist(&pre.plan)),
-                    Err(stop) => return Ok(Err(stop)),
-                }
-            }
+            None => match judge_now(&kept.listings) {
+                Ok(pre) => relist = Some(focus::to_relist(&pre.plan)),
+                Err(stop) => return Ok(Err(stop)),
+            },
         }
     }
 
@@ -282,8 +278,7 @@ pub async fn evaluate(
                 "focused pass"
             );
             let fresh = list(&nacos, &kept.server, &services, &memory, &mut problems).await;
-            kept.listings = focus::merge(kept, fresh);
-            (kept.server.clone(), kept.listings.clone())
+            (kept.server.clone(), kept.update(fresh))
         }
         _ => {
             if let PassKind::Full(why) = &kind {
