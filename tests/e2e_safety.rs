@@ -3,30 +3,19 @@
 //! outage, wrong credentials, and `kubectl get` / `kubectl describe`.
 
 mod common;
+mod faults;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::apps::v1::Deployment;
+use faults::{has_condition, scale, wait_passes};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use nacos_reconciler::crd::{NacosBinding, NacosBindingStatus, PendingState, PlannedAction};
+use nacos_reconciler::crd::{NacosBinding, PendingState, PlannedAction};
 use serde_json::json;
 
 const APPROVE: &str = "nacos-reconciler.io/approve-removals";
-
-/// (status, reason) of a condition.
-fn condition(s: &NacosBindingStatus, type_: &str) -> Option<(String, String)> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-fn has_condition(s: &NacosBindingStatus, type_: &str, status: &str, reason: &str) -> bool {
-    condition(s, type_) == Some((status.to_string(), reason.to_string()))
-}
 
 /// The events.k8s.io/v1 Events about binding `name` with `reason`.
 async fn events(client: &kube::Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
@@ -81,39 +70,6 @@ fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The number of reconcile passes the operator finished for `binding` (ns/name), from its metrics.
-async fn passes(operator: &Operator, binding: &str) -> u64 {
-    let m = operator.metrics().await;
-    let prefix =
-        format!("nacos_reconciler_reconcile_duration_seconds_count{{binding=\"{binding}\"}} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Waits until the operator finished `n` more passes for `binding` than now.
-async fn wait_passes(operator: &Operator, binding: &str, n: u64, timeout: Duration) {
-    let start = passes(operator, binding).await;
-    wait_for(
-        &format!("{n} more reconcile passes of {binding}"),
-        timeout,
-        || async move { (passes(operator, binding).await >= start + n).then_some(()) },
-    )
-    .await;
-}
-
-async fn scale(client: &kube::Client, ns: &str, name: &str, replicas: i32) {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await
-        .expect("scale the deployment");
 }
 
 fn addrs(pods: &[(String, String)]) -> Vec<String> {
@@ -553,82 +509,21 @@ async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_retu
     .await;
 }
 
-/// An access token from a Nacos server with auth on.
-async fn login(base: &str, password: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/nacos/v1/auth/login"))
-        .form(&[
-            ("username", testbed_env("NACOS_USERNAME")),
-            ("password", password.to_string()),
-        ])
-        .send()
-        .await
-        .expect("login");
-    let v: serde_json::Value = r.json().await.expect("login answer");
-    v["accessToken"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no accessToken in {v}"))
-        .to_string()
-}
-
-async fn register_with_token(base: &str, token: &str, service: &str, ip: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/nacos/v1/ns/instance"))
-        .query(&[
-            ("serviceName", service),
-            ("ip", ip),
-            ("port", "8080"),
-            ("ephemeral", "false"),
-            ("accessToken", token),
-        ])
-        .send()
-        .await
-        .expect("register");
-    assert!(r.status().is_success(), "register {ip}: {}", r.status());
-}
-
-async fn instance_with_token(
-    base: &str,
-    token: &str,
-    service: &str,
-    ip: &str,
-) -> Option<serde_json::Value> {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/nacos/v1/ns/instance"))
-        .query(&[
-            ("serviceName", service),
-            ("ip", ip),
-            ("port", "8080"),
-            ("clusterName", "DEFAULT"),
-            ("accessToken", token),
-        ])
-        .send()
-        .await
-        .expect("get instance");
-    let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap_or_default();
-    assert!(
-        status.is_success() || status.as_u16() == 404 || v.get("ip").is_none(),
-        "GET instance {ip}: {status} {v}"
-    );
-    v.get("ip").is_some().then_some(v)
-}
-
 #[tokio::test]
 async fn wrong_credentials_give_auth_failed_and_remove_nothing_until_the_password_is_fixed() {
     let client = kube_client().await;
     install_crd(&client).await;
     let nacos = testbed_env("RNACOS_AUTH_ADDR");
     let password = testbed_env("NACOS_PASSWORD");
-    let token = login(&nacos, &password).await;
+    let token = nacos_login(&nacos, &testbed_env("NACOS_USERNAME"), &password).await;
     let ns = unique("auth");
     create_namespace(&client, &ns).await;
     let pods = deploy(&client, &ns, "auth", 1, None).await;
     let svc = format!("{ns}-svc");
     let live_ip = pods[0].1.clone();
     let orphan_ip = "10.244.252.1";
-    register_with_token(&nacos, &token, &svc, &live_ip).await;
-    register_with_token(&nacos, &token, &svc, orphan_ip).await;
+    register_http_with_token(&nacos, &token, &svc, &live_ip, 8080).await;
+    register_http_with_token(&nacos, &token, &svc, orphan_ip, 8080).await;
 
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
     let secret: Secret = serde_json::from_value(json!({
@@ -669,7 +564,7 @@ async fn wrong_credentials_give_auth_failed_and_remove_nothing_until_the_passwor
     );
     wait_passes(&operator, &format!("{ns}/auth"), 2, Duration::from_secs(40)).await;
     assert!(
-        instance_with_token(&nacos, &token, &svc, orphan_ip)
+        nacos_instance_with_token(&nacos, &token, &svc, orphan_ip, 8080)
             .await
             .is_some(),
         "the orphan was removed with wrong credentials"
@@ -694,7 +589,7 @@ async fn wrong_credentials_give_auth_failed_and_remove_nothing_until_the_passwor
         || {
             let (nacos, token, svc) = (nacos.clone(), token.clone(), svc.clone());
             async move {
-                instance_with_token(&nacos, &token, &svc, orphan_ip)
+                nacos_instance_with_token(&nacos, &token, &svc, orphan_ip, 8080)
                     .await
                     .is_none()
                     .then_some(())
@@ -718,9 +613,11 @@ async fn wrong_credentials_give_auth_failed_and_remove_nothing_until_the_passwor
     )
     .await;
     assert_eq!(s.removed_total, 1, "{s:#?}");
-    assert!(instance_with_token(&nacos, &token, &svc, &live_ip)
-        .await
-        .is_some());
+    assert!(
+        nacos_instance_with_token(&nacos, &token, &svc, &live_ip, 8080)
+            .await
+            .is_some()
+    );
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -737,7 +737,8 @@ pub async fn nacos_instance_with_token(
         ])
         .send()
         .await
-        .ok()?;
+        // Not `None`: a server that cannot be asked must not read as "instance gone".
+        .expect("GET instance");
     let v: serde_json::Value = r.json().await.unwrap_or_default();
     v.get("ip").is_some().then_some(v)
 }
