@@ -42,12 +42,24 @@ impl Scene {
         proxy: &FaultProxy,
         policy: serde_json::Value,
     ) -> Self {
+        Self::on_node(prefix, replicas, None, nacos, proxy, policy).await
+    }
+
+    /// The same, the pods on `node` (a node of the test's own) when given.
+    async fn on_node(
+        prefix: &str,
+        replicas: i32,
+        node: Option<&str>,
+        nacos: &str,
+        proxy: &FaultProxy,
+        policy: serde_json::Value,
+    ) -> Self {
         let client = kube_client().await;
         install_crd(&client).await;
         let ns = unique(prefix);
         create_namespace(&client, &ns).await;
         let app = prefix.to_string();
-        let pods = deploy(&client, &ns, &app, replicas, None).await;
+        let pods = deploy(&client, &ns, &app, replicas, node).await;
         let svc = format!("{ns}-svc");
         register_all(nacos, &svc, &ips(&pods)).await;
         create_binding(
@@ -750,34 +762,28 @@ async fn cycle_one_pod(
 #[tokio::test]
 async fn an_ip_reused_by_a_new_pod_of_the_same_app_keeps_its_instance() {
     let client = kube_client().await;
-    install_crd(&client).await;
     let node_name = unique("reuse-node");
     let node = OwnKwokNode::start(&client, &node_name, "10.245.77.1").await;
     let nacos = testbed_env("RNACOS_ADDR");
     let proxy = FaultProxy::start(&nacos).await;
-    let ns = unique("nreuse");
-    create_namespace(&client, &ns).await;
-    let app = "nreuse";
-    let pods = deploy(&client, &ns, app, 2, Some(&node_name)).await;
-    let svc = format!("{ns}-svc");
-    register_all(&nacos, &svc, &ips(&pods)).await;
-    create_binding(
-        &client,
-        &ns,
-        app,
-        binding_spec(
-            &proxy.addr,
-            &svc,
-            app,
-            json!({"gracePeriodSeconds": 15, "onPodTerminating": "Ignore", "maxRemovals": "100%"}),
-        ),
+    let scene = Scene::on_node(
+        "nreuse",
+        2,
+        Some(&node_name),
+        &nacos,
+        &proxy,
+        json!({"gracePeriodSeconds": 15, "onPodTerminating": "Ignore", "maxRemovals": "100%"}),
     )
     .await;
-    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+    let (ns, app, svc) = (scene.ns.clone(), scene.app.as_str(), scene.svc.clone());
     let op = Operator::start(&ns);
-    wait_status(&bindings, app, "2 live", Duration::from_secs(60), |s| {
-        s.instances.live == 2
-    })
+    wait_status(
+        &scene.bindings,
+        app,
+        "2 live",
+        Duration::from_secs(60),
+        |s| s.instances.live == 2,
+    )
     .await;
 
     let (freed, after) = cycle_one_pod(&client, &ns, app, 2).await;
@@ -790,7 +796,7 @@ async fn an_ip_reused_by_a_new_pod_of_the_same_app_keeps_its_instance() {
     wait_passes(&op, &format!("{ns}/{app}"), 2, Duration::from_secs(30)).await;
     proxy.assert_untouched(&after);
     assert_live_registered(&nacos, &svc, &after).await;
-    let s = bindings.get(app).await.unwrap().status.unwrap();
+    let s = scene.bindings.get(app).await.unwrap().status.unwrap();
     assert_eq!(
         (s.instances.live, s.instances.stale, s.removed_total),
         (2, 0, 0),
@@ -802,35 +808,29 @@ async fn an_ip_reused_by_a_new_pod_of_the_same_app_keeps_its_instance() {
 #[tokio::test]
 async fn an_instance_we_disabled_is_re_enabled_when_a_new_pod_of_the_app_gets_its_ip() {
     let client = kube_client().await;
-    install_crd(&client).await;
     let node_name = unique("reuse2-node");
     let node = OwnKwokNode::start(&client, &node_name, "10.245.77.2").await;
     let nacos = testbed_env("RNACOS_ADDR");
     let proxy = FaultProxy::start(&nacos).await;
-    let ns = unique("nreen");
-    create_namespace(&client, &ns).await;
-    let app = "nreen";
-    let pods = deploy(&client, &ns, app, 2, Some(&node_name)).await;
-    let svc = format!("{ns}-svc");
-    register_all(&nacos, &svc, &ips(&pods)).await;
-    create_binding(
-        &client,
-        &ns,
-        app,
-        binding_spec(
-            &proxy.addr,
-            &svc,
-            app,
-            json!({"action": "Disable", "gracePeriodSeconds": 1, "onPodTerminating": "Ignore",
-                   "maxRemovals": "100%"}),
-        ),
+    let scene = Scene::on_node(
+        "nreen",
+        2,
+        Some(&node_name),
+        &nacos,
+        &proxy,
+        json!({"action": "Disable", "gracePeriodSeconds": 1, "onPodTerminating": "Ignore",
+               "maxRemovals": "100%"}),
     )
     .await;
-    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+    let (ns, app, svc) = (scene.ns.clone(), scene.app.as_str(), scene.svc.clone());
     let _op = Operator::start(&ns);
-    wait_status(&bindings, app, "2 live", Duration::from_secs(60), |s| {
-        s.instances.live == 2
-    })
+    wait_status(
+        &scene.bindings,
+        app,
+        "2 live",
+        Duration::from_secs(60),
+        |s| s.instances.live == 2,
+    )
     .await;
 
     let freed = scale_down(&client, &ns, app, 1).await;
