@@ -777,14 +777,7 @@ async fn an_ip_reused_by_a_new_pod_of_the_same_app_keeps_its_instance() {
     .await;
     let (ns, app, svc) = (scene.ns.clone(), scene.app.as_str(), scene.svc.clone());
     let op = Operator::start(&ns);
-    wait_status(
-        &scene.bindings,
-        app,
-        "2 live",
-        Duration::from_secs(60),
-        |s| s.instances.live == 2,
-    )
-    .await;
+    scene.wait_ready_live(2).await;
 
     let (freed, after) = cycle_one_pod(&client, &ns, app, 2).await;
     assert!(
@@ -824,14 +817,7 @@ async fn an_instance_we_disabled_is_re_enabled_when_a_new_pod_of_the_app_gets_it
     .await;
     let (ns, app, svc) = (scene.ns.clone(), scene.app.as_str(), scene.svc.clone());
     let _op = Operator::start(&ns);
-    wait_status(
-        &scene.bindings,
-        app,
-        "2 live",
-        Duration::from_secs(60),
-        |s| s.instances.live == 2,
-    )
-    .await;
+    scene.wait_ready_live(2).await;
 
     let freed = scale_down(&client, &ns, app, 1).await;
     let (n, sv, f) = (nacos.as_str(), svc.as_str(), freed.as_str());
