@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::model::{NodeFacts, NodeReadiness, ServiceKey};
+use super::execute::{Outcome, Result as Written};
+use crate::model::{NodeFacts, NodeReadiness, ServiceKey, DISABLED_BY_KEY};
 use crate::nacos::ServerInfo;
-use crate::plan::{Plan, ServiceListing};
+use crate::plan::{ActionKind, Plan, ServiceListing};
 
 /// Timestamps from the API server have whole seconds: look back a little further than the listing.
 const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(2);
@@ -71,6 +72,45 @@ impl Kept {
                 ..l.clone()
             })
             .collect()
+    }
+}
+
+impl Kept {
+    /// Brings the kept listings up to what this pass's writes did, so the next pass judges the
+    /// registry as it is (an instance we disabled must look disabled, or a pod taking its address
+    /// again would not call for re-enabling it). A write that failed or was not confirmed changed
+    /// nothing.
+    pub fn record_writes(&mut self, outcomes: &[Outcome], uid: &str) {
+        for o in outcomes {
+            let key = &o.action.instance;
+            let Some(snap) = self
+                .listings
+                .iter_mut()
+                .find(|l| l.service == key.service)
+                .and_then(|l| l.listing.as_mut().ok())
+            else {
+                continue;
+            };
+            let disabled = match (&o.result, o.action.kind) {
+                (Written::Done, ActionKind::Deregister) => {
+                    snap.instances.retain(|i| &i.key != key);
+                    continue;
+                }
+                (Written::Done, ActionKind::Disable)
+                | (Written::Ineffective { disabled: true }, _) => true,
+                (Written::Done, ActionKind::Enable) => false,
+                _ => continue,
+            };
+            if let Some(i) = snap.instances.iter_mut().find(|i| &i.key == key) {
+                i.enabled = !disabled;
+                if disabled {
+                    i.metadata
+                        .insert(DISABLED_BY_KEY.to_string(), uid.to_string());
+                } else {
+                    i.metadata.remove(DISABLED_BY_KEY);
+                }
+            }
+        }
     }
 }
 
@@ -208,6 +248,64 @@ mod tests {
             pass_kind(Some(&failed), 7, t(1), resync),
             PassKind::Full(_)
         ));
+    }
+
+    #[test]
+    fn writes_that_took_are_recorded_in_the_kept_listings() {
+        let mut k = kept(vec![listing(
+            "a",
+            &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"],
+        )]);
+        let keys: Vec<InstanceKey> = k.listings[0]
+            .listing
+            .as_ref()
+            .unwrap()
+            .instances
+            .iter()
+            .map(|i| i.key.clone())
+            .collect();
+        let outcome = |i: usize, kind: ActionKind, result: Written| Outcome {
+            action: Action {
+                kind,
+                instance: keys[i].clone(),
+                ephemeral: true,
+                verdict: Verdict::Orphan,
+                reason: String::new(),
+                evidence_at: t(0),
+                confirm: Confirm::None,
+                replaces_deregister: false,
+            },
+            result,
+        };
+        k.record_writes(
+            &[
+                outcome(0, ActionKind::Deregister, Written::Done),
+                outcome(
+                    1,
+                    ActionKind::Deregister,
+                    Written::Ineffective { disabled: true },
+                ),
+                outcome(2, ActionKind::Disable, Written::Failed("HTTP 500".into())),
+                outcome(3, ActionKind::Disable, Written::Done),
+            ],
+            "uid-1",
+        );
+        let left = &k.listings[0].listing.as_ref().unwrap().instances;
+        let state: Vec<(String, bool, Option<&str>)> = left
+            .iter()
+            .map(|i| (i.key.ip.to_string(), i.enabled, i.disabled_by()))
+            .collect();
+        assert_eq!(
+            state,
+            [
+                ("10.0.0.2".into(), false, Some("uid-1")),
+                ("10.0.0.3".into(), true, None),
+                ("10.0.0.4".into(), false, Some("uid-1")),
+            ]
+        );
+        k.record_writes(&[outcome(3, ActionKind::Enable, Written::Done)], "uid-1");
+        let i = &k.listings[0].listing.as_ref().unwrap().instances[2];
+        assert!(i.enabled && i.disabled_by().is_none());
     }
 
     #[test]

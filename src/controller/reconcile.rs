@@ -546,6 +546,9 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     )
     .await;
     state.memory = Some(memory.clone());
+    if let Some(kept) = &mut state.kept {
+        kept.record_writes(&outcomes, &uid);
+    }
     rep.outcomes(&outcomes).await;
     state.removed_total = rep.removed_total();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
