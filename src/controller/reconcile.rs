@@ -498,8 +498,10 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     if !ctx.acting_allowed() {
         // A standby (or a leader still settling) writes nothing: not to Nacos, and not status or
         // Events, which the leader owns. Nor does it list Nacos. It forgets what it remembered, so
-        // when it leads it starts from the budget and approvals the leader recorded in status.
+        // when it leads it starts from the budget and approvals the leader recorded in status, and
+        // from a full listing.
         state.memory = None;
+        state.kept = None;
         return Ok(Requeue::requeue(resync.min(Duration::from_secs(5))));
     }
     let mut rep = report::Report::new(&b, &ctx);
