@@ -34,16 +34,28 @@ pub struct Kept {
     pub services: Vec<(ServiceKey, Vec<String>)>,
     /// The latest listing of each governed service.
     pub listings: Vec<ServiceListing>,
+    /// Every IP any of them held since the full pass, those of instances we removed included:
+    /// a departure on one of these is no sign of an unlisted instance.
+    pub known: HashSet<IpAddr>,
 }
 
 impl Kept {
-    /// Every IP the kept listings hold.
-    pub fn known_ips(&self) -> HashSet<IpAddr> {
-        self.listings
-            .iter()
-            .filter_map(|l| l.listing.as_ref().ok())
-            .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
-            .collect()
+    pub fn new(
+        fingerprint: u64,
+        full_at: DateTime<Utc>,
+        server: ServerInfo,
+        services: Vec<(ServiceKey, Vec<String>)>,
+        listings: Vec<ServiceListing>,
+    ) -> Self {
+        let known = ips_of(&listings);
+        Self {
+            fingerprint,
+            full_at,
+            server,
+            services,
+            listings,
+            known,
+        }
     }
 
     /// Since when a departure must be looked for: the last full listing, less the clock margin.
@@ -55,6 +67,7 @@ impl Kept {
     /// other kept ones marked as not listed in this pass.
     pub fn update(&mut self, fresh: Vec<ServiceListing>) -> Vec<ServiceListing> {
         let relisted: BTreeSet<ServiceKey> = fresh.iter().map(|l| l.service.clone()).collect();
+        self.known.extend(ips_of(&fresh));
         for listing in fresh {
             match self
                 .listings
@@ -112,6 +125,14 @@ impl Kept {
             }
         }
     }
+}
+
+fn ips_of(listings: &[ServiceListing]) -> HashSet<IpAddr> {
+    listings
+        .iter()
+        .filter_map(|l| l.listing.as_ref().ok())
+        .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
+        .collect()
 }
 
 /// Whether this pass lists everything, and why.
@@ -206,21 +227,17 @@ mod tests {
     }
 
     fn kept(listings: Vec<ServiceListing>) -> Kept {
-        Kept {
-            fingerprint: 7,
-            full_at: t(0),
-            server: ServerInfo {
-                version: "unknown".into(),
-                api: ApiGeneration::V1,
-                flavor: ServerFlavor::V1Compatible,
-                lists_disabled: true,
-            },
-            services: listings
-                .iter()
-                .map(|l| (l.service.clone(), Vec::new()))
-                .collect(),
-            listings,
-        }
+        let server = ServerInfo {
+            version: "unknown".into(),
+            api: ApiGeneration::V1,
+            flavor: ServerFlavor::V1Compatible,
+            lists_disabled: true,
+        };
+        let services = listings
+            .iter()
+            .map(|l| (l.service.clone(), Vec::new()))
+            .collect();
+        Kept::new(7, t(0), server, services, listings)
     }
 
     #[test]
@@ -303,6 +320,10 @@ mod tests {
                 ("10.0.0.4".into(), false, Some("uid-1")),
             ]
         );
+        assert!(
+            k.known.contains(&"10.0.0.1".parse().unwrap()),
+            "a removed instance's address stays known"
+        );
         k.record_writes(&[outcome(3, ActionKind::Enable, Written::Done)], "uid-1");
         let i = &k.listings[0].listing.as_ref().unwrap().instances[2];
         assert!(i.enabled && i.disabled_by().is_none());
@@ -339,7 +360,7 @@ mod tests {
             listing("c", &["10.0.0.3"]),
         ]);
         assert_eq!(
-            k.known_ips(),
+            k.known,
             HashSet::from([
                 "10.0.0.1".parse().unwrap(),
                 "10.0.0.2".parse().unwrap(),

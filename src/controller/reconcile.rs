@@ -253,7 +253,7 @@ pub async fn evaluate(
         let unready_counts = b.spec.policy.on_pod_unready == UnreadyAction::Disable;
         let departure = ctx
             .view
-            .unlisted_departure(&pod_scope, &kept.known_ips(), since, unready_counts)
+            .unlisted_departure(&pod_scope, &kept.known, since, unready_counts)
             .or_else(|| focus::node_departure(&ctx.view.nodes(), since));
         match departure {
             Some(why) => kind = PassKind::Full(format!("{why}: it may hold an unlisted instance")),
@@ -297,13 +297,13 @@ pub async fn evaluate(
                 Err(e) => return Ok(Err(nacos_stop(&e))),
             };
             let listings = list(&nacos, &server, &services, &memory, &mut problems).await;
-            state.kept = Some(Kept {
+            state.kept = Some(Kept::new(
                 fingerprint,
-                full_at: started,
-                server: server.clone(),
+                started,
+                server.clone(),
                 services,
-                listings: listings.clone(),
-            });
+                listings.clone(),
+            ));
             (server, listings)
         }
     };
