@@ -7,7 +7,9 @@
 //! - (3) kube-apiserver restarted under the operator: watches resume, caches resync, no removals
 //!   while unsynced;
 //! - (7) the operator's RBAC revoked mid-run (its relist is refused): missing evidence, no removals,
-//!   `CacheSynced=False`, `/readyz` 503; RBAC restored: the stale instances go.
+//!   `CacheSynced=False`, `/readyz` 503; RBAC restored: the stale instances go. (7)'s other case, a
+//!   relist that comes back empty rather than refused, needs no private cluster: it is
+//!   `e2e_empty_relist.rs`, on the shared testbed, behind a Kubernetes API fault proxy of its own.
 //!
 //! One test, the phases in sequence: they share the private control plane and would disturb each
 //! other in parallel. The operator reaches Nacos through the fault proxy, whose log shows every write.
