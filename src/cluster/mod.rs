@@ -22,6 +22,7 @@
 //! let facts = view.facts_for_ips(&scope, instance_ips.iter());
 //! ```
 
+mod backoff;
 mod change;
 mod index;
 mod prune;
@@ -49,6 +50,8 @@ pub use prune::{
 pub use selector::{selector_matches, LabelMatcher, PodScope, SelectorError};
 pub use state::{Applied, ClusterFacts, Update, ViewState};
 pub use sync::{StreamId, StreamState, WatchedKind};
+
+pub(crate) use backoff::RetryBackoff;
 
 use crate::model::NodeFacts;
 use watch::{run_stream, ChangeSink, Shared, StreamSpec};

@@ -3,20 +3,22 @@
 //! Each stream runs `watcher()` and prunes every object as soon as it arrives, so full objects never
 //! reach the store (a `reflector::Store` would keep whole `K`s and offers no IP index). Init..InitDone
 //! is buffered and applied as one relist, like the reflector does. On any error the watcher is dropped
-//! and recreated after a backoff, which forces a fresh list: "degraded until the next relist".
+//! and recreated after a short backoff ([`RetryBackoff`]), which forces a fresh list: "degraded until
+//! the next relist".
 
 use std::fmt::Debug;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use kube::runtime::watcher::{self, DefaultBackoff, Event};
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use super::backoff::{jitter_unit, RetryBackoff};
 use super::change::ClusterChange;
 use super::state::{Applied, Update, ViewState};
 use super::sync::StreamId;
@@ -121,11 +123,11 @@ pub(crate) async fn run_stream<K, T>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     T: Send,
 {
-    let mut backoff = DefaultBackoff::default();
+    let mut backoff = RetryBackoff::default();
     loop {
         watch_until_restart(&spec, &shared, &mut sink).await;
-        // DefaultBackoff resets itself after a quiet period, so a flapping watch keeps backing off.
-        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        // Starts over only after a quiet run, so a flapping watch keeps backing off (up to 5 s).
+        let delay = backoff.next_delay(Instant::now(), jitter_unit());
         debug!(stream = %spec.id, ?delay, "restarting watch with a fresh list");
         tokio::time::sleep(delay).await;
     }

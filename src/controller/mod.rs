@@ -24,7 +24,7 @@ use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
-use crate::cluster::{binding_triggers, ClusterView, ClusterViewConfig, PodScope};
+use crate::cluster::{binding_triggers, ClusterView, ClusterViewConfig, PodScope, RetryBackoff};
 use crate::crd::NacosBinding;
 use crate::metrics::Metrics;
 use crate::nacos::NacosClient;
@@ -113,7 +113,8 @@ pub async fn run(
     // must not trigger passes. Cluster changes and requeues trigger the rest.
     let (store, writer) = reflector::store();
     let bindings = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
+        // The view's retry policy: a binding watch that fails is back within seconds of the fault.
+        .backoff(RetryBackoff::default())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(

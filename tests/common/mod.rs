@@ -287,6 +287,16 @@ impl Operator {
 
     /// Starts one replica named `name` with extra `run` flags; its log file carries the name.
     pub fn start_with(namespace: &str, name: &str, extra: &[&str]) -> Self {
+        Self::start_with_kubeconfig(namespace, name, &testbed_env("KUBECONFIG"), extra)
+    }
+
+    /// As `start_with`, reaching the API server through `kubeconfig` (a ServiceAccount's, a proxy's).
+    pub fn start_with_kubeconfig(
+        namespace: &str,
+        name: &str,
+        kubeconfig: &str,
+        extra: &[&str],
+    ) -> Self {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = std::env::var("TESTBED_STATE")
@@ -299,7 +309,7 @@ impl Operator {
         let file = std::fs::File::create(&log).expect("operator log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"));
         cmd.arg("run")
-            .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+            .args(["--kubeconfig", kubeconfig])
             .args(["--namespaces", namespace])
             .args(["--metrics-addr", &metrics_addr])
             .args(["--log-level", "info,nacos_reconciler=debug"])
@@ -366,6 +376,61 @@ pub async fn deploy(
         .await
         .expect("create deployment");
     ready_pods(client, ns, app, replicas as usize).await
+}
+
+/// Creates `n` bare pods `<app>-<i>` labelled app=`app`, bound to the testbed's KWOK nodes in turn
+/// (spec.nodeName, no scheduler), and returns (name, ip) pairs once they all run Ready. Nothing owns
+/// them: no controller recreates them and the garbage collector leaves them alone, so a bare pod goes
+/// only when the test deletes it. They tolerate every taint (no eviction from an unreachable node).
+pub async fn create_bare_pods(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    n: usize,
+) -> Vec<(String, String)> {
+    use k8s_openapi::api::core::v1::Pod;
+    let nodes: usize = testbed_env("TESTBED_KWOK_NODES")
+        .parse()
+        .expect("TESTBED_KWOK_NODES is a number");
+    let api = Api::<Pod>::namespaced(client.clone(), ns);
+    for i in 0..n {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{app}-{i}"), "labels": {"app": app}},
+            "spec": {
+                "nodeName": format!("kwok-node-{}", i % nodes.max(1)),
+                "containers": [{"name": app, "image": "app:1", "ports": [{"name": "http", "containerPort": 8080}]}],
+                "tolerations": [{"operator": "Exists"}],
+            }
+        }))
+        .unwrap();
+        // Refused until the namespace's `default` ServiceAccount exists (the controller creating it
+        // can be slow, e.g. after an API server restart): retry, as a ReplicaSet would.
+        let (api, pod) = (&api, &pod);
+        let mut attempt = 0u32;
+        wait_for(
+            &format!("bare pod {app}-{i} created"),
+            Duration::from_secs(60),
+            || {
+                attempt += 1;
+                let first = attempt == 1;
+                async move {
+                    match api.create(&Default::default(), pod).await {
+                        Ok(_) => Some(()),
+                        Err(kube::Error::Api(e)) if e.code == 409 => Some(()),
+                        Err(e) => {
+                            if first {
+                                eprintln!("creating bare pod {app}-{i} (retrying): {e}");
+                            }
+                            None
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    ready_pods(client, ns, app, n).await
 }
 
 /// Waits until exactly `n` pods of `app` run Ready; returns (name, ip) pairs.

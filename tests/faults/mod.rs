@@ -1,10 +1,13 @@
-//! Support for the fault tests (`e2e_faults*.rs`): an in-process fault-injecting HTTP proxy between
-//! the operator and rnacos, and the status/Event/metrics helpers those tests share.
+//! Support for the fault tests (`e2e_faults*.rs`, `e2e_empty_relist.rs`): an in-process
+//! fault-injecting HTTP proxy between the operator and rnacos, one between the operator and the
+//! Kubernetes API ([`kube_proxy`]), and the status/Event/metrics helpers those tests share.
 //!
 //! The operator talks to Nacos only through the proxy, so the proxy's log is a complete, continuous
 //! record of every write it made: "nothing live was touched" is checked against that log, not only
 //! against the registry at the end.
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod kube_proxy;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

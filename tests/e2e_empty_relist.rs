@@ -1,0 +1,184 @@
+//! End-to-end fault scenario (issue 5, scenario 7's last case) on the shared testbed: the informer's
+//! pod relist comes back EMPTY (not refused), as when the API server's watch cache answers with an
+//! empty list while every pod still exists.
+//!
+//! The operator reaches the Kubernetes API through a fault proxy (`faults::kube_proxy`) that, while
+//! the fault is on, empties the pod lists its informer makes and forces that informer to relist
+//! (410 Gone on its watch). The first empty relist is not believed, the second is; then every
+//! instance looks stale, and the direct check before each removal (a list by `status.podIP` that the
+//! proxy passes through) finds the pod: nothing may be written. The guards a binding can turn off are
+//! off (`maxRemovals: 100%`, a 1 s grace), so the two-signal check is the only one left. The
+//! operator reaches Nacos through the Nacos fault proxy, whose log shows every write.
+
+mod common;
+mod faults;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use faults::kube_proxy::{KubeFaultProxy, PodRequest};
+use faults::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use nacos_reconciler::crd::NacosBinding;
+use serde_json::json;
+
+#[tokio::test]
+async fn an_empty_relist_from_the_watch_cache_takes_nothing_offline() {
+    let client = kube_client().await;
+    install_crd(&client).await;
+    let nacos = testbed_env("RNACOS_ADDR");
+    let proxy = FaultProxy::start(&nacos).await;
+    let ns = unique("emptyrl");
+    create_namespace(&client, &ns).await;
+    let app = "emptyrl";
+    // Bare pods: only this test deletes them, and nothing recreates one on a freed IP.
+    let pods = create_bare_pods(&client, &ns, app, 4).await;
+    let all = ips(&pods);
+    let svc = format!("{ns}-svc");
+    register_all(&nacos, &svc, &all).await;
+    create_binding(
+        &client,
+        &ns,
+        app,
+        binding_spec(
+            &proxy.addr,
+            &svc,
+            app,
+            json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}),
+        ),
+    )
+    .await;
+    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+    let key = format!("{ns}/{app}");
+
+    let kube = KubeFaultProxy::start(&testbed_env("KUBECONFIG")).await;
+    let kubeconfig = kube.kubeconfig(&PathBuf::from(testbed_env("TESTBED_STATE")));
+    let op =
+        Operator::start_with_kubeconfig(&ns, "op-empty-relist", &kubeconfig.to_string_lossy(), &[]);
+    let ready_all = |s: &nacos_reconciler::crd::NacosBindingStatus| {
+        has_condition(s, "Ready", "True", "Reconciled")
+            && has_condition(s, "CacheSynced", "True", "Synced")
+            && s.instances.live == 4
+    };
+    wait_status(
+        &bindings,
+        app,
+        "Ready with 4 live instances",
+        Duration::from_secs(90),
+        ready_all,
+    )
+    .await;
+    assert!(
+        kube.log().iter().any(|e| e.what == PodRequest::Watch),
+        "the operator's pod watch did not go through the proxy: {:#?}",
+        kube.log()
+    );
+
+    // The fault: the watch cache answers the informer's lists with nothing.
+    let fault = Instant::now();
+    kube.set_empty_lists(true);
+    kube.force_relist();
+    let kube = &kube;
+    wait_for(
+        "two emptied pod relists (the first is not believed)",
+        Duration::from_secs(60),
+        || async move {
+            let n = kube.count_since(
+                fault,
+                |e| matches!(e.what, PodRequest::EmptiedList { had } if had >= 4),
+            );
+            (n >= 2).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "two empty relists {:?} after the fault began",
+        fault.elapsed()
+    );
+    for (name, _) in &pods {
+        let text = format!("the API server still has pod {ns}/{name}");
+        wait_event(
+            &client,
+            &ns,
+            app,
+            "NotConfirmed",
+            &text,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    eprintln!(
+        "NotConfirmed for every pod {:?} after the fault began",
+        fault.elapsed()
+    );
+    // A few more passes with the fault on: still nothing.
+    wait_passes(&op, &key, 3, Duration::from_secs(60)).await;
+    let sent: Vec<_> = proxy.log().into_iter().filter(|e| e.is_removal()).collect();
+    assert!(
+        sent.is_empty(),
+        "WRONGFUL REMOVAL: writes during an empty relist: {sent:#?}"
+    );
+    assert_live_registered(&nacos, &svc, &all).await;
+    let checks = kube.count_since(fault, |e| {
+        e.what == PodRequest::List
+            && e.params
+                .get("fieldSelector")
+                .is_some_and(|f| f.starts_with("status.podIP="))
+    });
+    assert!(
+        checks >= pods.len(),
+        "expected a direct check per instance, saw {checks}: {:#?}",
+        kube.log()
+    );
+    let emptied = kube.count_since(fault, |e| matches!(e.what, PodRequest::EmptiedList { .. }));
+    eprintln!("during the fault: {emptied} emptied relists, {checks} direct checks, no writes");
+
+    // The fault ends; the next relist refills the cache.
+    kube.set_empty_lists(false);
+    let healed = Instant::now();
+    kube.force_relist();
+    wait_status(
+        &bindings,
+        app,
+        "Ready with 4 live instances after the cache refilled",
+        Duration::from_secs(90),
+        ready_all,
+    )
+    .await;
+    eprintln!(
+        "Ready with 4 live {:?} after the fault ended",
+        healed.elapsed()
+    );
+    assert!(
+        kube.count_since(healed, |e| e.what == PodRequest::List
+            && !e.params.contains_key("fieldSelector"))
+            > 0,
+        "no full relist after the fault ended: {:#?}",
+        kube.log()
+    );
+
+    // This setup can remove: a pod deleted now is taken offline, and only that one.
+    let (name, ip) = pods[0].clone();
+    let deleted = Instant::now();
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .delete(&name, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete a pod");
+    wait_deregistered(
+        &nacos,
+        &svc,
+        std::slice::from_ref(&ip),
+        Duration::from_secs(60),
+    )
+    .await;
+    eprintln!(
+        "{ip} deregistered {:?} after its pod was deleted",
+        deleted.elapsed()
+    );
+    let rest: Vec<String> = all.iter().filter(|i| **i != ip).cloned().collect();
+    proxy.assert_untouched(&rest);
+    assert_live_registered(&nacos, &svc, &rest).await;
+    drop(op);
+}
