@@ -5,8 +5,10 @@
 //! The operator reaches the Kubernetes API through a fault proxy (`faults::kube_proxy`) that, while
 //! the fault is on, empties the pod lists its informer makes and forces that informer to relist
 //! (410 Gone on its watch). The first empty relist is not believed, the second is; then every
-//! instance looks stale, and the direct check before each removal (a list by `status.podIP` that the
-//! proxy passes through) finds the pod: nothing may be written. The guards a binding can turn off are
+//! instance looks stale, and the direct check before each removal finds the pod: nothing may be
+//! written. The check is a list by `status.podIP` per instance, or from 16 instances in a pass one
+//! paged list of the scope's unfinished pods (`status.phase!=...`); the proxy passes both through,
+//! as they are not the informer's list. Both ways are tested. The guards a binding can turn off are
 //! off (`maxRemovals: 100%`, a 1 s grace), so the two-signal check is the only one left. The
 //! operator reaches Nacos through the Nacos fault proxy, whose log shows every write.
 
@@ -25,16 +27,26 @@ use nacos_reconciler::crd::NacosBinding;
 use serde_json::json;
 
 #[tokio::test]
-async fn an_empty_relist_from_the_watch_cache_takes_nothing_offline() {
+async fn an_empty_relist_takes_nothing_offline_checked_instance_by_instance() {
+    empty_relist(4, "status.podIP=").await;
+}
+
+#[tokio::test]
+async fn an_empty_relist_takes_nothing_offline_checked_with_one_listing_for_many() {
+    empty_relist(20, "status.phase!=").await;
+}
+
+/// `n` pods; `check` starts the fieldSelector of the direct checks expected.
+async fn empty_relist(n: usize, check: &str) {
     let client = kube_client().await;
     install_crd(&client).await;
     let nacos = testbed_env("RNACOS_ADDR");
     let proxy = FaultProxy::start(&nacos).await;
-    let ns = unique("emptyrl");
+    let ns = unique(&format!("emptyrl{n}"));
     create_namespace(&client, &ns).await;
     let app = "emptyrl";
     // Bare pods: only this test deletes them, and nothing recreates one on a freed IP.
-    let pods = create_bare_pods(&client, &ns, app, 4).await;
+    let pods = create_bare_pods(&client, &ns, app, n).await;
     let all = ips(&pods);
     let svc = format!("{ns}-svc");
     register_all(&nacos, &svc, &all).await;
@@ -60,12 +72,12 @@ async fn an_empty_relist_from_the_watch_cache_takes_nothing_offline() {
     let ready_all = |s: &nacos_reconciler::crd::NacosBindingStatus| {
         has_condition(s, "Ready", "True", "Reconciled")
             && has_condition(s, "CacheSynced", "True", "Synced")
-            && s.instances.live == 4
+            && s.instances.live == n as u32
     };
     wait_status(
         &bindings,
         app,
-        "Ready with 4 live instances",
+        &format!("Ready with {n} live instances"),
         Duration::from_secs(90),
         ready_all,
     )
@@ -85,11 +97,11 @@ async fn an_empty_relist_from_the_watch_cache_takes_nothing_offline() {
         "two emptied pod relists (the first is not believed)",
         Duration::from_secs(60),
         || async move {
-            let n = kube.count_since(
+            let emptied = kube.count_since(
                 fault,
-                |e| matches!(e.what, PodRequest::EmptiedList { had } if had >= 4),
+                |e| matches!(e.what, PodRequest::EmptiedList { had } if had >= n),
             );
-            (n >= 2).then_some(())
+            (emptied >= 2).then_some(())
         },
     )
     .await;
@@ -125,11 +137,16 @@ async fn an_empty_relist_from_the_watch_cache_takes_nothing_offline() {
         e.what == PodRequest::List
             && e.params
                 .get("fieldSelector")
-                .is_some_and(|f| f.starts_with("status.podIP="))
+                .is_some_and(|f| f.starts_with(check))
     });
+    let expected = if check.starts_with("status.podIP") {
+        pods.len()
+    } else {
+        1
+    };
     assert!(
-        checks >= pods.len(),
-        "expected a direct check per instance, saw {checks}: {:#?}",
+        checks >= expected,
+        "expected at least {expected} direct checks ({check}...), saw {checks}: {:#?}",
         kube.log()
     );
     let emptied = kube.count_since(fault, |e| matches!(e.what, PodRequest::EmptiedList { .. }));
@@ -142,13 +159,13 @@ async fn an_empty_relist_from_the_watch_cache_takes_nothing_offline() {
     wait_status(
         &bindings,
         app,
-        "Ready with 4 live instances after the cache refilled",
+        &format!("Ready with {n} live instances after the cache refilled"),
         Duration::from_secs(90),
         ready_all,
     )
     .await;
     eprintln!(
-        "Ready with 4 live {:?} after the fault ended",
+        "Ready with {n} live {:?} after the fault ended",
         healed.elapsed()
     );
     assert!(
