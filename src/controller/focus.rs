@@ -34,26 +34,35 @@ pub struct Kept {
     pub services: Vec<(ServiceKey, Vec<String>)>,
     /// The latest listing of each governed service.
     pub listings: Vec<ServiceListing>,
-    /// Every IP any of them held since the full pass, those of instances we removed included:
-    /// a departure on one of these is no sign of an unlisted instance.
+    /// Every IP a listing held since the full pass, those of instances we removed included.
+    listed: HashSet<IpAddr>,
+    /// Those and the ones of the full pass before: a departure on one of these is no sign of an
+    /// unlisted instance. (The previous generation matters: a pod deleted just before a full pass
+    /// whose instance was already removed is missing from that pass's listing, and within the clock
+    /// margin; without it every deletion near a full pass would make the next pass full too.)
     pub known: HashSet<IpAddr>,
 }
 
 impl Kept {
+    /// After a full pass; `previous` is what the passes before it kept.
     pub fn new(
         fingerprint: u64,
         full_at: DateTime<Utc>,
         server: ServerInfo,
         services: Vec<(ServiceKey, Vec<String>)>,
         listings: Vec<ServiceListing>,
+        previous: Option<Kept>,
     ) -> Self {
-        let known = ips_of(&listings);
+        let listed = ips_of(&listings);
+        let mut known = previous.map(|p| p.listed).unwrap_or_default();
+        known.extend(listed.iter().copied());
         Self {
             fingerprint,
             full_at,
             server,
             services,
             listings,
+            listed,
             known,
         }
     }
@@ -67,7 +76,9 @@ impl Kept {
     /// other kept ones marked as not listed in this pass.
     pub fn update(&mut self, fresh: Vec<ServiceListing>) -> Vec<ServiceListing> {
         let relisted: BTreeSet<ServiceKey> = fresh.iter().map(|l| l.service.clone()).collect();
-        self.known.extend(ips_of(&fresh));
+        let ips = ips_of(&fresh);
+        self.known.extend(ips.iter().copied());
+        self.listed.extend(ips);
         for listing in fresh {
             match self
                 .listings
@@ -237,7 +248,7 @@ mod tests {
             .iter()
             .map(|l| (l.service.clone(), Vec::new()))
             .collect();
-        Kept::new(7, t(0), server, services, listings)
+        Kept::new(7, t(0), server, services, listings, None)
     }
 
     #[test]
@@ -327,6 +338,35 @@ mod tests {
         k.record_writes(&[outcome(3, ActionKind::Enable, Written::Done)], "uid-1");
         let i = &k.listings[0].listing.as_ref().unwrap().instances[2];
         assert!(i.enabled && i.disabled_by().is_none());
+    }
+
+    #[test]
+    fn addresses_of_the_previous_full_pass_stay_known_for_one_more() {
+        let first = kept(vec![listing("a", &["10.0.0.1", "10.0.0.2"])]);
+        // The next full pass no longer lists .1 (removed meanwhile); .3 is new.
+        let second = Kept::new(
+            7,
+            t(60),
+            first.server.clone(),
+            first.services.clone(),
+            vec![listing("a", &["10.0.0.2", "10.0.0.3"])],
+            Some(first),
+        );
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert!(second.known.contains(&ip("10.0.0.1")));
+        let third = Kept::new(
+            7,
+            t(120),
+            second.server.clone(),
+            second.services.clone(),
+            vec![listing("a", &["10.0.0.3"])],
+            Some(second),
+        );
+        assert!(
+            !third.known.contains(&ip("10.0.0.1")),
+            "one generation only"
+        );
+        assert!(third.known.contains(&ip("10.0.0.2")));
     }
 
     #[test]

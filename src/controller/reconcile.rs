@@ -303,6 +303,7 @@ pub async fn evaluate(
                 server.clone(),
                 services,
                 listings.clone(),
+                state.kept.take(),
             ));
             (server, listings)
         }
