@@ -68,6 +68,9 @@ for n in "${scales[@]}"; do
   mv "$out.full" "$out"
   echo "==> $n pods: tables in $out" >&2
   results+=("$n" "$out")
+  # The operator's log outlives the testbed (which `down` removes).
+  cp "$TESTBED_STATE/logs/operator-bench.log" "${TMPDIR:-/tmp}/operator-bench-$n.log" 2>/dev/null \
+    && echo "==> $n pods: operator log in ${TMPDIR:-/tmp}/operator-bench-$n.log" >&2
   tests/testbed.sh down >/dev/null 2>&1 || true
 done
 
