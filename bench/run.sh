@@ -47,6 +47,8 @@ PY
 )
 rm -f "${TMPDIR:-/tmp}/bench-build.$$.json"
 [ -x "$harness" ] && [ -x "$operator" ] || { echo "build gave no harness/operator binary" >&2; exit 1; }
+# What the binaries were built from (the tree may change while the benchmark runs).
+built_from="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (with uncommitted changes)')"
 
 trap 'tests/testbed.sh down >/dev/null 2>&1 || true' EXIT
 results=()
@@ -61,7 +63,7 @@ for n in "${scales[@]}"; do
   out=$(mktemp --suffix=.md)
   "$harness" --pods "$n" --operator "$operator" --out "$out" ${pass[@]+"${pass[@]}"}
   {
-    echo "Command: \`$command\`; operator commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (with uncommitted changes)')."
+    echo "Command: \`$command\`; operator commit $built_from."
     echo
     cat "$out"
   } >"$out.full"
