@@ -30,7 +30,10 @@ impl OperatorProc {
             .args(["--namespaces", super::cluster::NS])
             .args(["--metrics-addr", &metrics_addr])
             // Each pass says whether it was full or focused, and why.
-            .args(["--log-level", "info,nacos_reconciler::controller::reconcile=debug"])
+            .args([
+                "--log-level",
+                "info,nacos_reconciler::controller::reconcile=debug",
+            ])
             .args(["--instance-name", "bench"])
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

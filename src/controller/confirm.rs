@@ -1,6 +1,7 @@
 //! The second signal. Before an instance is taken offline because the watch cache has no live pod of
-//! the binding on its IP, the API server is asked directly; and right before the write the cache is
-//! asked once more, since a new pod may have taken the IP while earlier writes of the pass went out.
+//! the binding on its IP, the API server is asked directly (a GET of the pod the cache saw go, or a
+//! list by address); and right before the write the cache is asked once more, since a new pod may
+//! have taken the IP while earlier writes of the pass went out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,8 +17,8 @@ use crate::cluster::{PodInfo, PodScope};
 use crate::model::PodPhase;
 
 /// From this many instances to confirm in one pass, one paged listing of the scope's pods answers
-/// for all of them: a listing filtered by `status.podIP` makes the API server scan every pod of the
-/// namespace, once per instance, which with thousands of pods is the slow part of a mass removal.
+/// for all of those asked by address: a listing filtered by `status.podIP` makes the API server scan
+/// every pod of the namespace, once per instance (after an operator restart, every orphan is asked so).
 const LIST_FROM: usize = 16;
 /// How long such a listing stands for the API server's word; older, it is listed again.
 const LISTING_TTL: Duration = Duration::from_secs(2);
@@ -42,9 +43,34 @@ impl<'a> PodCheck<'a> {
         }
     }
 
-    /// `Err(why)` when the API server has a live pod of the scope on `ip`, or cannot say.
+    /// `Err(why)` when the API server has a live pod of the scope on `ip`, or cannot say. The
+    /// pods the cache saw leave this address are fetched one by one (cheap at any cluster size);
+    /// when it saw none (the pod went while nobody watched), the API server is asked by address.
     pub async fn api_server(&self, ip: IpAddr) -> Result<(), String> {
         let scope = self.scope()?;
+        let gone: Vec<_> = self
+            .ctx
+            .view
+            .tombstones_for_ip(&ip)
+            .into_iter()
+            .filter(|t| scope.matches(&t.namespace, &t.labels))
+            .collect();
+        if !gone.is_empty() {
+            for t in gone {
+                let pod = Api::<Pod>::namespaced(self.ctx.client.clone(), &t.namespace)
+                    .get_opt(&t.name)
+                    .await
+                    .map_err(|e| format!("confirming with the API server failed: {e}"))?;
+                // A pod of that name may be back (a StatefulSet's), on this address or another.
+                if pod.is_some_and(|p| holds_ip(&p, scope) && pod_ips(&p).contains(&ip)) {
+                    return Err(format!(
+                        "the API server still has pod {}/{} on {ip}",
+                        t.namespace, t.name
+                    ));
+                }
+            }
+            return Ok(());
+        }
         let holder = match &self.listing {
             Some(listing) => {
                 let mut guard = listing.lock().await;

@@ -51,7 +51,7 @@ impl Outcome {
 /// at a time (see `execute`), so a pass cut short (operator killed, Nacos gone, leadership lost)
 /// leaves at most one write whose outcome nobody read back, as the fault tests (tests/e2e_faults.rs)
 /// pin. Few enough that a check is at most a few writes old when its write goes out.
-const CHECKS_AHEAD: usize = 8;
+const CHECKS_AHEAD: usize = 16;
 
 /// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
 type SharedMemory<'a> = std::sync::Mutex<&'a mut Memory>;

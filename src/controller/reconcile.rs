@@ -516,6 +516,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
             return Ok(Requeue::requeue(stop.retry));
         }
     };
+    let evaluated = started.elapsed();
     rep.server(&eval.server);
     for p in eval.problems.iter().cloned() {
         rep.problem(p).await;
@@ -538,6 +539,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
             return Ok(Requeue::requeue(retry_after(resync)));
         }
     }
+    let budgeted = started.elapsed();
     let outcomes: Vec<Outcome> = execute(
         &ctx,
         &b,
@@ -548,6 +550,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         &mut memory,
     )
     .await;
+    let executed = started.elapsed();
     state.memory = Some(memory.clone());
     if let Some(kept) = &mut state.kept {
         kept.record_writes(&outcomes, &uid);
@@ -572,6 +575,15 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .unwrap_or(resync)
         .min(resync);
     rep.finish(started).await?;
+    // Where a pass spends its time (cumulative from its start).
+    debug!(
+        ?evaluated,
+        ?budgeted,
+        ?executed,
+        total = ?started.elapsed(),
+        actions = outcomes.len(),
+        "pass done"
+    );
     Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
 }
 
