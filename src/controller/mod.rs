@@ -55,7 +55,7 @@ pub struct Context {
     pub client: Client,
     pub view: ClusterView,
     pub metrics: Arc<Metrics>,
-    pub recorder: report::EventRecorder,
+    pub recorder: Arc<report::EventRecorder>,
     /// Per binding UID.
     pub bindings: Mutex<HashMap<String, Arc<Mutex<BindingState>>>>,
     /// False while this process is not the leader, or during the settle period after winning.
@@ -134,13 +134,13 @@ pub async fn run(
             })
             .collect()
     });
-    let recorder = report::EventRecorder::new(
+    let recorder = Arc::new(report::EventRecorder::new(
         client.clone(),
         Reporter {
             controller: "nacos-reconciler".into(),
             instance: Some(opts.instance_name.clone()),
         },
-    );
+    ));
     let ctx = Arc::new(Context {
         client,
         view,

@@ -31,13 +31,13 @@ pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<St
         .map_err(|_| "the cluster caches did not sync within 60s".to_string())?
         .map_err(|e| e.to_string())?;
     let ctx = Context {
-        recorder: super::report::EventRecorder::new(
+        recorder: std::sync::Arc::new(super::report::EventRecorder::new(
             client.clone(),
             Reporter {
                 controller: "nacos-reconciler-plan".into(),
                 instance: None,
             },
-        ),
+        )),
         client,
         view,
         metrics: Arc::new(Metrics::new()),

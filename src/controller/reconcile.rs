@@ -555,7 +555,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     if let Some(kept) = &mut state.kept {
         kept.record_writes(&outcomes, &uid);
     }
-    rep.outcomes(&outcomes).await;
+    rep.outcomes(&outcomes);
     state.removed_total = rep.removed_total();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
+use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::execute::{Outcome, Result as Applied};
@@ -164,6 +165,9 @@ fn operation_of(method: &str, path: &str) -> &'static str {
 
 /// Events of one pass's actions published at once.
 const EVENTS_IN_FLIGHT: usize = 16;
+/// Actions' Events waiting to be published; past this many (a mass removal on a slow API server)
+/// further ones are dropped with a warning, as Kubernetes' own recorders do under load.
+const MAX_QUEUED_EVENTS: usize = 4096;
 
 /// How long a subject's Recorder is kept unused: kube's Recorder starts a new Event (instead of
 /// counting a repeat) after six minutes anyway.
@@ -180,6 +184,8 @@ pub struct EventRecorder {
     client: kube::Client,
     reporter: Reporter,
     by_subject: std::sync::Mutex<HashMap<u64, (Recorder, Instant)>>,
+    /// Room for the actions' Events that are still being published in the background.
+    backlog: Arc<Semaphore>,
 }
 
 impl EventRecorder {
@@ -188,6 +194,7 @@ impl EventRecorder {
             client,
             reporter,
             by_subject: Default::default(),
+            backlog: Arc::new(Semaphore::new(MAX_QUEUED_EVENTS)),
         }
     }
 
@@ -227,6 +234,16 @@ impl EventRecorder {
     #[cfg(test)]
     fn subjects(&self) -> usize {
         self.by_subject.lock().unwrap().len()
+    }
+}
+
+fn action_event(type_: EventType, reason: &str, note: &str) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
     }
 }
 
@@ -299,18 +316,52 @@ impl<'a> Report<'a> {
 
     /// Records what the pass's actions did, and publishes their Events a few at a time: after a
     /// mass event, one Event after another would hold the next pass back for their sum.
-    pub async fn outcomes(&mut self, outcomes: &[Outcome]) {
-        let events: Vec<(EventType, &'static str, String, String)> =
-            outcomes.iter().map(|o| self.outcome(o)).collect();
-        let this = &*self;
-        let publish: Vec<_> = events
+    /// Counts the actions into the status and publishes their Events in the background: with
+    /// hundreds of actions, waiting for their Events held the next pass back by seconds.
+    pub fn outcomes(&mut self, outcomes: &[Outcome]) {
+        let mut events: Vec<(Event, String)> = outcomes
             .iter()
-            .map(|(type_, reason, subject, note)| this.event_about(*type_, reason, subject, note))
+            .map(|o| {
+                let (type_, reason, subject, note) = self.outcome(o);
+                (action_event(type_, reason, &note), subject)
+            })
             .collect();
-        futures::stream::iter(publish)
-            .buffer_unordered(EVENTS_IN_FLIGHT)
-            .collect::<Vec<()>>()
-            .await;
+        if events.is_empty() {
+            return;
+        }
+        let recorder = self.ctx.recorder.clone();
+        let backlog = recorder.backlog.clone();
+        let room = events.len().min(backlog.available_permits());
+        if room < events.len() {
+            warn!(
+                dropped = events.len() - room,
+                "too many Events waiting to be published; dropping some"
+            );
+            events.truncate(room);
+        }
+        let Ok(permits) = backlog.try_acquire_many_owned(room as u32) else {
+            return;
+        };
+        let regarding = self.b.object_ref(&());
+        // Futures that own what they need, so the task outlives this pass.
+        let publish: Vec<_> = events
+            .into_iter()
+            .map(|(ev, subject)| {
+                let (recorder, regarding) = (recorder.clone(), regarding.clone());
+                async move {
+                    if let Err(e) = recorder.publish(&ev, &subject, &regarding).await {
+                        warn!(error = %e, reason = %ev.reason, "could not publish event");
+                    }
+                }
+            })
+            .collect();
+        tokio::spawn(async move {
+            futures::stream::iter(publish)
+                .buffer_unordered(EVENTS_IN_FLIGHT)
+                .collect::<Vec<()>>()
+                .await;
+            drop(permits);
+        });
     }
 
     /// Counts one action's outcome into the status; returns its Event (type, reason, subject, note).
@@ -502,13 +553,7 @@ impl<'a> Report<'a> {
     /// An Event about one subject (an instance); repeats about the same subject fold into one
     /// series, and different subjects get Events of their own.
     async fn event_about(&self, type_: EventType, reason: &str, subject: &str, note: &str) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
+        let ev = action_event(type_, reason, note);
         if let Err(e) = self
             .ctx
             .recorder
