@@ -106,14 +106,12 @@ impl KubeFaultProxy {
             cut: watch::Sender::new(0),
             log: Mutex::new(Vec::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = super::serve_local(
+            axum::Router::new()
+                .fallback(handle)
+                .with_state(inner.clone()),
+        )
+        .await;
         Self {
             addr,
             inner,

@@ -104,14 +104,12 @@ impl FaultProxy {
             rewrite_token_ttl: Mutex::new(false),
             log: Mutex::new(Vec::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve_local(
+            axum::Router::new()
+                .fallback(handle)
+                .with_state(inner.clone()),
+        )
+        .await;
         Self { addr, inner }
     }
 
@@ -199,6 +197,16 @@ fn answer(status: u16, content_type: &str, body: Vec<u8>) -> Response {
         .header("content-type", content_type)
         .body(Body::from(body))
         .unwrap()
+}
+
+/// Serves `app` on a free loopback port in the background; returns its `http://` address.
+pub async fn serve_local(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
 
 /// A login request: `/nacos/v1/auth/login`, or 3.x `/nacos/v3/auth/user/login` (rnacos serves both).
