@@ -116,14 +116,16 @@ build_python_client() {
 build_all() {
   mkdir -p "$CACHE"
   # One build at a time per cache: a second `up` (another test binary, another checkout) waits for
-  # the first, then finds the components built.
-  exec 9>"$CACHE/.build.lock"
-  flock -n 9 || { log "another build holds $CACHE/.build.lock; waiting for it"; flock 9; }
-  build_k8s
-  build_kwok
-  build_helm
-  build_rnacos
-  build_python_client
+  # the first, then finds the components built. The lock's descriptor is open in this subshell only:
+  # the servers started afterwards must not inherit it (they would hold the lock for their lifetime).
+  (
+    flock -n 9 || { log "another build holds $CACHE/.build.lock; waiting for it"; flock 9; }
+    build_k8s
+    build_kwok
+    build_helm
+    build_rnacos
+    build_python_client
+  ) 9>"$CACHE/.build.lock" || exit 1
 }
 
 # ---------------------------------------------------------------------------------------------- run
