@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use tokio::sync::Mutex;
 
 use super::Context;
-use crate::cluster::{PodInfo, PodScope};
+use crate::cluster::{PodInfo, PodScope, TombstoneInfo};
 use crate::model::PodPhase;
 
 /// From this many instances to confirm in one pass, one paged listing of the scope's pods answers
@@ -34,13 +34,37 @@ pub(super) struct PodCheck<'a> {
 }
 
 impl<'a> PodCheck<'a> {
-    /// `to_confirm`: how many instances this pass will ask about.
-    pub fn new(ctx: &'a Context, scope: Option<&'a PodScope>, to_confirm: usize) -> Self {
-        Self {
+    /// `ips`: the addresses this pass will ask about.
+    pub fn new(
+        ctx: &'a Context,
+        scope: Option<&'a PodScope>,
+        ips: impl IntoIterator<Item = IpAddr>,
+    ) -> Self {
+        let mut me = Self {
             ctx,
             scope,
-            listing: (to_confirm >= LIST_FROM).then(|| Mutex::new(None)),
-        }
+            listing: None,
+        };
+        // Only the addresses no pod was seen leaving are asked about by address.
+        let by_address = ips
+            .into_iter()
+            .filter(|ip| me.seen_leaving(*ip).is_empty())
+            .count();
+        me.listing = (by_address >= LIST_FROM).then(|| Mutex::new(None));
+        me
+    }
+
+    /// The pods of the scope the cache saw leave `ip` (none without a valid scope).
+    fn seen_leaving(&self, ip: IpAddr) -> Vec<TombstoneInfo> {
+        let Some(scope) = self.scope else {
+            return Vec::new();
+        };
+        self.ctx
+            .view
+            .tombstones_for_ip(&ip)
+            .into_iter()
+            .filter(|t| scope.matches(&t.namespace, &t.labels))
+            .collect()
     }
 
     /// `Err(why)` when the API server has a live pod of the scope on `ip`, or cannot say. The
@@ -48,13 +72,7 @@ impl<'a> PodCheck<'a> {
     /// when it saw none (the pod went while nobody watched), the API server is asked by address.
     pub async fn api_server(&self, ip: IpAddr) -> Result<(), String> {
         let scope = self.scope()?;
-        let gone: Vec<_> = self
-            .ctx
-            .view
-            .tombstones_for_ip(&ip)
-            .into_iter()
-            .filter(|t| scope.matches(&t.namespace, &t.labels))
-            .collect();
+        let gone = self.seen_leaving(ip);
         if !gone.is_empty() {
             for t in gone {
                 let pod = Api::<Pod>::namespaced(self.ctx.client.clone(), &t.namespace)

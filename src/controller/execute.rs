@@ -96,10 +96,10 @@ pub async fn execute(
     // The API server checks (read-only, and with 10,000 pods the slow part) overlap; the writes
     // queue on this lock, first come first served.
     let writing = tokio::sync::Mutex::new(());
-    let to_confirm = work
-        .iter()
-        .filter(|(a, _)| matches!(a.confirm, Confirm::NoLivePodWithIp(_)))
-        .count();
+    let to_confirm = work.iter().filter_map(|(a, _)| match a.confirm {
+        Confirm::NoLivePodWithIp(ip) => Some(ip),
+        Confirm::None => None,
+    });
     let check = PodCheck::new(ctx, scope.as_ref(), to_confirm);
     let (check, memory, binding, writing) = (&check, &memory, &binding, &writing);
     let actions: Vec<_> = work

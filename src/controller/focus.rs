@@ -97,9 +97,7 @@ impl Kept {
             })
             .collect()
     }
-}
 
-impl Kept {
     /// Brings the kept listings up to what this pass's writes did, so the next pass judges the
     /// registry as it is (an instance we disabled must look disabled, or a pod taking its address
     /// again would not call for re-enabling it). A write that failed or was not confirmed changed

@@ -314,8 +314,6 @@ impl<'a> Report<'a> {
         self.problems.push(p);
     }
 
-    /// Records what the pass's actions did, and publishes their Events a few at a time: after a
-    /// mass event, one Event after another would hold the next pass back for their sum.
     /// Counts the actions into the status and publishes their Events in the background: with
     /// hundreds of actions, waiting for their Events held the next pass back by seconds.
     pub fn outcomes(&mut self, outcomes: &[Outcome]) {
