@@ -29,6 +29,10 @@ pub const MAX_PENDING: usize = 50;
 /// Upper bound of `status.removals` (the removal history kept for the budget window).
 pub const MAX_REMOVAL_RECORDS: usize = 1000;
 
+/// Upper bound of `status.services`. Every status write costs the API server time in proportion to
+/// the object's size (about 100 ms for 1,000 services), and a pass writes status.
+pub const MAX_SERVICE_STATUS: usize = 100;
+
 /// Binds Nacos services to the Kubernetes pods and nodes that back their instances, and takes instances offline once the pod or node behind them is gone.
 // Several `printcolumn(type_ = "integer", ..)` entries trip clippy's duplicated_attributes lint.
 #[allow(clippy::duplicated_attributes)]
@@ -580,8 +584,9 @@ pub struct NacosBindingStatus {
     #[serde(default)]
     pub service_count: u32,
 
-    /// Per-service instance counts.
+    /// Per-service instance counts (at most 100): services with stale, offline or held instances first, then by group and name; serviceCount says how many there are in all.
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub services: Vec<ServiceStatus>,
 
     /// Planned actions not yet carried out: in grace, held by the removal budget, or dry-run (at most 50).
@@ -1218,6 +1223,10 @@ status:
         assert_eq!(
             status["properties"]["removals"]["maxItems"],
             json!(MAX_REMOVAL_RECORDS)
+        );
+        assert_eq!(
+            status["properties"]["services"]["maxItems"],
+            json!(MAX_SERVICE_STATUS)
         );
         assert_eq!(
             status["properties"]["conditions"]["x-kubernetes-list-type"],

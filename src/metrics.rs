@@ -124,7 +124,7 @@ impl Metrics {
         let reconcile_errors = Family::<BindingLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconcile passes that ended in an error",
+            "Reconcile passes that ended in an error, and status writes that failed",
             reconcile_errors.clone(),
         );
         let leader = Gauge::default();

@@ -10,6 +10,7 @@ pub mod inputs;
 mod oneshot;
 mod reconcile;
 mod report;
+mod status_lane;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,9 +46,8 @@ pub struct BindingState {
     pub nacos: Option<(u64, Arc<NacosClient>)>,
     /// The registry as the last passes listed it, for focused passes between full ones.
     pub kept: Option<focus::Kept>,
-    /// `status.removedTotal` as this process last wrote it: the binding a pass gets comes from the
-    /// watch cache, which may not show the previous pass's status yet.
-    pub removed_total: u64,
+    /// The binding's status writes.
+    pub status: Arc<status_lane::StatusLane>,
 }
 
 /// Shared by every reconcile pass.

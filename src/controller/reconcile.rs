@@ -35,8 +35,6 @@ pub enum ReconcileError {
     NoNamespace,
     #[error("reading Secret {0}: {1}")]
     SecretRead(String, #[source] kube::Error),
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
 }
 
 pub fn error_policy(b: Arc<NacosBinding>, e: &ReconcileError, ctx: Arc<Context>) -> Requeue {
@@ -503,16 +501,17 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         // from a full listing.
         state.memory = None;
         state.kept = None;
+        state.status.forget();
         return Ok(Requeue::requeue(resync.min(Duration::from_secs(5))));
     }
-    let mut rep = report::Report::new(&b, &ctx);
-    rep.carry_removed_total(state.removed_total);
+    let lane = state.status.clone();
+    let mut rep = report::Report::new(&b, &ctx, lane.last());
 
     let eval = match evaluate(&ctx, &b, &mut state).await? {
         Ok(eval) => eval,
         Err(stop) => {
             rep.problem(stop.problem).await;
-            rep.finish(started).await?;
+            lane.submit(ctx.clone(), &b, rep.finish(started));
             return Ok(Requeue::requeue(stop.retry));
         }
     };
@@ -533,9 +532,9 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         // Write the budget this pass is about to spend before spending it: a replica killed (or
         // replaced as leader) mid-pass leaves it in status, so its successor does not spend the
         // window's budget a second time. Without that record, act on nothing.
-        if let Err(e) = report::record_budget(&ctx, &b, &eval.plan.memory).await {
+        if let Err(e) = lane.record_budget(&ctx, &b, &eval.plan.memory).await {
             warn!(error = %e, "could not record the removal budget; no action in this pass");
-            rep.finish(started).await?;
+            lane.submit(ctx.clone(), &b, rep.finish(started));
             return Ok(Requeue::requeue(retry_after(resync)));
         }
     }
@@ -556,7 +555,6 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         kept.record_writes(&outcomes, &uid);
     }
     rep.outcomes(&outcomes);
-    state.removed_total = rep.removed_total();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;
     if eval.plan.approval_consumed {
@@ -574,7 +572,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .map(|d| d + Duration::from_millis(200))
         .unwrap_or(resync)
         .min(resync);
-    rep.finish(started).await?;
+    lane.submit(ctx.clone(), &b, rep.finish(started));
     // Where a pass spends its time (cumulative from its start).
     debug!(
         ?evaluated,

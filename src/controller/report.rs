@@ -10,18 +10,18 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::execute::{Outcome, Result as Applied};
-use super::reconcile::{key, ReconcileError};
-use super::{Context, FIELD_MANAGER};
+use super::reconcile::key;
+use super::Context;
 use crate::crd::{
     InstanceCounts, NacosApi, NacosBinding, NacosBindingStatus, NacosServerStatus, PendingAction,
     PendingState, PlannedAction, RemovalRecord, ServiceStatus, MAX_PENDING, MAX_REMOVAL_RECORDS,
+    MAX_SERVICE_STATUS,
 };
 use crate::metrics::{BindingLabels, Metrics, RequestErrorLabels, RequestLabels, VerdictLabels};
 use crate::model::{InstanceKey, ServiceKey};
@@ -267,9 +267,11 @@ struct Taken {
 }
 
 impl<'a> Report<'a> {
-    pub fn new(b: &'a NacosBinding, ctx: &'a Context) -> Self {
+    /// `last` is the status this process last handed over for the binding, newer than the one in
+    /// `b` (from the watch cache) when that write has not come back through the watch yet.
+    pub fn new(b: &'a NacosBinding, ctx: &'a Context, last: Option<NacosBindingStatus>) -> Self {
         // Start from the last status so a pass that stops early keeps the counters it cannot refresh.
-        let status = b.status.clone().unwrap_or_default();
+        let status = last.or_else(|| b.status.clone()).unwrap_or_default();
         Self {
             b,
             ctx,
@@ -292,16 +294,6 @@ impl<'a> Report<'a> {
                 ApiGeneration::Auto => None,
             },
         });
-    }
-
-    /// Keeps `removedTotal` from going back: the binding this pass started from comes from the
-    /// watch cache, which may still show a status older than the one the last pass wrote.
-    pub fn carry_removed_total(&mut self, last_written: u64) {
-        self.status.removed_total = self.status.removed_total.max(last_written);
-    }
-
-    pub fn removed_total(&self) -> u64 {
-        self.status.removed_total
     }
 
     pub async fn problem(&mut self, p: Problem) {
@@ -536,7 +528,7 @@ impl<'a> Report<'a> {
             .set(held as i64);
         self.status.instances = totals;
         self.status.service_count = services.len() as u32;
-        self.status.services = services;
+        self.status.services = bounded_services(services);
         self.status.pending = pending;
         self.status.removals = removal_records(memory);
         self.status.approved_token = memory.approval_consumed.clone();
@@ -562,11 +554,11 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Writes status and records the pass duration.
-    pub async fn finish(mut self, started: Instant) -> Result<(), ReconcileError> {
+    /// The status to write, with its conditions; records the pass duration.
+    pub fn finish(mut self, started: Instant) -> NacosBindingStatus {
         let now = Utc::now();
         let gen = self.b.metadata.generation;
-        let old = self.b.status.clone().unwrap_or_default().conditions;
+        let old = std::mem::take(&mut self.status.conditions);
         let mut conds = Vec::new();
         let spec_bad = failing(&self.problems, "SpecValid");
         let nacos_bad = failing(&self.problems, "NacosReachable");
@@ -642,22 +634,6 @@ impl<'a> Report<'a> {
         if self.planned {
             self.status.last_sync_time = to_time(now);
         }
-        let api: Api<NacosBinding> = Api::namespaced(
-            self.ctx.client.clone(),
-            &self.b.namespace().unwrap_or_default(),
-        );
-        let patch = serde_json::json!({
-            "apiVersion": "nacos-reconciler.io/v1alpha1",
-            "kind": "NacosBinding",
-            "status": self.status,
-        });
-        let result = api
-            .patch_status(
-                &self.b.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await;
         self.ctx
             .metrics
             .reconcile_duration
@@ -665,30 +641,17 @@ impl<'a> Report<'a> {
                 binding: key(self.b),
             })
             .observe(started.elapsed().as_secs_f64());
-        result.map(|_| ()).map_err(ReconcileError::Status)
+        self.status
     }
 }
 
-/// Writes the removal history and the consumed approval of `memory` (a plan's, before its actions
-/// run) to status, leaving every other field alone.
-pub async fn record_budget(
-    ctx: &Context,
-    b: &NacosBinding,
-    memory: &Memory,
-) -> Result<(), kube::Error> {
-    let api: Api<NacosBinding> =
-        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+/// The removal history and the consumed approval of `memory`, as status fields.
+pub(super) fn budget_fields(memory: &Memory) -> serde_json::Value {
     let mut status = serde_json::json!({"removals": removal_records(memory)});
     if let Some(token) = &memory.approval_consumed {
         status["approvedToken"] = serde_json::json!(token);
     }
-    api.patch_status(
-        &b.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
-    )
-    .await
-    .map(|_| ())
+    status
 }
 
 fn cond(
@@ -746,7 +709,16 @@ fn pending_of(a: &Action, state: PendingState, due: Option<DateTime<Utc>>) -> Pe
     }
 }
 
-fn removal_records(memory: &Memory) -> Vec<RemovalRecord> {
+/// The services `status.services` shows: those with stale, offline or held instances first (what a
+/// user looks for), then the rest, each part in the plan's order (group, name), at most
+/// [`MAX_SERVICE_STATUS`].
+fn bounded_services(mut services: Vec<ServiceStatus>) -> Vec<ServiceStatus> {
+    services.sort_by_key(|s| s.stale == 0 && s.offline == 0 && s.held == 0);
+    services.truncate(MAX_SERVICE_STATUS);
+    services
+}
+
+pub(super) fn removal_records(memory: &Memory) -> Vec<RemovalRecord> {
     let mut out: Vec<RemovalRecord> = memory
         .removals
         .iter()
@@ -786,6 +758,30 @@ mod tests {
             uid: Some(format!("uid-{name}")),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn status_lists_services_needing_attention_first_and_at_most_the_bound() {
+        let svc = |i: usize, stale: u32, offline: u32, held: u32| ServiceStatus {
+            name: format!("s{i:04}"),
+            group: "DEFAULT_GROUP".into(),
+            total: 3,
+            live: 3 - stale,
+            stale,
+            offline,
+            held,
+        };
+        let mut all: Vec<ServiceStatus> = (0..250).map(|i| svc(i, 0, 0, 0)).collect();
+        all[7] = svc(7, 1, 0, 0);
+        all[180] = svc(180, 0, 1, 0);
+        all[249] = svc(249, 1, 0, 1);
+        let shown = bounded_services(all);
+        assert_eq!(shown.len(), MAX_SERVICE_STATUS);
+        let names: Vec<&str> = shown.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(&names[..5], ["s0007", "s0180", "s0249", "s0000", "s0001"]);
+        assert_eq!(names[MAX_SERVICE_STATUS - 1], "s0097");
+        let few: Vec<ServiceStatus> = (0..3).map(|i| svc(i, 0, 0, 0)).collect();
+        assert_eq!(bounded_services(few.clone()), few);
     }
 
     #[test]
