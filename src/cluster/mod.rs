@@ -25,6 +25,7 @@
 mod backoff;
 mod change;
 mod index;
+mod journal;
 mod prune;
 mod selector;
 mod state;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 
 pub use change::{binding_triggers, bindings_for_change, BindingRef, ClusterChange};
 pub use index::TombstoneLimits;
+pub use journal::Changed;
 pub use prune::{
     node_facts, pod_info, slice_info, to_chrono, EndpointFacts, EndpointInfo, PodInfo, SliceInfo,
     TombstoneInfo,
@@ -233,6 +235,16 @@ impl ClusterView {
     ) -> ClusterFacts {
         self.shared
             .read(|s| s.facts_for_ips(scope, ips, Utc::now()))
+    }
+
+    /// See [`ViewState::change_seq`].
+    pub fn change_seq(&self) -> u64 {
+        self.shared.read(ViewState::change_seq)
+    }
+
+    /// See [`ViewState::changed_since`].
+    pub fn changed_since(&self, seq: u64) -> Changed {
+        self.shared.read(|s| s.changed_since(seq))
     }
 
     /// See [`ViewState::unlisted_departure`].

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::change::ClusterChange;
 use super::index::{Indexed, IpIndex, TombstoneLimits, Tombstones};
+use super::journal::{ChangeJournal, Changed};
 use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo};
 use super::selector::PodScope;
 use super::sync::{RelistDecision, StreamId, StreamState, SyncTracker};
@@ -49,6 +50,7 @@ pub struct ViewState {
     slices: IpIndex<SliceInfo>,
     tombstones: Tombstones,
     sync: SyncTracker,
+    journal: ChangeJournal,
 }
 
 impl ViewState {
@@ -78,8 +80,30 @@ impl ViewState {
         update: Update<PodInfo>,
         now: DateTime<Utc>,
     ) -> Applied {
+        // The IPs the pod had and has: its facts there change.
+        let touched: Option<Vec<IpAddr>> = match &update {
+            Update::Apply(pod) | Update::Delete(pod) => Some(
+                self.pods
+                    .get(&pod.key())
+                    .into_iter()
+                    .flat_map(|old| old.ips.iter())
+                    .chain(&pod.ips)
+                    .copied()
+                    .collect(),
+            ),
+            Update::Relist(_) | Update::Error(_) => None,
+        };
         let (applied, removed) =
             apply_update(&mut self.pods, &mut self.sync, id, update, pod_change);
+        let anything = applied
+            .changes
+            .iter()
+            .any(|c| matches!(c, ClusterChange::All { .. }));
+        match touched {
+            _ if applied.changes.is_empty() => {}
+            Some(ips) if !anything => self.journal.touch(ips),
+            _ => self.journal.touch_all(),
+        }
         for pod in &removed {
             self.tombstones
                 .record(TombstoneInfo::from_pod(pod, now), now);
@@ -89,17 +113,37 @@ impl ViewState {
     }
 
     pub fn apply_nodes(&mut self, id: &StreamId, update: Update<NodeFacts>) -> Applied {
-        apply_update(&mut self.nodes, &mut self.sync, id, update, |_, node| {
+        let applied = apply_update(&mut self.nodes, &mut self.sync, id, update, |_, node| {
             Some(ClusterChange::Node {
                 name: node.name.clone(),
             })
         })
-        .0
+        .0;
+        // Any instance may sit on any node.
+        if !applied.changes.is_empty() {
+            self.journal.touch_all();
+        }
+        applied
+    }
+
+    /// The journal's current point, for [`Self::changed_since`].
+    pub fn change_seq(&self) -> u64 {
+        self.journal.seq()
+    }
+
+    /// What changed in the pod and node facts after point `seq`.
+    pub fn changed_since(&self, seq: u64) -> Changed {
+        self.journal.since(seq)
     }
 
     /// EndpointSlices only inform queries; they trigger nothing beyond sync transitions.
     pub fn apply_slices(&mut self, id: &StreamId, update: Update<SliceInfo>) -> Applied {
-        apply_update(&mut self.slices, &mut self.sync, id, update, |_, _| None).0
+        let applied = apply_update(&mut self.slices, &mut self.sync, id, update, |_, _| None).0;
+        // Only a sync transition shows here, and whether the view is synced changes every verdict.
+        if !applied.changes.is_empty() {
+            self.journal.touch_all();
+        }
+        applied
     }
 
     pub fn pods_with_ip(&self, ip: &IpAddr) -> Vec<PodInfo> {
@@ -173,16 +217,17 @@ impl ViewState {
         // A dual-stack pod is reached through each of its IPs; list it once.
         let mut seen_pods = HashSet::new();
         let mut seen_tombs = HashSet::new();
+        // (The IPs are distinct, so only an object with several can be met twice.)
         for ip in ips {
             for pod in self.pods.with_ip(ip) {
-                if seen_pods.insert((&pod.namespace, &pod.name)) {
+                if pod.ips.len() < 2 || seen_pods.insert((&pod.namespace, &pod.name)) {
                     facts
                         .pods
                         .push(pod.facts(scope.matches(&pod.namespace, &pod.labels)));
                 }
             }
             for tomb in self.tombstones.for_ip(ip, now) {
-                if seen_tombs.insert((&tomb.uid, tomb.deleted_at)) {
+                if tomb.ips.len() < 2 || seen_tombs.insert((&tomb.uid, tomb.deleted_at)) {
                     facts
                         .tombstones
                         .push(tomb.facts(scope.matches(&tomb.namespace, &tomb.labels)));

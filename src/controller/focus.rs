@@ -15,9 +15,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::execute::{Outcome, Result as Written};
+use crate::cluster::Changed;
 use crate::model::{NodeFacts, NodeReadiness, ServiceKey, DISABLED_BY_KEY};
 use crate::nacos::ServerInfo;
-use crate::plan::{ActionKind, Plan, ServiceListing};
+use crate::plan::{ActionKind, Memory, Plan, ServiceListing};
 
 /// Timestamps from the API server have whole seconds: look back a little further than the listing.
 const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(2);
@@ -41,6 +42,10 @@ pub struct Kept {
     /// whose instance was already removed is missing from that pass's listing, and within the clock
     /// margin; without it every deletion near a full pass would make the next pass full too.)
     pub known: HashSet<IpAddr>,
+    /// The cluster view's change point read just before the last pass judged every listing.
+    judged_at: u64,
+    /// The services that pass left with anything but plainly live instances.
+    attention: BTreeSet<ServiceKey>,
 }
 
 impl Kept {
@@ -64,7 +69,72 @@ impl Kept {
             listings,
             listed,
             known,
+            judged_at: 0,
+            attention: BTreeSet::new(),
         }
+    }
+
+    /// Notes a plan made from every listing, with the view as it was at change point `seq` or later.
+    pub fn judged(&mut self, seq: u64, plan: &Plan) {
+        self.judged_at = seq;
+        self.attention = plan
+            .services
+            .iter()
+            .filter(|s| {
+                let c = &s.counts;
+                c.stale > 0
+                    || c.offline > 0
+                    || c.held > 0
+                    || s.blocked.is_some()
+                    || !s.actions.is_empty()
+                    || !s.waiting.is_empty()
+                    || !s.would_act.is_empty()
+            })
+            .map(|s| s.service.clone())
+            .collect();
+    }
+
+    /// The change point [`Self::suspects`] needs the changes since.
+    pub fn judged_at(&self) -> u64 {
+        self.judged_at
+    }
+
+    /// The kept listings whose judgement may differ from the last one's: of services that were left
+    /// with anything but plainly live instances, that `memory` holds instances of, or with an
+    /// instance on an IP whose facts changed. `None`: all of them (anything may have changed, or a
+    /// node is not Ready, which turns its instances stale by time alone).
+    pub fn suspects(
+        &self,
+        changed: &Changed,
+        nodes: &[NodeFacts],
+        memory: &Memory,
+    ) -> Option<Vec<ServiceListing>> {
+        let Changed::Ips(ips) = changed else {
+            return None;
+        };
+        if nodes.iter().any(|n| n.readiness != NodeReadiness::Ready) {
+            return None;
+        }
+        let remembered: BTreeSet<&ServiceKey> = memory
+            .first_seen_stale
+            .keys()
+            .chain(&memory.disabled)
+            .chain(&memory.ineffective)
+            .map(|k| &k.service)
+            .collect();
+        Some(
+            self.listings
+                .iter()
+                .filter(|l| {
+                    self.attention.contains(&l.service)
+                        || remembered.contains(&l.service)
+                        || l.listing
+                            .as_ref()
+                            .is_ok_and(|s| s.instances.iter().any(|i| ips.contains(&i.key.ip)))
+                })
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Since when a departure must be looked for: the last full listing, less the clock margin.
@@ -113,6 +183,7 @@ impl Kept {
             else {
                 continue;
             };
+            let snap = std::sync::Arc::make_mut(snap);
             let disabled = match (&o.result, o.action.kind) {
                 (Written::Done, ActionKind::Deregister) => {
                     snap.instances.retain(|i| &i.key != key);
@@ -442,5 +513,61 @@ mod tests {
         assert_eq!(merged[1].listing.as_ref().unwrap().instances.len(), 0);
         assert_eq!(k.listings[1], merged[1], "kept up to date");
         assert!(k.listings.iter().all(|l| l.fresh), "kept as listed");
+    }
+
+    #[test]
+    fn judges_again_only_what_may_have_changed_since_the_last_full_judgement() {
+        let mut k = kept(vec![
+            listing("a", &["10.0.0.1"]),
+            listing("b", &["10.0.0.2"]),
+            listing("c", &["10.0.0.3"]),
+            listing("d", &["10.0.0.4"]),
+        ]);
+        let mut plan = Plan {
+            services: ["a", "b", "c", "d"]
+                .iter()
+                .map(|n| ServicePlan::empty(svc(n)))
+                .collect(),
+            frozen: false,
+            dry_run: false,
+            approval_consumed: false,
+            memory: Default::default(),
+        };
+        plan.services[1].counts.stale = 1;
+        k.judged(5, &plan);
+        assert_eq!(k.judged_at(), 5);
+        let node = |readiness| NodeFacts {
+            name: "n1".into(),
+            readiness,
+            readiness_since: Some(t(0)),
+            internal_ips: Vec::new(),
+            pod_cidrs: Vec::new(),
+        };
+        let ready = [node(NodeReadiness::Ready)];
+        let names = |v: Option<Vec<ServiceListing>>| {
+            v.map(|v| v.iter().map(|l| l.service.name.clone()).collect::<Vec<_>>())
+        };
+        let mut memory = Memory::default();
+        let d = k.listings[3].listing.as_ref().unwrap().instances[0]
+            .key
+            .clone();
+        memory.disabled.insert(d);
+        let changed = Changed::Ips(HashSet::from(["10.0.0.3".parse().unwrap()]));
+        assert_eq!(
+            names(k.suspects(&changed, &ready, &memory)),
+            Some(vec!["b".into(), "c".into(), "d".into()]),
+            "left stale, changed IP, remembered"
+        );
+        let nothing = Changed::Ips(HashSet::new());
+        assert_eq!(
+            names(k.suspects(&nothing, &ready, &Memory::default())),
+            Some(vec!["b".into()])
+        );
+        assert_eq!(k.suspects(&Changed::All, &ready, &memory), None);
+        assert_eq!(
+            k.suspects(&nothing, &[node(NodeReadiness::Unknown)], &memory),
+            None,
+            "a node not Ready turns instances stale by time alone"
+        );
     }
 }

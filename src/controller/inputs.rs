@@ -110,16 +110,15 @@ pub fn scope(spec: &NacosBindingSpec, nodes: &[NodeFacts]) -> Result<Vec<IpNet>,
         .scope_networks()
         .map_err(|e| InputError::Spec(e.to_string()))?;
     if spec.scope.as_ref().is_some_and(|s| !s.cidrs.is_empty()) {
-        return Ok(explicit);
+        return Ok(IpNet::aggregate(&explicit));
     }
     let mut nets: Vec<IpNet> = Vec::new();
     for node in nodes {
         nets.extend(node.pod_cidrs.iter().copied());
         nets.extend(node.internal_ips.iter().map(|ip| host_net(*ip)));
     }
-    nets.sort();
-    nets.dedup();
-    Ok(nets)
+    // The same addresses in as few networks as possible: every instance is checked against them.
+    Ok(IpNet::aggregate(&nets))
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
@@ -146,4 +145,34 @@ pub fn policy(spec: &NacosBindingSpec, scope: Vec<IpNet>) -> Result<Policy, Inpu
         port: spec.pods.port_selector().map_err(bad)?,
         scope,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NodeReadiness;
+
+    #[test]
+    fn the_default_scope_is_the_nodes_networks_merged() {
+        let node = |i: u8| NodeFacts {
+            name: format!("n{i}"),
+            internal_ips: vec![format!("10.245.0.{i}").parse().unwrap()],
+            pod_cidrs: vec![format!("10.244.{i}.0/24").parse().unwrap()],
+            readiness: NodeReadiness::Ready,
+            readiness_since: None,
+        };
+        let nodes: Vec<NodeFacts> = (0..4).map(node).collect();
+        let spec: NacosBindingSpec = serde_json::from_value(serde_json::json!({
+            "nacos": {"serverAddr": ["http://127.0.0.1:8848"]},
+            "services": [{"name": "orders"}],
+            "pods": {"selector": {"matchLabels": {"app": "orders"}}}
+        }))
+        .unwrap();
+        let nets: Vec<String> = scope(&spec, &nodes)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.244.0.0/22", "10.245.0.0/30"]);
+    }
 }

@@ -249,21 +249,28 @@ pub async fn evaluate(
         // calls for a write, unless an instance may be missing from them.
         let since = kept.departures_since();
         let unready_counts = b.spec.policy.on_pod_unready == UnreadyAction::Disable;
+        let nodes = ctx.view.nodes();
         let departure = ctx
             .view
             .unlisted_departure(&pod_scope, &kept.known, since, unready_counts)
-            .or_else(|| focus::node_departure(&ctx.view.nodes(), since));
+            .or_else(|| focus::node_departure(&nodes, since));
         match departure {
             Some(why) => kind = PassKind::Full(format!("{why}: it may hold an unlisted instance")),
-            None => match judge_now(&kept.listings) {
-                Ok(pre) => relist = Some(focus::to_relist(&pre.plan)),
-                Err(stop) => return Ok(Err(stop)),
-            },
+            None => {
+                // Only listings whose judgement may have changed since the last pass.
+                let changed = ctx.view.changed_since(kept.judged_at());
+                let suspects = kept.suspects(&changed, &nodes, &memory);
+                let suspects = suspects.as_deref().unwrap_or(&kept.listings);
+                match judge_now(suspects) {
+                    Ok(pre) => relist = Some((focus::to_relist(&pre.plan), suspects.len())),
+                    Err(stop) => return Ok(Err(stop)),
+                }
+            }
         }
     }
 
     let (server, listings) = match (relist, &mut state.kept) {
-        (Some(relist), Some(kept)) => {
+        (Some((relist, judged)), Some(kept)) => {
             let services: Vec<_> = kept
                 .services
                 .iter()
@@ -271,6 +278,7 @@ pub async fn evaluate(
                 .cloned()
                 .collect();
             debug!(
+                judged,
                 relisted = services.len(),
                 of = kept.services.len(),
                 "focused pass"
@@ -307,6 +315,8 @@ pub async fn evaluate(
         }
     };
 
+    // Read before the facts: a change after this point is judged again by the next pass.
+    let seq = ctx.view.change_seq();
     let Judged {
         plan,
         policy,
@@ -317,6 +327,9 @@ pub async fn evaluate(
         Ok(j) => j,
         Err(stop) => return Ok(Err(stop)),
     };
+    if let Some(kept) = &mut state.kept {
+        kept.judged(seq, &plan);
+    }
     if !synced {
         problems.push(Problem::CacheNotSynced(
             ctx.view.unsynced_reasons().join("; "),
@@ -416,7 +429,7 @@ async fn list(
                     continue;
                 }
                 match nacos.get_instance(key).await {
-                    Ok(Some(i)) => snap.instances.push(i),
+                    Ok(Some(i)) => Arc::make_mut(snap).instances.push(i),
                     Ok(None) => {}
                     Err(e) => {
                         listing.listing = Err(e.to_string());
@@ -526,7 +539,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     let snapshots: BTreeMap<ServiceKey, &crate::model::ServiceSnapshot> = eval
         .listings
         .iter()
-        .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), s)))
+        .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), &**s)))
         .collect();
     if eval.plan.actions().any(|a| a.kind.is_removal()) {
         // Write the budget this pass is about to spend before spending it: a replica killed (or

@@ -28,6 +28,7 @@ mod proptests;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -51,8 +52,9 @@ use policy::delta;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceListing {
     pub service: ServiceKey,
-    /// `Err` carries why the listing failed: no evidence, so no action for this service.
-    pub listing: Result<ServiceSnapshot, String>,
+    /// `Err` carries why the listing failed: no evidence, so no action for this service. Shared:
+    /// passes keep listings between them and copy them often.
+    pub listing: Result<Arc<ServiceSnapshot>, String>,
     /// Listed in this pass. A listing kept from an earlier pass still gives verdicts, counts and grace
     /// deadlines, but never an action: nothing is written without a listing made in the same pass.
     pub fresh: bool,
@@ -63,7 +65,7 @@ impl ServiceListing {
     pub fn fresh(service: ServiceKey, listing: Result<ServiceSnapshot, String>) -> Self {
         Self {
             service,
-            listing,
+            listing: listing.map(Arc::new),
             fresh: true,
         }
     }

@@ -1,6 +1,7 @@
 //! Property tests for the safety invariants, over random clusters, registries and policies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -245,7 +246,7 @@ proptest! {
         reversed.nodes.reverse();
         reversed.tombs.reverse();
         if let Ok(s) = &mut reversed.services[0].listing {
-            s.instances.reverse();
+            Arc::make_mut(s).instances.reverse();
         }
         prop_assert_eq!(fx.run(), reversed.run());
     }
@@ -270,7 +271,7 @@ proptest! {
             removal_times.extend(removed.iter().map(|_| fx.now));
             if let Ok(snapshot) = &mut fx.services[0].listing {
                 for a in &removed {
-                    apply(snapshot, a);
+                    apply(Arc::make_mut(snapshot), a);
                 }
             }
             fx.memory = p.memory;

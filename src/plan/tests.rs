@@ -141,10 +141,10 @@ impl Fx {
             tombs: vec![],
             services: vec![ServiceListing {
                 service: svc("orders"),
-                listing: Ok(ServiceSnapshot {
+                listing: Ok(Arc::new(ServiceSnapshot {
                     service: svc("orders"),
                     instances,
-                }),
+                })),
                 fresh: true,
             }],
             approval: None,
@@ -711,10 +711,10 @@ fn rule4_memory_records_and_detects_reappearance() {
     );
     // The deregistration took; the listing no longer has it; the record survives for the window.
     fx.memory = first.memory;
-    fx.services[0].listing = Ok(ServiceSnapshot {
+    fx.services[0].listing = Ok(Arc::new(ServiceSnapshot {
         service: svc("orders"),
         instances: vec![],
-    });
+    }));
     fx.now = t(5);
     let second = fx.run();
     assert!(second
@@ -723,10 +723,10 @@ fn rule4_memory_records_and_detects_reappearance() {
         .contains_key(&inst("10.1.0.7").key));
     // A 1.x client re-registers: next time we disable instead.
     fx.memory = second.memory;
-    fx.services[0].listing = Ok(ServiceSnapshot {
+    fx.services[0].listing = Ok(Arc::new(ServiceSnapshot {
         service: svc("orders"),
         instances: vec![inst("10.1.0.7")],
-    });
+    }));
     fx.now = t(10);
     let third = fx.run();
     assert_eq!(third.services[0].actions[0].kind, ActionKind::Disable);
@@ -1008,7 +1008,7 @@ fn rule6_budget_is_recorded_across_passes() {
 fn rule6_percent_budget_is_of_the_service_before_the_windows_removals() {
     fn listed(fx: &mut Fx) -> &mut Vec<Instance> {
         match &mut fx.services[0].listing {
-            Ok(s) => &mut s.instances,
+            Ok(s) => &mut Arc::make_mut(s).instances,
             Err(e) => panic!("{e}"),
         }
     }
@@ -1377,20 +1377,20 @@ fn rule10_output_is_ordered_and_deterministic() {
     let mut fx = orphans(5);
     fx.services.push(ServiceListing {
         service: svc("billing"),
-        listing: Ok(ServiceSnapshot {
+        listing: Ok(Arc::new(ServiceSnapshot {
             service: svc("billing"),
             instances: vec![
                 inst_in("billing", "10.1.0.99", 80),
                 inst_in("billing", "10.1.0.98", 80),
             ],
-        }),
+        })),
         fresh: true,
     });
     let a = fx.run();
     let mut shuffled = fx.clone();
     shuffled.services.reverse();
     if let Ok(s) = &mut shuffled.services[1].listing {
-        s.instances.reverse();
+        Arc::make_mut(s).instances.reverse();
     }
     shuffled.tombs.reverse();
     let b = shuffled.run();
