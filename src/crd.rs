@@ -796,6 +796,13 @@ impl MaxRemovals {
             MaxRemovals::Percent(p) => (total.saturating_mul(p.min(100) as usize) / 100).max(1),
         }
     }
+
+    /// Whether this budget can ever hold a removal back. 100% cannot: it allows every instance a
+    /// service has, whatever was removed earlier in the window, so no record of the spent budget
+    /// changes a decision.
+    pub fn can_hold(self) -> bool {
+        self != MaxRemovals::Percent(100)
+    }
 }
 
 impl fmt::Display for MaxRemovals {
@@ -1351,6 +1358,9 @@ status:
         assert_eq!(MaxRemovals::Percent(100).limit(7), 7);
         assert_eq!(MaxRemovals::Percent(10).limit(0), 1);
         assert_eq!(MaxRemovals::Percent(100).limit(1_000_000), 1_000_000);
+        assert!(!MaxRemovals::Percent(100).can_hold());
+        assert!(MaxRemovals::Percent(99).can_hold());
+        assert!(MaxRemovals::Count(1_000_000).can_hold());
     }
 
     #[test]

@@ -541,7 +541,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .iter()
         .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), &**s)))
         .collect();
-    if eval.plan.actions().any(|a| a.kind.is_removal()) {
+    if eval.policy.max_removals.can_hold() && eval.plan.actions().any(|a| a.kind.is_removal()) {
         // Write the budget this pass is about to spend before spending it: a replica killed (or
         // replaced as leader) mid-pass leaves it in status, so its successor does not spend the
         // window's budget a second time. Without that record, act on nothing.

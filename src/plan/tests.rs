@@ -927,6 +927,14 @@ fn rule6_budget_limits() {
         ("0% holds all", MaxRemovals::Percent(0), 5, vec![], 0),
         ("100% of 5", MaxRemovals::Percent(100), 5, vec![], 5),
         (
+            // Why a 100% budget needs no record before the writes (MaxRemovals::can_hold).
+            "100% whatever the window spent",
+            MaxRemovals::Percent(100),
+            5,
+            vec![t(-1); 40],
+            5,
+        ),
+        (
             "removals in the window count",
             MaxRemovals::Count(3),
             5,
