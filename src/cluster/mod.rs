@@ -247,6 +247,11 @@ impl ClusterView {
         self.shared.read(|s| s.changed_since(seq))
     }
 
+    /// See [`ViewState::ips_behind_nodes_not_ready`].
+    pub fn ips_behind_nodes_not_ready(&self) -> std::collections::HashSet<IpAddr> {
+        self.shared.read(ViewState::ips_behind_nodes_not_ready)
+    }
+
     /// See [`ViewState::unlisted_departure`].
     pub fn unlisted_departure(
         &self,

@@ -12,7 +12,7 @@ use super::journal::{ChangeJournal, Changed};
 use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo};
 use super::selector::PodScope;
 use super::sync::{RelistDecision, StreamId, StreamState, SyncTracker};
-use crate::model::{NodeFacts, PodFacts, PodPhase, PodTombstone};
+use crate::model::{NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
 
 /// Beyond this many per-object changes from one relist, send a single [`ClusterChange::All`].
 const MAX_LISTED_CHANGES: usize = 256;
@@ -134,6 +134,31 @@ impl ViewState {
     /// What changed in the pod and node facts after point `seq`.
     pub fn changed_since(&self, seq: u64) -> Changed {
         self.journal.since(seq)
+    }
+
+    /// The IPs whose verdict a node that is not Ready decides, and so may change by time alone (its
+    /// `nodeUnreachableSeconds` running out): the node's own InternalIPs and its pods' IPs.
+    pub fn ips_behind_nodes_not_ready(&self) -> HashSet<IpAddr> {
+        let down: Vec<&NodeFacts> = self
+            .nodes
+            .values()
+            .filter(|n| n.readiness != NodeReadiness::Ready)
+            .collect();
+        if down.is_empty() {
+            return HashSet::new();
+        }
+        let names: HashSet<&str> = down.iter().map(|n| n.name.as_str()).collect();
+        let on_down = |p: &&PodInfo| p.node_name.as_deref().is_some_and(|n| names.contains(n));
+        down.iter()
+            .flat_map(|n| n.internal_ips.iter())
+            .chain(
+                self.pods
+                    .values()
+                    .filter(on_down)
+                    .flat_map(|p| p.ips.iter()),
+            )
+            .copied()
+            .collect()
     }
 
     /// EndpointSlices only inform queries; they trigger nothing beyond sync transitions.
@@ -503,6 +528,52 @@ mod tests {
         assert_eq!(v.unsynced().len(), 1);
         v.apply_nodes(&nodes_id(), Update::Relist(vec![]));
         assert!(v.is_synced());
+    }
+
+    #[test]
+    fn the_journal_names_the_ips_of_changed_pods_and_everything_for_a_node() {
+        let mut v = synced_view();
+        let start = v.change_seq();
+        assert_eq!(v.changed_since(start), Changed::Ips(HashSet::new()));
+        // Same pod, new IP: both addresses' facts changed.
+        let moved = p("shop", "orders-1", "10.244.1.9", "orders");
+        v.apply_pods(&pods_id(None), Update::Apply(moved.clone()), utc(1));
+        assert_eq!(
+            v.changed_since(start),
+            Changed::Ips(HashSet::from([ip("10.244.1.7"), ip("10.244.1.9")]))
+        );
+        let mid = v.change_seq();
+        v.apply_pods(&pods_id(None), Update::Apply(moved), utc(2));
+        assert_eq!(
+            v.changed_since(mid),
+            Changed::Ips(HashSet::new()),
+            "no change"
+        );
+        v.apply_pods(
+            &pods_id(None),
+            Update::Delete(p("shop", "billing-1", "10.244.1.8", "billing")),
+            utc(3),
+        );
+        assert_eq!(
+            v.changed_since(mid),
+            Changed::Ips(HashSet::from([ip("10.244.1.8")]))
+        );
+        let before_node = v.change_seq();
+        let n = node_facts(&node("node-a", "192.168.1.10", "Unknown")).unwrap();
+        v.apply_nodes(&nodes_id(), Update::Apply(n));
+        assert_eq!(v.changed_since(before_node), Changed::All);
+    }
+
+    #[test]
+    fn a_node_not_ready_answers_for_its_own_ips_and_its_pods() {
+        let mut v = synced_view();
+        assert!(v.ips_behind_nodes_not_ready().is_empty());
+        let n = node_facts(&node("node-a", "192.168.1.10", "Unknown")).unwrap();
+        v.apply_nodes(&nodes_id(), Update::Apply(n));
+        assert_eq!(
+            v.ips_behind_nodes_not_ready(),
+            HashSet::from([ip("192.168.1.10"), ip("10.244.1.7"), ip("10.244.1.8")])
+        );
     }
 
     #[test]

@@ -101,20 +101,12 @@ impl Kept {
 
     /// The kept listings whose judgement may differ from the last one's: of services that were left
     /// with anything but plainly live instances, that `memory` holds instances of, or with an
-    /// instance on an IP whose facts changed. `None`: all of them (anything may have changed, or a
-    /// node is not Ready, which turns its instances stale by time alone).
-    pub fn suspects(
-        &self,
-        changed: &Changed,
-        nodes: &[NodeFacts],
-        memory: &Memory,
-    ) -> Option<Vec<ServiceListing>> {
+    /// instance on an IP in `changed` (whose facts changed, or which a node that is not Ready
+    /// decides: that turns stale by time alone). `None`: all of them (anything may have changed).
+    pub fn suspects(&self, changed: &Changed, memory: &Memory) -> Option<Vec<ServiceListing>> {
         let Changed::Ips(ips) = changed else {
             return None;
         };
-        if nodes.iter().any(|n| n.readiness != NodeReadiness::Ready) {
-            return None;
-        }
         let remembered: BTreeSet<&ServiceKey> = memory
             .first_seen_stale
             .keys()
@@ -536,14 +528,6 @@ mod tests {
         plan.services[1].counts.stale = 1;
         k.judged(5, &plan);
         assert_eq!(k.judged_at(), 5);
-        let node = |readiness| NodeFacts {
-            name: "n1".into(),
-            readiness,
-            readiness_since: Some(t(0)),
-            internal_ips: Vec::new(),
-            pod_cidrs: Vec::new(),
-        };
-        let ready = [node(NodeReadiness::Ready)];
         let names = |v: Option<Vec<ServiceListing>>| {
             v.map(|v| v.iter().map(|l| l.service.name.clone()).collect::<Vec<_>>())
         };
@@ -554,20 +538,15 @@ mod tests {
         memory.disabled.insert(d);
         let changed = Changed::Ips(HashSet::from(["10.0.0.3".parse().unwrap()]));
         assert_eq!(
-            names(k.suspects(&changed, &ready, &memory)),
+            names(k.suspects(&changed, &memory)),
             Some(vec!["b".into(), "c".into(), "d".into()]),
             "left stale, changed IP, remembered"
         );
         let nothing = Changed::Ips(HashSet::new());
         assert_eq!(
-            names(k.suspects(&nothing, &ready, &Memory::default())),
+            names(k.suspects(&nothing, &Memory::default())),
             Some(vec!["b".into()])
         );
-        assert_eq!(k.suspects(&Changed::All, &ready, &memory), None);
-        assert_eq!(
-            k.suspects(&nothing, &[node(NodeReadiness::Unknown)], &memory),
-            None,
-            "a node not Ready turns instances stale by time alone"
-        );
+        assert_eq!(k.suspects(&Changed::All, &memory), None);
     }
 }

@@ -19,6 +19,7 @@ use super::focus::{self, Kept, PassKind};
 use super::inputs::{self, InputError, SecretData};
 use super::report::{self, Problem};
 use super::Context;
+use crate::cluster::Changed;
 use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
 use crate::metrics::BindingLabels;
 use crate::model::ServiceKey;
@@ -258,8 +259,14 @@ pub async fn evaluate(
             Some(why) => kind = PassKind::Full(format!("{why}: it may hold an unlisted instance")),
             None => {
                 // Only listings whose judgement may have changed since the last pass.
-                let changed = ctx.view.changed_since(kept.judged_at());
-                let suspects = kept.suspects(&changed, &nodes, &memory);
+                let changed = match ctx.view.changed_since(kept.judged_at()) {
+                    Changed::Ips(mut ips) => {
+                        ips.extend(ctx.view.ips_behind_nodes_not_ready());
+                        Changed::Ips(ips)
+                    }
+                    Changed::All => Changed::All,
+                };
+                let suspects = kept.suspects(&changed, &memory);
                 let suspects = suspects.as_deref().unwrap_or(&kept.listings);
                 match judge_now(suspects) {
                     Ok(pre) => relist = Some((focus::to_relist(&pre.plan), suspects.len())),
