@@ -131,6 +131,11 @@ pub async fn execute(
                     }
                 }
             };
+            if action.kind == ActionKind::Deregister && matches!(result, Result::NotConfirmed(_)) {
+                // Nothing was sent: the instance listed again next time is no re-appearance
+                // (which would turn the next attempt into a Disable).
+                remember(memory, |m| m.forget_deregistration(&instance.key));
+            }
             record(ctx, binding, action, result)
         })
         .collect();
