@@ -27,6 +27,7 @@ use common::*;
 use faults::kube_proxy::{KubeFaultProxy, PodRequest};
 use faults::*;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams};
 use nacos_reconciler::crd::NacosBinding;
 use serde_json::json;
@@ -146,6 +147,21 @@ async fn empty_relist(n: usize, from_start: bool) {
         "WRONGFUL REMOVAL: writes during an empty relist: {sent:#?}"
     );
     assert_live_registered(&nacos, &svc, &all).await;
+    // The same pod's NotConfirmed pass after pass counts into its Event's series.
+    let series: Vec<i32> = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("NotConfirmed"))
+        .map(|e| e.series.map_or(1, |s| s.count))
+        .collect();
+    eprintln!("NotConfirmed Events and their counts: {series:?}");
+    assert!(
+        series.iter().any(|c| *c >= 2),
+        "no repeat counted into an Event's series: {series:?}"
+    );
     let (checks, expected) = if from_start {
         let lists = kube.count_since(fault, |e| {
             e.what == PodRequest::List
