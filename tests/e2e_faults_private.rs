@@ -20,6 +20,7 @@ mod faults;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -330,13 +331,44 @@ async fn apiserver_restart(tb: &PrivateTestbed) {
         .filter(|ip| !survivors.contains(ip))
         .cloned()
         .collect();
-    let down_from = Instant::now();
+    // When the API server stopped and started answering, as a client sees it (every 50 ms): the
+    // restart script only says when it began and when it noticed the server ready again.
+    let answers = Arc::new(Mutex::new(Vec::<(Instant, bool)>::new()));
+    let poller = {
+        let (client, answers) = (ph.client.clone(), answers.clone());
+        tokio::spawn(async move {
+            loop {
+                let at = Instant::now();
+                let ok = tokio::time::timeout(Duration::from_secs(1), client.apiserver_version())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                answers.lock().unwrap().push((at, ok));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     tb.restart_apiserver(grace as u32 + 4).await;
-    let up_at = Instant::now();
-    eprintln!(
-        "kube-apiserver was down/restarting for {:?}",
-        up_at - down_from
-    );
+    let answered_again = || {
+        let a = answers.lock().unwrap();
+        a.iter().skip_while(|(_, ok)| *ok).any(|(_, ok)| *ok)
+    };
+    let polled_from = Instant::now();
+    while !answered_again() && polled_from.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    poller.abort();
+    let answers = answers.lock().unwrap().clone();
+    let down_from = answers
+        .iter()
+        .find(|(_, ok)| !ok)
+        .map(|(at, _)| *at)
+        .expect("the API server never stopped answering");
+    let up_at = answers
+        .iter()
+        .find(|(at, ok)| *ok && *at > down_from)
+        .map(|(at, _)| *at)
+        .expect("the API server never answered again");
+    eprintln!("kube-apiserver did not answer for {:?}", up_at - down_from);
     assert!(
         readyz.not_ready_seen(),
         "/readyz never said the caches were unsynced while the API server was down"

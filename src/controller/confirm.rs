@@ -110,9 +110,13 @@ impl<'a> PodCheck<'a> {
         }
     }
 
-    /// `Err(why)` when the watch cache now has a live pod of the scope on `ip`.
+    /// `Err(why)` when the watch cache now has a live pod of the scope on `ip`, or has lost its sync
+    /// since the pass read it (then it can vouch for nothing).
     pub fn cache(&self, ip: IpAddr) -> Result<(), String> {
         let scope = self.scope()?;
+        if !self.ctx.view.is_synced() {
+            return Err("the watch caches lost their sync while the pass was writing".into());
+        }
         match self
             .ctx
             .view
