@@ -243,6 +243,102 @@ async fn a_mass_deletion_removes_only_the_budget_and_the_approval_releases_the_r
 }
 
 // ------------------------------------------------------------------------------------------------
+// (7b) A mass removal's Events: ten of their own, the rest counted into one combined Event.
+
+#[tokio::test]
+async fn a_mass_removal_gives_ten_events_of_their_own_and_one_combined_event_for_the_rest() {
+    let client = kube_client().await;
+    install_crd(&client).await;
+    let nacos = testbed_env("RNACOS_ADDR");
+    let ns = unique("fold");
+    create_namespace(&client, &ns).await;
+    let pods = deploy(&client, &ns, "fold", 1, None).await;
+    let svc = format!("{ns}-svc");
+    register_http(&nacos, &svc, &pods[0].1, 8080).await;
+    // No pod has these IPs: 14 instances to deregister in one go.
+    let orphans: Vec<String> = (1..=14).map(|i| format!("10.244.252.{i}")).collect();
+    for ip in &orphans {
+        register_http(&nacos, &svc, ip, 8080).await;
+    }
+    create_binding(
+        &client,
+        &ns,
+        "fold",
+        json!({
+            "nacos": {"serverAddr": [nacos]},
+            "services": [{"name": svc}],
+            "pods": {"selector": {"matchLabels": {"app": "fold"}}},
+            "scope": {"cidrs": ["10.244.0.0/16"]},
+            "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
+            "resyncSeconds": 5
+        }),
+    )
+    .await;
+    let _operator = Operator::start(&ns);
+    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+    wait_status(
+        &bindings,
+        "fold",
+        "14 instances deregistered",
+        Duration::from_secs(60),
+        |s| s.removed_total == 14 && s.instances.total == 1,
+    )
+    .await;
+
+    // Ten Events name an instance each; one combined Event counts the other four.
+    let what = "10 Deregistered Events of their own and a combined one counting 4";
+    let evs = wait_for(what, Duration::from_secs(30), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let evs = events(&client, &ns, "fold", "Deregistered").await;
+            let count = |e: &Event| e.series.as_ref().map_or(1, |s| s.count);
+            let (combined, own): (Vec<Event>, Vec<Event>) = evs.into_iter().partition(|e| {
+                e.note
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("(combined from similar events)"))
+            });
+            (own.len() == 10 && combined.len() == 1 && count(&combined[0]) == 4)
+                .then_some((own, combined))
+        }
+    })
+    .await;
+    let (own, combined) = evs;
+    let mut named: Vec<&String> = own
+        .iter()
+        .map(|e| {
+            let note = e.note.as_deref().unwrap_or_default();
+            assert_eq!(e.series, None, "no repeats: {e:?}");
+            orphans
+                .iter()
+                .find(|ip| note.starts_with(&format!("{svc} {ip}:8080 deregistered")))
+                .unwrap_or_else(|| panic!("{note} names none of the instances"))
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    assert_eq!(named.len(), 10, "each Event names another instance");
+    let note = combined[0].note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("more than 10 Deregistered Events within 10 minutes"),
+        "{note}"
+    );
+    assert!(
+        orphans
+            .iter()
+            .any(|ip| note.contains(&format!("{svc} {ip}:8080 deregistered"))),
+        "the combined Event names its first instance: {note}"
+    );
+    // kubectl describe shows the count.
+    let out = kubectl(&["describe", "nb", "fold", "-n", &ns]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("(combined from similar events)") && l.contains("(x4 over")),
+        "{out}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
 // (8) Dry-run.
 
 #[tokio::test]

@@ -198,7 +198,8 @@ async fn run(args: &Args) -> Result<String> {
             &name,
             &format!("10.246.{}.{}", i / 250, i % 250 + 1),
             true,
-            args.pods_per_node + 10,
+            // Room for the control pods too (see below).
+            args.pods_per_node + 10 + args.mass.div_ceil(nodes),
         )
         .await?;
         node_names.push(name);
@@ -251,6 +252,37 @@ async fn run(args: &Args) -> Result<String> {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let running_in = t_pods.elapsed();
+
+    // Control pods: as many as the mass deletion takes, running like the others but in no Nacos
+    // service. They are deleted at once before the operator starts, so the report can set the
+    // API server's own time for that many deletions beside the operator's mass-deletion figures.
+    let control: Vec<(String, String, String)> = (0..args.mass)
+        .map(|j| {
+            (
+                format!("c{j:05}"),
+                "control".to_string(),
+                format!("bench-n{:03}", j % nodes),
+            )
+        })
+        .collect();
+    cluster::create_pods(&client, &control, 48).await?;
+    let deadline = Instant::now() + Duration::from_secs(120 + control.len() as u64 / 10);
+    loop {
+        let n = {
+            let w = pod_watch.lock().expect("lock");
+            control
+                .iter()
+                .filter(|c| w.running.contains_key(&c.0))
+                .count()
+        };
+        if n == control.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {} control pods Running", control.len());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let pods: Vec<BenchPod> = {
         let w = pod_watch.lock().expect("lock");
         specs
@@ -285,6 +317,16 @@ async fn run(args: &Args) -> Result<String> {
     let registered_in = t.elapsed();
     say(format!(
         "{total} persistent instances registered in {registered_in:?}"
+    ));
+
+    // ---------------------------------------------------------------- control deletion
+    let control_names: Vec<String> = control.into_iter().map(|c| c.0).collect();
+    let control_cost = delete_at_once(&client, &pod_watch, &control_names).await?;
+    say(format!(
+        "control: {} pods deleted without the operator: calls answered after {:?}, last DELETED event after {:?}",
+        control_names.len(),
+        control_cost.answered,
+        control_cost.last_event
     ));
 
     // ---------------------------------------------------------------- binding and operator
@@ -505,14 +547,11 @@ async fn run(args: &Args) -> Result<String> {
     }
     say(format!("deleting {} pods at once", mass.len()));
     let t_mass = Instant::now();
-    let results: Vec<Result<()>> = futures::stream::iter(mass.iter())
-        .map(|p| cluster::delete_pod(&client, &p.name))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
-    let mass_deleted_in = t_mass.elapsed();
+    let t_mass_wall = chrono::Utc::now();
+    let mass_names: Vec<String> = mass.iter().map(|p| p.name.clone()).collect();
+    let mass_cost = delete_at_once(&client, &pod_watch, &mass_names).await?;
     tracker.wait_all(Duration::from_secs(180)).await;
+    let mass_events = cluster::events_since(&client, t_mass_wall).await?;
     let d_mass = Counters::read(&op.metrics().await).minus(c_mass);
     let mass_cpu = op.cpu_seconds() - cpu_mass;
     let mass_done: Vec<Option<Instant>> = (0..mass.len())
@@ -524,16 +563,11 @@ async fn run(args: &Args) -> Result<String> {
         .flatten()
         .max()
         .map(|d| d.saturating_duration_since(t_mass));
-    let last_watch = {
-        let w = pod_watch.lock().expect("lock");
-        mass.iter()
-            .filter_map(|p| w.deleted.get(&p.name).map(|s| s.0))
-            .max()
-    };
-    let mass_after_last_watch = match (mass_done.iter().flatten().max(), last_watch) {
-        (Some(d), Some(w)) => Some(d.saturating_duration_since(w)),
-        _ => None,
-    };
+    let mass_after_last_watch = mass_done
+        .iter()
+        .flatten()
+        .max()
+        .map(|d| d.saturating_duration_since(t_mass + mass_cost.last_event));
     let removed_mass = (mass.len() - mass_missing).max(1) as f64;
     say(format!(
         "mass: last offline after {} ({} missing)",
@@ -645,8 +679,23 @@ async fn run(args: &Args) -> Result<String> {
         mass.len().to_string(),
     ]);
     t.row(vec![
-        "all delete calls answered after".into(),
-        fmt_dur(Some(mass_deleted_in)),
+        "all delete calls answered / last DELETED watch event here, after".into(),
+        format!(
+            "{} / {}",
+            fmt_dur(Some(mass_cost.answered)),
+            fmt_dur(Some(mass_cost.last_event))
+        ),
+    ]);
+    t.row(vec![
+        format!(
+            "the same for {} control pods deleted before the operator started (API server alone)",
+            control_names.len()
+        ),
+        format!(
+            "{} / {}",
+            fmt_dur(Some(control_cost.answered)),
+            fmt_dur(Some(control_cost.last_event))
+        ),
     ]);
     t.row(vec![
         "last instance offline, from the first delete call".into(),
@@ -667,6 +716,10 @@ async fn run(args: &Args) -> Result<String> {
     t.row(vec![
         "of which listings per removed instance".into(),
         format!("{:.2}", d_mass.list_instances / removed_mass),
+    ]);
+    t.row(vec![
+        "Events the operator created / their series count in all".into(),
+        format!("{} / {}", mass_events.created, mass_events.counted),
     ]);
     t.row(vec![
         "reconcile passes / operator CPU seconds".into(),
@@ -990,6 +1043,53 @@ async fn wait_binding_live(
             bail!(
                 "the binding did not show {total} live instances within {timeout:?}; read {}",
                 op.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How long the API server took over a batch of deletions.
+struct DeleteCost {
+    /// Until every delete call was answered.
+    answered: Duration,
+    /// Until the last DELETED event reached the harness's watch.
+    last_event: Duration,
+}
+
+/// Deletes the pods at once (64 calls in flight, grace 0) and waits for their DELETED events.
+async fn delete_at_once(
+    client: &kube::Client,
+    pod_watch: &std::sync::Arc<std::sync::Mutex<cluster::PodWatch>>,
+    names: &[String],
+) -> Result<DeleteCost> {
+    let t = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(names.iter())
+        .map(|n| cluster::delete_pod(client, n))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let answered = t.elapsed();
+    loop {
+        let last = {
+            let w = pod_watch.lock().expect("lock");
+            names
+                .iter()
+                .map(|n| w.deleted.get(n).map(|d| d.0))
+                .collect::<Option<Vec<Instant>>>()
+                .map(|v| v.into_iter().max().unwrap_or(t))
+        };
+        if let Some(last) = last {
+            return Ok(DeleteCost {
+                answered,
+                last_event: last.saturating_duration_since(t),
+            });
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "DELETED events missing 300 s after deleting {} pods",
+                names.len()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

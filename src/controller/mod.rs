@@ -4,6 +4,7 @@
 //! One pass: dereference (Secrets) → list Nacos → plan (pure) → execute and verify → report.
 
 mod confirm;
+mod event_fold;
 mod execute;
 mod focus;
 pub mod inputs;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -19,6 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use super::event_fold::{Admit, EventFolds, FOLD_WINDOW, OWN_EVENTS_PER_WINDOW};
 use super::execute::{Outcome, Result as Applied};
 use super::reconcile::key;
 use super::Context;
@@ -191,6 +192,10 @@ pub struct EventRecorder {
     series: std::sync::Mutex<HashMap<u64, Series>>,
     /// Room for the actions' Events that are still being published in the background.
     backlog: Arc<Semaphore>,
+    /// Which actions' Events fold into a combined Event (a mass removal).
+    folds: std::sync::Mutex<EventFolds>,
+    /// One combined-Event write at a time: one Event per window, counts written in order.
+    combined_writes: tokio::sync::Mutex<()>,
 }
 
 /// The Event a subject's repeats count into.
@@ -207,7 +212,77 @@ impl EventRecorder {
             reporter,
             series: Default::default(),
             backlog: Arc::new(Semaphore::new(MAX_QUEUED_EVENTS)),
+            folds: Default::default(),
+            combined_writes: Default::default(),
         }
+    }
+
+    fn folds(&self) -> std::sync::MutexGuard<'_, EventFolds> {
+        self.folds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What a combined Event gathers: Events of one type and reason about one object.
+    fn kind_key(ev: &Event, regarding: &ObjectReference) -> u64 {
+        let mut h = DefaultHasher::new();
+        (ev.type_, &ev.reason).hash(&mut h);
+        (&regarding.namespace, &regarding.name, &regarding.uid).hash(&mut h);
+        h.finish()
+    }
+
+    fn hash_of(subject: &str) -> u64 {
+        let mut h = DefaultHasher::new();
+        subject.hash(&mut h);
+        h.finish()
+    }
+
+    /// Writes the kind's combined Event as the folds have it now: creates it with the note of
+    /// `first` (the first Event folded into it), or brings its series count up to date.
+    async fn publish_combined(
+        &self,
+        kind: u64,
+        first: &Event,
+        regarding: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let _in_order = self.combined_writes.lock().await;
+        let Some(combined) = self.folds().combined(kind, Instant::now()) else {
+            return Ok(());
+        };
+        let namespace = regarding.namespace.as_deref().unwrap_or("default");
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
+        let series = (combined.count >= 2).then(|| EventSeries {
+            count: combined.count,
+            last_observed_time: MicroTime(Timestamp::now()),
+        });
+        if let (Some(name), Some(series)) = (&combined.name, &series) {
+            let patch = serde_json::json!({ "series": series });
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        } else if combined.name.is_some() {
+            return Ok(());
+        }
+        let note = format!(
+            "(combined from similar events): more than {OWN_EVENTS_PER_WINDOW} {} Events within \
+             {} minutes; this one counts the further ones (the operator's log names each, \
+             status.removals each removal); the first of them: {}",
+            first.reason,
+            FOLD_WINDOW.as_secs() / 60,
+            first.note.as_deref().unwrap_or_default()
+        );
+        let mut event = self.new_event(&action_event(first.type_, &first.reason, &note), regarding);
+        event.series = series;
+        api.create(&PostParams::default(), &event).await?;
+        if let Some(name) = event.metadata.name {
+            self.folds().named(kind, combined.window, name);
+        }
+        Ok(())
     }
 
     fn series(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Series>> {
@@ -391,6 +466,27 @@ impl<'a> Report<'a> {
             return;
         }
         let recorder = self.ctx.recorder.clone();
+        let regarding = self.b.object_ref(&());
+        // Past the first few of a kind, Events fold into the kind's combined Event.
+        let mut combined: Vec<(u64, Event)> = Vec::new();
+        {
+            let now = Instant::now();
+            let mut folds = recorder.folds();
+            events.retain(|(ev, subject)| {
+                let kind = EventRecorder::kind_key(ev, &regarding);
+                match folds.admit(kind, EventRecorder::hash_of(subject), now) {
+                    Admit::Own => true,
+                    Admit::Counted => false,
+                    Admit::Fold => {
+                        if !combined.iter().any(|(k, _)| *k == kind) {
+                            let note = ev.note.as_deref().unwrap_or_default();
+                            combined.push((kind, action_event(ev.type_, &ev.reason, note)));
+                        }
+                        false
+                    }
+                }
+            });
+        }
         let backlog = recorder.backlog.clone();
         let room = events.len().min(backlog.available_permits());
         if room < events.len() {
@@ -403,7 +499,6 @@ impl<'a> Report<'a> {
         let Ok(permits) = backlog.try_acquire_many_owned(room as u32) else {
             return;
         };
-        let regarding = self.b.object_ref(&());
         // The task owns what it needs, so it outlives this pass; each Event's future is made only
         // when its turn comes (2,000 of them made at once held 4.6 MiB in a mass removal).
         tokio::spawn(async move {
@@ -416,6 +511,11 @@ impl<'a> Report<'a> {
                 })
                 .await;
             drop(permits);
+            for (kind, first) in &combined {
+                if let Err(e) = recorder.publish_combined(*kind, first, regarding).await {
+                    warn!(error = %e, reason = %first.reason, "could not publish combined event");
+                }
+            }
         });
     }
 
