@@ -316,3 +316,79 @@ pub async fn events_since(
     }
     Ok(count)
 }
+
+/// The API server's own account of the requests it served (its `apiserver_request_duration_seconds`
+/// histogram): "VERB resource[/subresource]" → (requests, seconds spent serving them). Watches are
+/// left out (long-running).
+pub type ApiWork = std::collections::BTreeMap<String, (f64, f64)>;
+
+pub fn apiserver_work() -> Result<ApiWork> {
+    let env = |k: &str| std::env::var(k).with_context(|| format!("{k} is not set (testbed env)"));
+    let out = Command::new(env("KUBECTL")?)
+        .args([
+            "--kubeconfig",
+            &env("KUBECONFIG")?,
+            "get",
+            "--raw",
+            "/metrics",
+        ])
+        .output()
+        .context("kubectl get --raw /metrics")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl get --raw /metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut work = ApiWork::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (field, rest) =
+            if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_count{") {
+                (0, r)
+            } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+                (1, r)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let verb = label("verb");
+        if verb == "WATCH" || verb == "CONNECT" {
+            continue;
+        }
+        let (resource, sub) = (label("resource"), label("subresource"));
+        let key = if sub.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{sub}")
+        };
+        let v: f64 = value.trim().parse().unwrap_or(0.0);
+        let e = work.entry(key).or_default();
+        if field == 0 {
+            e.0 += v;
+        } else {
+            e.1 += v;
+        }
+    }
+    Ok(work)
+}
+
+/// What the API server served between two readings.
+pub fn work_between(before: &ApiWork, after: &ApiWork) -> ApiWork {
+    after
+        .iter()
+        .map(|(k, (n, s))| {
+            let (n0, s0) = before.get(k).copied().unwrap_or_default();
+            (k.clone(), (n - n0, s - s0))
+        })
+        .filter(|(_, (n, _))| *n > 0.0)
+        .collect()
+}

@@ -100,20 +100,40 @@ impl Nacos {
 /// Watches instances until consumers no longer get them (absent, or listed `enabled=false`).
 /// One background loop lists each service that has watched instances, a few at a time, at most
 /// every `period`; an instance's end time is the arrival of the first listing without it.
-/// Per service: the watched (ip:port, id) pairs.
-type Pending = HashMap<String, Vec<(String, usize)>>;
+/// Per service: the watched instances.
+type Pending = HashMap<String, Vec<Watched>>;
+
+struct Watched {
+    addr: String,
+    id: usize,
+    /// A pod whose deletion the harness must have seen before the service is polled for this
+    /// instance: polling instances whose pods still exist (most of them, early in a mass deletion)
+    /// would only load the machine the benchmark runs on.
+    after: Option<String>,
+}
+
+/// Whether the harness has seen the deletion of a pod.
+pub type SeenDeleted = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub struct OfflineTracker {
     pending: Arc<Mutex<Pending>>,
+    /// Listings per second at most (0: no cap), set per phase.
+    max_rate: Arc<std::sync::atomic::AtomicU64>,
     done: Arc<Mutex<HashMap<usize, Instant>>>,
     polls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl OfflineTracker {
-    pub fn start(nacos: Nacos, concurrency: usize, period: Duration) -> Self {
+    pub fn start(
+        nacos: Nacos,
+        concurrency: usize,
+        period: Duration,
+        seen_deleted: SeenDeleted,
+    ) -> Self {
         let t = Self {
             pending: Default::default(),
+            max_rate: Default::default(),
             done: Default::default(),
             polls: Default::default(),
         };
@@ -121,8 +141,18 @@ impl OfflineTracker {
         tokio::spawn(async move {
             loop {
                 let round = Instant::now();
-                let services: Vec<String> =
-                    me.pending.lock().expect("lock").keys().cloned().collect();
+                let services: Vec<String> = me
+                    .pending
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|(_, list)| {
+                        list.iter()
+                            .any(|w| w.after.as_deref().is_none_or(|pod| seen_deleted(pod)))
+                    })
+                    .map(|(svc, _)| svc.clone())
+                    .collect();
+                let polled = services.len();
                 futures::stream::iter(services)
                     .map(|svc| {
                         let nacos = nacos.clone();
@@ -143,11 +173,11 @@ impl OfflineTracker {
                             let mut pending = me.pending.lock().expect("lock");
                             let mut done = me.done.lock().expect("lock");
                             if let Some(list) = pending.get_mut(&svc) {
-                                list.retain(|(addr, id)| {
-                                    if usable.contains(addr.as_str()) {
+                                list.retain(|w| {
+                                    if usable.contains(w.addr.as_str()) {
                                         return true;
                                     }
-                                    done.insert(*id, at);
+                                    done.insert(w.id, at);
                                     false
                                 });
                                 if list.is_empty() {
@@ -158,7 +188,13 @@ impl OfflineTracker {
                         futures::future::ready(())
                     })
                     .await;
-                if let Some(rest) = period.checked_sub(round.elapsed()) {
+                let rate = me.max_rate.load(std::sync::atomic::Ordering::Relaxed);
+                let paced = if rate == 0 {
+                    period
+                } else {
+                    period.max(Duration::from_secs_f64(polled as f64 / rate as f64))
+                };
+                if let Some(rest) = paced.checked_sub(round.elapsed()) {
                     tokio::time::sleep(rest).await;
                 }
             }
@@ -166,14 +202,27 @@ impl OfflineTracker {
         t
     }
 
-    /// Starts watching `addr` (ip:port) of `service` under `id`.
-    pub fn track(&self, id: usize, service: &str, addr: &str) {
+    /// Starts watching `addr` (ip:port) of `service` under `id`; with `after`, once that pod's
+    /// deletion was seen.
+    pub fn track(&self, id: usize, service: &str, addr: &str, after: Option<&str>) {
         self.pending
             .lock()
             .expect("lock")
             .entry(service.to_string())
             .or_default()
-            .push((addr.to_string(), id));
+            .push(Watched {
+                addr: addr.to_string(),
+                id,
+                after: after.map(str::to_string),
+            });
+    }
+
+    /// Caps the listings per second (0: no cap). An observer that lists as fast as it can takes
+    /// a share of the machine from what it observes when thousands of instances are pending; the
+    /// cap costs resolution only while many are pending (a round lists each pending service once).
+    pub fn set_max_rate(&self, per_second: u64) {
+        self.max_rate
+            .store(per_second, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// When `id` was first seen offline.
