@@ -110,6 +110,8 @@ struct Watched {
     /// instance: polling instances whose pods still exist (most of them, early in a mass deletion)
     /// would only load the machine the benchmark runs on.
     after: Option<String>,
+    /// The last listing that had it usable.
+    usable_at: Option<Instant>,
 }
 
 /// Whether the harness has seen the deletion of a pod.
@@ -121,6 +123,8 @@ pub struct OfflineTracker {
     /// Listings per second at most (0: no cap), set per phase.
     max_rate: Arc<std::sync::atomic::AtomicU64>,
     done: Arc<Mutex<HashMap<usize, Instant>>>,
+    /// Per finished id: the last listing that still had the instance usable (if any).
+    last_usable: Arc<Mutex<HashMap<usize, Instant>>>,
     polls: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -135,6 +139,7 @@ impl OfflineTracker {
             pending: Default::default(),
             max_rate: Default::default(),
             done: Default::default(),
+            last_usable: Default::default(),
             polls: Default::default(),
         };
         let me = t.clone();
@@ -172,12 +177,17 @@ impl OfflineTracker {
                                 .collect();
                             let mut pending = me.pending.lock().expect("lock");
                             let mut done = me.done.lock().expect("lock");
+                            let mut last_usable = me.last_usable.lock().expect("lock");
                             if let Some(list) = pending.get_mut(&svc) {
-                                list.retain(|w| {
+                                list.retain_mut(|w| {
                                     if usable.contains(w.addr.as_str()) {
+                                        w.usable_at = Some(at);
                                         return true;
                                     }
                                     done.insert(w.id, at);
+                                    if let Some(u) = w.usable_at {
+                                        last_usable.insert(w.id, u);
+                                    }
                                     false
                                 });
                                 if list.is_empty() {
@@ -214,6 +224,7 @@ impl OfflineTracker {
                 addr: addr.to_string(),
                 id,
                 after: after.map(str::to_string),
+                usable_at: None,
             });
     }
 
@@ -228,6 +239,11 @@ impl OfflineTracker {
     /// When `id` was first seen offline.
     pub fn done_at(&self, id: usize) -> Option<Instant> {
         self.done.lock().expect("lock").get(&id).copied()
+    }
+
+    /// The last listing before `done_at` that still had `id` usable: it went offline in between.
+    pub fn last_usable_at(&self, id: usize) -> Option<Instant> {
+        self.last_usable.lock().expect("lock").get(&id).copied()
     }
 
     pub fn pending_count(&self) -> usize {
