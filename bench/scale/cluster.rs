@@ -284,39 +284,6 @@ pub fn record_pid(name: &str, pid: u32) {
     }
 }
 
-/// Events in the bench namespace first seen at or after a moment.
-pub struct EventCount {
-    /// Event objects created.
-    pub created: usize,
-    /// What they count in all (an Event with a series counts its occurrences).
-    pub counted: i64,
-}
-
-pub async fn events_since(
-    client: &kube::Client,
-    since: chrono::DateTime<chrono::Utc>,
-) -> Result<EventCount> {
-    use k8s_openapi::api::events::v1::Event;
-    let api: Api<Event> = Api::namespaced(client.clone(), NS);
-    let list = api
-        .list(&kube::api::ListParams::default())
-        .await
-        .context("list events")?;
-    let since = k8s_openapi::jiff::Timestamp::from_millisecond(since.timestamp_millis())
-        .context("timestamp")?;
-    let mut count = EventCount {
-        created: 0,
-        counted: 0,
-    };
-    for e in list.items {
-        if e.event_time.as_ref().is_some_and(|t| t.0 >= since) {
-            count.created += 1;
-            count.counted += e.series.as_ref().map_or(1, |s| i64::from(s.count));
-        }
-    }
-    Ok(count)
-}
-
 /// The API server's own account of the requests it served (its `apiserver_request_duration_seconds`
 /// histogram): "VERB resource[/subresource]" → (requests, seconds spent serving them). Watches are
 /// left out (long-running).
