@@ -123,18 +123,36 @@ async fn empty_relist(n: usize, from_start: bool) {
         );
         (op, fault)
     };
-    for (name, _) in &pods {
-        let text = format!("the API server still has pod {ns}/{name}");
-        wait_event(
-            &client,
-            &ns,
-            app,
-            "NotConfirmed",
-            &text,
-            Duration::from_secs(60),
-        )
-        .await;
-    }
+    // Every pod gets a NotConfirmed Event naming it, the first 10 of them; past those, one combined
+    // Event counts the rest.
+    let own_events = n.min(10);
+    wait_for(
+        &format!(
+            "NotConfirmed Events naming {own_events} pods and counting the other {}",
+            n - own_events
+        ),
+        Duration::from_secs(60),
+        || {
+            let (client, ns, pods) = (&client, &ns, &pods);
+            async move {
+                let (combined, own) = not_confirmed(client, ns, app).await;
+                let named = pods
+                    .iter()
+                    .filter(|(name, _)| {
+                        let text = format!("the API server still has pod {ns}/{name}");
+                        own.iter()
+                            .any(|e| e.note.as_deref().is_some_and(|t| t.contains(&text)))
+                    })
+                    .count();
+                let folded: i32 = combined
+                    .iter()
+                    .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                    .sum();
+                (named == own_events && folded as usize == n - own_events).then_some(())
+            }
+        },
+    )
+    .await;
     eprintln!(
         "NotConfirmed for every pod {:?} after the fault began",
         fault.elapsed()
@@ -147,16 +165,18 @@ async fn empty_relist(n: usize, from_start: bool) {
         "WRONGFUL REMOVAL: writes during an empty relist: {sent:#?}"
     );
     assert_live_registered(&nacos, &svc, &all).await;
-    // The same pod's NotConfirmed pass after pass counts into its Event's series.
-    let series: Vec<i32> = Api::<Event>::namespaced(client.clone(), &ns)
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
+    // The same pod's NotConfirmed pass after pass counts into its Event's series (and not again
+    // into the combined one).
+    let (combined, own) = not_confirmed(&client, &ns, app).await;
+    let series: Vec<i32> = own
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("NotConfirmed"))
         .map(|e| e.series.map_or(1, |s| s.count))
         .collect();
+    let folded: i32 = combined
+        .iter()
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum();
+    assert_eq!(folded as usize, n - own_events, "{combined:#?}");
     eprintln!("NotConfirmed Events and their counts: {series:?}");
     assert!(
         series.iter().any(|c| *c >= 2),
@@ -230,4 +250,23 @@ async fn empty_relist(n: usize, from_start: bool) {
     proxy.assert_untouched(&rest);
     assert_live_registered(&nacos, &svc, &rest).await;
     drop(op);
+}
+
+/// The binding's NotConfirmed Events: (combined ones, own ones).
+async fn not_confirmed(client: &kube::Client, ns: &str, binding: &str) -> (Vec<Event>, Vec<Event>) {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("NotConfirmed")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(binding)
+        })
+        .partition(|e| {
+            e.note
+                .as_deref()
+                .is_some_and(|t| t.starts_with("(combined from similar events)"))
+        })
 }
