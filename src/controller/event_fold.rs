@@ -4,7 +4,8 @@
 //! `kubectl describe` unreadable and add as many writes to an API server that is already busy
 //! deleting the pods. Like client-go's event aggregator, the first few subjects of a kind (binding,
 //! type, reason) in a window get Events of their own; the rest count into one combined Event's
-//! series. Every action stays in the operator's log, the actions metric and `status.removals`.
+//! series. Every action stays in the operator's log and the actions metric, each removal in
+//! `status.removals`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
