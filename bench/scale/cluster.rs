@@ -232,6 +232,33 @@ pub async fn create_pods(
     results.into_iter().collect()
 }
 
+/// Waits until the pod watch has every one of `pods` (name, service, node) Running with an IP.
+pub async fn wait_running(
+    pod_watch: &Mutex<PodWatch>,
+    pods: &[(String, String, String)],
+    timeout: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let missing = {
+            let w = pod_watch.lock().expect("lock");
+            pods.iter()
+                .filter(|p| !w.running.contains_key(&p.0))
+                .count()
+        };
+        if missing == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{missing} of {} pods not Running after {timeout:?}",
+                pods.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Deletes a pod with gracePeriodSeconds 0.
 pub async fn delete_pod(client: &kube::Client, name: &str) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(client.clone(), NS);

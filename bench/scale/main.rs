@@ -244,15 +244,7 @@ async fn run(args: &Args) -> Result<String> {
         .cloned()
         .partition(|s| nodes_seen.insert(s.2.clone()));
     cluster::create_pods(&client, &firsts, 48).await?;
-    while firsts
-        .iter()
-        .any(|s| !pod_watch.lock().expect("lock").running.contains_key(&s.0))
-    {
-        if t_pods.elapsed() > Duration::from_secs(120) {
-            bail!("the first pod of each node is not Running after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster::wait_running(&pod_watch, &firsts, Duration::from_secs(120)).await?;
     cluster::create_pods(&client, &rest, 48).await?;
     let created_in = t_pods.elapsed();
     say(format!("{total} pods created in {created_in:?}"));
@@ -286,23 +278,8 @@ async fn run(args: &Args) -> Result<String> {
         })
         .collect();
     cluster::create_pods(&client, &control, 48).await?;
-    let deadline = Instant::now() + Duration::from_secs(120 + control.len() as u64 / 10);
-    loop {
-        let n = {
-            let w = pod_watch.lock().expect("lock");
-            control
-                .iter()
-                .filter(|c| w.running.contains_key(&c.0))
-                .count()
-        };
-        if n == control.len() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("only {n} of {} control pods Running", control.len());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let timeout = Duration::from_secs(120 + control.len() as u64 / 10);
+    cluster::wait_running(&pod_watch, &control, timeout).await?;
     let pods: Vec<BenchPod> = {
         let w = pod_watch.lock().expect("lock");
         specs
@@ -581,11 +558,11 @@ async fn run(args: &Args) -> Result<String> {
     tracker.set_max_rate(MASS_POLL_RATE);
     let polls_mass = tracker.polls();
     say(format!("deleting {} pods at once", mass.len()));
-    let t_mass = Instant::now();
     let mass_names: Vec<String> = mass.iter().map(|p| p.name.clone()).collect();
     let work0 = cluster::apiserver_work()?;
     let cpu0 = operator::cpu_by_command();
     let mass_cost = delete_at_once(&client, &pod_watch, &mass_names).await?;
+    let t_mass = mass_cost.started;
     let mass_cpu_deleting = operator::cpu_between(&cpu0, &operator::cpu_by_command());
     tracker.wait_all(Duration::from_secs(180)).await;
     let mass_work = cluster::work_between(&work0, &cluster::apiserver_work()?);
@@ -1116,6 +1093,8 @@ async fn wait_binding_live(
 
 /// How long the API server took over a batch of deletions.
 struct DeleteCost {
+    /// The first delete call.
+    started: Instant,
     /// Until every delete call was answered.
     answered: Duration,
     /// Until the last DELETED event reached the harness's watch.
@@ -1147,6 +1126,7 @@ async fn delete_at_once(
         };
         if let Some(last) = last {
             return Ok(DeleteCost {
+                started: t,
                 answered,
                 last_event: last.saturating_duration_since(t),
             });
