@@ -18,6 +18,12 @@ KWOK_VERSION=0.8.0
 HELM_VERSION=3.19.5
 RNACOS_VERSION=0.8.8
 NACOS_SDK_PYTHON_VERSION=2.0.9
+# Alibaba Nacos, built from the release sources in $NACOS_VENDOR (checked against its SHA256SUMS).
+NACOS_VERSIONS=(2.5.1 3.0.3)
+# The official Java SDK, from Maven Central, as applications use it: 2.x (gRPC) and 1.x (HTTP + beats),
+# each with the slf4j it was built for.
+JAVA_SDK_V2=2.5.1 JAVA_SDK_V2_SLF4J=2.0.17
+JAVA_SDK_V1=1.4.8 JAVA_SDK_V1_SLF4J=1.7.36
 KWOK_NODES=${KWOK_NODES:-3}
 # The node lifecycle controller marks a node Ready=Unknown after this long without a Lease renewal.
 NODE_MONITOR_GRACE=${NODE_MONITOR_GRACE:-20s}
@@ -39,6 +45,11 @@ KWOK_BIN=$CACHE/kwok-$KWOK_VERSION/bin
 HELM_BIN=$CACHE/helm-$HELM_VERSION/bin
 RNACOS_BIN=$CACHE/rnacos-$RNACOS_VERSION/bin
 PYENV=$CACHE/nacos-sdk-python-$NACOS_SDK_PYTHON_VERSION
+NACOS_VENDOR=${NACOS_VENDOR_DIR:-$(cd "$HERE/../.." && pwd)/shared/vendor/nacos}
+# Local Maven repositories: the servers' build installs its own com.alibaba.nacos artifacts, which
+# must never stand in for Maven Central's in the Java clients' repository.
+M2_SERVER=$CACHE/m2-nacos-server
+M2=$CACHE/m2
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -113,18 +124,101 @@ build_python_client() {
     || die "nacos-sdk-python install failed; read $logf"
 }
 
+# nacos_archive VERSION: the source archive of VERSION, after checking it against SHA256SUMS.
+nacos_archive() {
+  local v=$1 f sums want have
+  f=$NACOS_VENDOR/nacos-$v-src.tar.gz sums=$NACOS_VENDOR/SHA256SUMS
+  [ -f "$sums" ] || die "Alibaba Nacos sources: $sums is missing (set NACOS_VENDOR_DIR to the folder holding nacos-<version>-src.tar.gz and SHA256SUMS)"
+  [ -f "$f" ] || die "Alibaba Nacos sources: $f is missing (set NACOS_VENDOR_DIR to the folder holding it)"
+  want=$(awk -v n="nacos-$v-src.tar.gz" '$2 == n || $2 == "*"n {print $1}' "$sums")
+  [ -n "$want" ] || die "Alibaba Nacos sources: $sums has no checksum for nacos-$v-src.tar.gz"
+  have=$(sha256sum "$f" | cut -d' ' -f1)
+  [ "$have" = "$want" ] || die "Alibaba Nacos sources: $f has SHA-256 $have, $sums says $want: not the release tag's sources"
+  echo "$f $want"
+}
+
+# nacos_dist VERSION: the cached distribution folder (bin/, conf/, target/nacos-server.jar) of VERSION.
+nacos_dist() {
+  local v=$1 sum
+  sum=$(awk -v n="nacos-$v-src.tar.gz" '$2 == n || $2 == "*"n {print $1}' "$NACOS_VENDOR/SHA256SUMS" 2>/dev/null)
+  echo "$CACHE/nacos-server-$v-${sum:0:12}/nacos"
+}
+
+build_nacos_server() {
+  local v=$1 archive sum dist work logf
+  read -r archive sum < <(nacos_archive "$v") || exit 1
+  [ -n "$archive" ] || exit 1
+  dist=$(nacos_dist "$v")
+  [ -s "$dist/target/nacos-server.jar" ] && return 0
+  need mvn "install Maven 3.8+ and a JDK 17"
+  need java "install a JDK 17"
+  work=$CACHE/nacos-server-$v-${sum:0:12}.build
+  logf=$CACHE/nacos-server-$v-${sum:0:12}.build.log
+  log "building Alibaba Nacos $v from $archive with Maven (cold: 2-5 min on 2 cores); log: $logf"
+  rm -rf "$work" "$(dirname "$dist")" && mkdir -p "$work"
+  tar xzf "$archive" -C "$work" || die "cannot unpack $archive"
+  (cd "$work/nacos-$v" && mvn -B -q -Dmaven.repo.local="$M2_SERVER" -Prelease-nacos -Dmaven.test.skip=true \
+    -Drat.skip=true -Dcheckstyle.skip=true -Dpmd.skip=true -Dmaven.javadoc.skip=true -Djacoco.skip=true \
+    -Dspotbugs.skip=true install) >"$logf" 2>&1 || die "Alibaba Nacos $v build failed; read $logf"
+  local built=$work/nacos-$v/distribution/target/nacos-server-$v/nacos
+  [ -s "$built/target/nacos-server.jar" ] || die "Alibaba Nacos $v: the build made no $built/target/nacos-server.jar; read $logf"
+  mkdir -p "$(dirname "$dist")"
+  mv "$built" "$dist"
+  # Only the distribution is kept: the source tree and the artifacts the build installed go.
+  rm -rf "$work" "$M2_SERVER/com/alibaba/nacos"
+}
+
+# java_client_dir SDK_VERSION: where NacosApp compiled against that SDK lives (lib/, classes/), keyed by
+# the program's sources so an edit rebuilds it.
+java_client_dir() {
+  local key
+  key=$(cat "$HERE/clients/java/NacosApp.java" "$HERE/clients/java/pom.xml" | sha256sum | cut -c1-12)
+  echo "$CACHE/nacos-java-app-$1-$key"
+}
+
+build_java_client() {
+  local v=$1 slf4j=$2 dir logf
+  dir=$(java_client_dir "$v")
+  [ -f "$dir/classes/NacosApp.class" ] && return 0
+  need mvn "install Maven 3.8+ and a JDK 17"
+  need javac "install a JDK 17"
+  logf=$dir.build.log
+  log "building the Java test client on nacos-client $v (Maven Central); log: $logf"
+  # Builds of earlier sources of the program are of no use any more.
+  rm -rf "$CACHE"/nacos-java-app-"$v"-* && mkdir -p "$dir/classes"
+  {
+    mvn -B -q -Dmaven.repo.local="$M2" -f "$HERE/clients/java/pom.xml" -Dnacos.client.version="$v" \
+      -Dslf4j.version="$slf4j" dependency:copy-dependencies -DoutputDirectory="$dir/lib" &&
+      javac -nowarn -cp "$dir/lib/*" -d "$dir/classes" "$HERE/clients/java/NacosApp.java"
+  } >"$logf" 2>&1 || { rm -rf "$dir"; die "Java test client on nacos-client $v failed to build; read $logf"; }
+}
+
+build_java_clients() {
+  build_java_client "$JAVA_SDK_V2" "$JAVA_SDK_V2_SLF4J"
+  build_java_client "$JAVA_SDK_V1" "$JAVA_SDK_V1_SLF4J"
+}
+
 build_all() {
   mkdir -p "$CACHE"
+  local parts=("$@") p v
+  [ ${#parts[@]} -gt 0 ] || parts=(k8s kwok helm rnacos python-client nacos java-clients)
   # One build at a time per cache: a second `up` (another test binary, another checkout) waits for
   # the first, then finds the components built. The lock's descriptor is open in this subshell only:
   # the servers started afterwards must not inherit it (they would hold the lock for their lifetime).
   (
     flock -n 9 || { log "another build holds $CACHE/.build.lock; waiting for it"; flock 9; }
-    build_k8s
-    build_kwok
-    build_helm
-    build_rnacos
-    build_python_client
+    for p in "${parts[@]}"; do
+      case $p in
+        k8s) build_k8s ;;
+        kwok) build_kwok ;;
+        helm) build_helm ;;
+        rnacos) build_rnacos ;;
+        python-client) build_python_client ;;
+        nacos) for v in "${NACOS_VERSIONS[@]}"; do build_nacos_server "$v"; done ;;
+        java-clients) build_java_clients ;;
+        *) die "unknown part to build: $p (k8s kwok helm rnacos python-client nacos java-clients)" ;;
+      esac
+    done
   ) 9>"$CACHE/.build.lock" || exit 1
 }
 
@@ -302,6 +396,70 @@ start_rnacos() {
   die "$name did not start in five attempts; read $STATE/logs/$name.attempt-*.log"
 }
 
+# A base64 key of 32 bytes and a server identity: what Alibaba Nacos wants before it starts with auth on.
+NACOS_TOKEN_SECRET=$(printf 'nacos-reconciler-testbed-token-secret-key!' | base64 -w0)
+
+nacos_free_port() {
+  local port
+  # Nacos also listens on port + 1000 (SDK gRPC) and + 1001 (cluster gRPC).
+  while :; do
+    port=$(free_port)
+    [ "$port" -lt 64000 ] || continue
+    python3 -c "import socket; [socket.socket().bind(('127.0.0.1', $port + d)) for d in (1000, 1001)]" 2>/dev/null \
+      && { echo "$port"; return; }
+  done
+}
+
+# launch_nacos NAME VERSION: starts Alibaba Nacos VERSION standalone with auth on, its own state
+# directory (nacos.home with conf/ and logs/) and HOME, bounded heap; returns without waiting.
+launch_nacos() {
+  local name=$1 v=$2 dist dir port major
+  dist=$(nacos_dist "$v")
+  [ -s "$dist/target/nacos-server.jar" ] || die "Alibaba Nacos $v is not built ($dist); run: tests/testbed.sh build nacos"
+  dir=$STATE/$name major=${v%%.*}
+  rm -rf "$dir" && mkdir -p "$dir/home" "$dir/logs" && cp -r "$dist/conf" "$dir/conf"
+  port=$(nacos_free_port)
+  echo "$port" >"$STATE/ports/$name"
+  {
+    echo
+    echo "# tests/testbed.sh: loopback, auth on"
+    echo "nacos.inetutils.ip-address=127.0.0.1"
+    echo "nacos.core.auth.enabled=true"
+    echo "nacos.core.auth.plugin.nacos.token.secret.key=$NACOS_TOKEN_SECRET"
+    echo "nacos.core.auth.server.identity.key=nacos-reconciler-testbed"
+    echo "nacos.core.auth.server.identity.value=nacos-reconciler-testbed"
+    if [ "$major" -ge 3 ]; then
+      echo "nacos.server.main.port=$port"
+      echo "nacos.console.port=$(free_port)"
+      echo "nacos.ai.mcp.registry.port=$(free_port)"
+    else
+      echo "server.port=$port"
+    fi
+  } >>"$dir/conf/application.properties"
+  sed -n 's/^nacos.console.port=//p' "$dir/conf/application.properties" | tail -n1 >"$STATE/ports/$name-console"
+  # As bin/startup.sh -m standalone does, with a smaller heap: several servers share two cores and 24 GiB.
+  start "$name" env HOME="$dir/home" java -Xms256m -Xmx512m -XX:MaxMetaspaceSize=256m -XX:-OmitStackTraceInFastThrow \
+    -Duser.home="$dir/home" -Dnacos.standalone=true -Dnacos.home="$dir" -Dnacos.deployment.type=merged \
+    -jar "$dist/target/nacos-server.jar" --spring.config.additional-location="file:$dir/conf/" \
+    --logging.config="$dir/conf/nacos-logback.xml"
+}
+
+# ready_nacos NAME VERSION: creates the admin user once Nacos answers, then waits until login works.
+ready_nacos() {
+  local name=$1 v=$2 base users login rc=0
+  base=http://127.0.0.1:$(cat "$STATE/ports/$name")/nacos
+  if [ "${v%%.*}" -ge 3 ]; then users=$base/v3/auth/user/admin login=$base/v3/auth/user/login
+  else users=$base/v1/auth/users/admin login=$base/v1/auth/login; fi
+  # From 2.4 there is no default user: the first admin is created once, while none exists.
+  answers "$name" 180 curl -fsS -X POST "$users" -d "password=$NACOS_PASS" || rc=$?
+  [ "$rc" = 0 ] && answers "$name" 60 curl -fsS -X POST "$login" -d "username=$NACOS_USER&password=$NACOS_PASS" || rc=$?
+  [ "$rc" = 0 ] && return 0
+  log "Alibaba Nacos $v ($name) did not become ready ($([ "$rc" = 1 ] && echo exited || echo 'no login')); the end of its logs:"
+  tail -n 25 "$STATE/logs/$name.log" >&2 || true
+  tail -n 25 "$STATE/$name/logs/nacos.log" >&2 2>/dev/null || true
+  die "Alibaba Nacos $v did not start; read $STATE/logs/$name.log and $STATE/$name/logs/"
+}
+
 print_env() {
   [ -f "$STATE/kubeconfig" ] || die "no testbed runs (no $STATE/kubeconfig); run: tests/testbed.sh up"
   cat <<EOF
@@ -319,13 +477,21 @@ export TESTBED_KWOK_STAGES=$CACHE/kwok-$KWOK_VERSION/stages.yaml
 export NACOS_PYTHON=$PYENV/bin/python
 export RNACOS_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos")
 export RNACOS_AUTH_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos-auth")
+export NACOS_V2_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-2.5.1")
+export NACOS_V2_VERSION=2.5.1
+export NACOS_V3_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3")
+export NACOS_V3_VERSION=3.0.3
+export NACOS_V3_CONSOLE=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3-console")
+export NACOS_JAVA=$(command -v java)
+export NACOS_JAVA_APP_V2=$(java_client_dir "$JAVA_SDK_V2")
+export NACOS_JAVA_APP_V1=$(java_client_dir "$JAVA_SDK_V1")
 export NACOS_USERNAME=$NACOS_USER
 export NACOS_PASSWORD=$NACOS_PASS
 export PATH=$K8S_BIN:$HELM_BIN:\$PATH
 EOF
 }
 
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok rnacos rnacos-auth)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok rnacos rnacos-auth nacos-2.5.1 nacos-3.0.3)
 
 cmd_up() {
   need curl "apt-get install curl"
@@ -344,10 +510,15 @@ cmd_up() {
   mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/ports"
   log "starting on 127.0.0.1; state and logs in $STATE"
   gen_certs
+  # The JVMs start (20-40 s) while the rest comes up.
+  launch_nacos nacos-2.5.1 2.5.1
+  launch_nacos nacos-3.0.3 3.0.3
   start_k8s
   start_kwok
   start_rnacos rnacos false
   start_rnacos rnacos-auth true
+  ready_nacos nacos-2.5.1 2.5.1
+  ready_nacos nacos-3.0.3 3.0.3
   log "up"
   print_env
 }
@@ -425,7 +596,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) print_env ;;
-  build) build_all ;;
+  build) shift; build_all "$@" ;;
   restart-apiserver) cmd_restart_apiserver "${2:-0}" ;;
   *) echo "usage: $0 up|down|status|env|build|restart-apiserver [SECONDS]" >&2; exit 2 ;;
 esac
