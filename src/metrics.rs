@@ -30,7 +30,7 @@ pub struct BindingLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// list_instances | list_services | deregister | set_enabled | login | server_info
+    /// list_instances | get_instance | list_services | list_namespaces | deregister | set_enabled | login | server_info
     pub operation: String,
 }
 

@@ -1,9 +1,7 @@
 //! Checks the Nacos client against a running rnacos. Starts nothing itself: set RNACOS_ADDR
 //! (e.g. http://127.0.0.1:18848). Fails, not skips, when it is absent.
 
-use std::collections::BTreeMap;
-
-use nacos_reconciler::model::{ServiceKey, DISABLED_BY_KEY};
+use nacos_reconciler::model::ServiceKey;
 use nacos_reconciler::nacos::{ApiGeneration, NacosClient, NacosConfig, ServerFlavor};
 
 #[tokio::test]
@@ -41,9 +39,7 @@ async fn rnacos_round_trip() -> anyhow::Result<()> {
     assert_eq!(snap.instances.len(), 2);
     let target = snap.instances[0].clone();
 
-    let mut md = target.metadata.clone();
-    md.insert(DISABLED_BY_KEY.into(), "uid-test".into());
-    client.set_enabled(&target, false, &md).await?;
+    client.disable(&target, "uid-test").await?;
     let got = client
         .get_instance(&target.key)
         .await?
@@ -58,18 +54,12 @@ async fn rnacos_round_trip() -> anyhow::Result<()> {
         if info.lists_disabled { 2 } else { 1 }
     );
 
-    client
-        .set_enabled(
-            &got,
-            true,
-            &BTreeMap::from([("x".to_string(), "y".to_string())]),
-        )
-        .await?;
+    client.enable(&got).await?;
     client.deregister(&target).await?;
     assert!(client.get_instance(&target.key).await?.is_none());
     // PATCH of a missing instance is refused instead of re-creating it.
     assert!(client
-        .set_enabled(&target, false, &md)
+        .disable(&target, "uid-test")
         .await
         .unwrap_err()
         .is_not_found());

@@ -13,7 +13,7 @@ use super::Context;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::metrics::BindingLabels;
-use crate::model::{Instance, ServiceKey, ServiceSnapshot, DISABLED_BY_KEY};
+use crate::model::{Instance, ServiceKey, ServiceSnapshot};
 use crate::nacos::NacosClient;
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 
@@ -222,7 +222,9 @@ async fn apply(
                 remember(memory, |m| m.forget_deregistration(&instance.key));
                 return Result::Failed(e.to_string());
             }
-            match nacos.get_instance(&instance.key).await {
+            // Decided on a listing the server refreshed after the DELETE: right after it, Nacos
+            // 2.x/3.x still list an instance they did remove.
+            match nacos.read_back(instance, |seen| seen.is_none()).await {
                 Ok(None) => Result::Done,
                 Ok(Some(still)) => {
                     // Answered `ok`, still listed: a live gRPC owner (Nacos 2.x/3.x) or a 1.x
@@ -245,17 +247,13 @@ async fn apply(
             Err(e) => Result::Failed(e),
         },
         ActionKind::Enable => {
-            let mut metadata = instance.metadata.clone();
-            metadata.remove(DISABLED_BY_KEY);
-            if metadata.is_empty() {
-                // Some servers (rnacos) ignore an empty metadata map and would keep our marker;
-                // an empty marker names no binding.
-                metadata.insert(DISABLED_BY_KEY.to_string(), String::new());
-            }
-            if let Err(e) = nacos.set_enabled(instance, true, &metadata).await {
+            if let Err(e) = nacos.enable(instance).await {
                 return Result::Failed(e.to_string());
             }
-            match nacos.get_instance(&instance.key).await {
+            match nacos
+                .read_back(instance, |seen| seen.is_some_and(|i| i.enabled))
+                .await
+            {
                 Ok(Some(i)) if i.enabled => {
                     remember(memory, |m| m.forget_disabled(&instance.key));
                     Result::Done
@@ -273,13 +271,14 @@ async fn disable(
     uid: &str,
     instance: &Instance,
 ) -> std::result::Result<(), String> {
-    let mut metadata = instance.metadata.clone();
-    metadata.insert(DISABLED_BY_KEY.to_string(), uid.to_string());
     nacos
-        .set_enabled(instance, false, &metadata)
+        .disable(instance, uid)
         .await
         .map_err(|e| e.to_string())?;
-    match nacos.get_instance(&instance.key).await {
+    match nacos
+        .read_back(instance, |seen| seen.is_none_or(|i| !i.enabled))
+        .await
+    {
         Ok(Some(i)) if !i.enabled => Ok(()),
         Ok(Some(_)) => Err("the instance is still enabled after the write".into()),
         // Gone by itself in the meantime: offline all the same.

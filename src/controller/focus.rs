@@ -304,6 +304,8 @@ mod tests {
             api: ApiGeneration::V1,
             flavor: ServerFlavor::V1Compatible,
             lists_disabled: true,
+            settle: std::time::Duration::ZERO,
+            metadata_overlay: false,
         };
         let services = listings
             .iter()

@@ -115,9 +115,10 @@ fn nacos_client(
             return Ok((c.clone(), false));
         }
     }
-    let c = Arc::new(
-        NacosClient::new(cfg)?.with_observer(Arc::new(report::RequestMetrics(ctx.metrics.clone()))),
-    );
+    let c = Arc::new(NacosClient::observed(
+        cfg,
+        Arc::new(report::RequestMetrics(ctx.metrics.clone())),
+    )?);
     state.nacos = Some((fp, c.clone()));
     Ok((c, true))
 }

@@ -131,7 +131,7 @@ pub struct RequestMetrics(pub Arc<Metrics>);
 
 impl RequestObserver for RequestMetrics {
     fn on_request(&self, ev: &RequestEvent<'_>) {
-        let operation = operation_of(ev.method, ev.path).to_string();
+        let operation = ev.operation.as_str().to_string();
         self.0
             .nacos_request_duration
             .get_or_create(&RequestLabels {
@@ -153,18 +153,6 @@ impl RequestObserver for RequestMetrics {
                 })
                 .inc();
         }
-    }
-}
-
-fn operation_of(method: &str, path: &str) -> &'static str {
-    match (method, path) {
-        (_, p) if p.contains("/auth/") => "login",
-        (_, p) if p.contains("state") => "server_info",
-        ("DELETE", _) => "deregister",
-        ("PATCH" | "PUT", _) => "set_enabled",
-        (_, p) if p.contains("service") && p.contains("list") => "list_services",
-        (_, p) if p.ends_with("/ns/instance") => "get_instance",
-        _ => "list_instances",
     }
 }
 

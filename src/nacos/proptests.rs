@@ -10,8 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use super::rnacos::missing as rnacos_missing;
 use super::wire::*;
-use super::{classify_error, namespace_listed, normalize_base_url, rnacos_missing};
+use super::{classify_error, namespace_listed, normalize_base_url};
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 512;

@@ -3,6 +3,7 @@
 
 use super::*;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex as StdMutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -138,30 +139,67 @@ fn inst_json(ip: &str, port: u16, cluster: &str, enabled: bool) -> String {
     )
 }
 
-/// A 2.x server: state, catalog/service with two clusters, paginated catalog/instances.
+/// Instances of the scripted 2.x service `orders`: three in DEFAULT (one disabled), one in c2.
+fn orders_instances() -> Vec<String> {
+    vec![
+        inst_json("10.0.0.1", 80, "DEFAULT", true),
+        inst_json("10.0.0.2", 80, "DEFAULT", false),
+        inst_json("10.0.0.3", 80, "DEFAULT", true),
+        inst_json("10.0.1.1", 81, "c2", true),
+    ]
+}
+
+fn page_of(all: &[String], s: &Seen) -> (Vec<String>, usize) {
+    let page: usize = s.query["pageNo"].parse().unwrap();
+    let size: usize = s.query["pageSize"].parse().unwrap();
+    let items = all
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .cloned()
+        .collect();
+    (items, all.len())
+}
+
+/// A 2.5.1 server as seen on the testbed: v3 paths answer 501, the v2 catalog lists every cluster
+/// (paged, wrapped, `{"count":0}` for a missing service), the v1 catalog one cluster at a time.
 fn nacos2(s: &Seen) -> (u16, String) {
     match s.path.as_str() {
-        "/nacos/v3/admin/core/state" => (404, "Not Found".into()),
-        "/nacos/v1/console/server/state" => (200, r#"{"version":"2.5.2"}"#.into()),
+        p if p.starts_with("/nacos/v3/") => (
+            501,
+            format!(r#"{{"status":501,"error":"Not Implemented","message":"no such api:{p}"}}"#),
+        ),
+        "/nacos/v1/console/server/state" => (200, r#"{"version":"2.5.1"}"#.into()),
+        "/nacos/v2/ns/catalog/instances" => {
+            if s.query["serviceName"] != "DEFAULT_GROUP@@orders" {
+                return (
+                    200,
+                    r#"{"code":0,"message":"success","data":{"count":0}}"#.into(),
+                );
+            }
+            let (items, count) = page_of(&orders_instances(), s);
+            (
+                200,
+                format!(
+                    r#"{{"code":0,"message":"success","data":{{"instances":[{}],"count":{count}}}}}"#,
+                    items.join(",")
+                ),
+            )
+        }
         "/nacos/v1/ns/catalog/service" => (
             200,
             r#"{"service":{"name":"orders"},"clusters":[{"name":"DEFAULT"},{"name":"c2"}]}"#.into(),
         ),
         "/nacos/v1/ns/catalog/instances" => {
-            let page: usize = s.query["pageNo"].parse().unwrap();
-            let cluster = s.query["clusterName"].as_str();
-            let all: Vec<String> = match cluster {
-                "DEFAULT" => vec![
-                    inst_json("10.0.0.1", 80, "DEFAULT", true),
-                    inst_json("10.0.0.2", 80, "DEFAULT", false),
-                    inst_json("10.0.0.3", 80, "DEFAULT", true),
-                ],
-                _ => vec![inst_json("10.0.1.1", 81, "c2", true)],
-            };
-            let items: Vec<String> = all.iter().skip((page - 1) * 2).take(2).cloned().collect();
+            let cluster = s.query["clusterName"].clone();
+            let all: Vec<String> = orders_instances()
+                .into_iter()
+                .filter(|i| i.contains(&format!(r#""clusterName":"{cluster}""#)))
+                .collect();
+            let (items, count) = page_of(&all, s);
             (
                 200,
-                format!(r#"{{"list":[{}],"count":{}}}"#, items.join(","), all.len()),
+                format!(r#"{{"list":[{}],"count":{count}}}"#, items.join(",")),
             )
         }
         "/nacos/v1/ns/service/list" => {
@@ -179,27 +217,35 @@ fn nacos2(s: &Seen) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn detects_2x_and_lists_every_cluster_and_page() {
+async fn detects_2x_and_lists_every_cluster_and_page_through_the_v2_catalog() {
     let m = Mock::start(nacos2).await;
     let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
     let info = c.server_info().await.unwrap();
-    assert_eq!(info.version, "2.5.2");
+    assert_eq!(info.version, "2.5.1");
     assert_eq!(info.api, ApiGeneration::V2);
     assert_eq!(info.flavor, ServerFlavor::Nacos);
+    assert_eq!(info.settle, Duration::from_millis(500));
+    assert!(info.metadata_overlay);
 
     let svc = ServiceKey::new("DEFAULT_GROUP", "orders");
     let snap = c.list_instances(&svc, &[]).await.unwrap();
     assert_eq!(snap.instances.len(), 4);
     assert!(snap.instances.iter().any(|i| !i.enabled));
-    // DEFAULT needs two pages, c2 one.
-    assert_eq!(m.count("/nacos/v1/ns/catalog/instances"), 3);
+    // Four instances, two a page; the v1 catalog is not needed.
+    assert_eq!(m.count("/nacos/v2/ns/catalog/instances"), 2);
+    assert_eq!(m.count("/nacos/v1/ns/catalog/service"), 0);
 
     let only_c2 = c.list_instances(&svc, &["c2".to_string()]).await.unwrap();
     assert_eq!(only_c2.instances.len(), 1);
     assert_eq!(only_c2.instances[0].key.cluster, "c2");
-    // A cluster the service does not have lists nothing, without a request.
     let none = c.list_instances(&svc, &["zz".to_string()]).await.unwrap();
     assert!(none.instances.is_empty());
+    // A service the server does not have is empty, not an error.
+    let missing = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "nope"), &[])
+        .await
+        .unwrap();
+    assert!(missing.instances.is_empty());
 
     assert_eq!(
         c.list_services("DEFAULT_GROUP").await.unwrap(),
@@ -215,7 +261,56 @@ async fn detects_2x_and_lists_every_cluster_and_page() {
 }
 
 #[tokio::test]
-async fn missing_service_is_not_found_and_bad_page_is_error() {
+async fn a_2x_server_without_the_v2_catalog_is_listed_through_v1_from_then_on() {
+    // 2.0/2.1 answer 501 `no such api` to the v2 catalog.
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v2/ns/catalog/instances" => (
+            501,
+            r#"{"status":501,"error":"Not Implemented","message":"no such api"}"#.into(),
+        ),
+        _ => nacos2(s),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let svc = ServiceKey::new("DEFAULT_GROUP", "orders");
+    for _ in 0..2 {
+        assert_eq!(
+            c.list_instances(&svc, &[]).await.unwrap().instances.len(),
+            4
+        );
+    }
+    assert_eq!(m.count("/nacos/v2/ns/catalog/instances"), 1);
+    assert_eq!(m.count("/nacos/v1/ns/catalog/service"), 2);
+}
+
+#[tokio::test]
+async fn v1_on_2x_skips_a_cluster_that_went_between_the_two_calls() {
+    // catalog/service still names c2; by the time it is listed, its last instance is gone.
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v1/ns/catalog/instances" if s.query["clusterName"] == "c2" => {
+            (404, "cluster c2 is not found!".into())
+        }
+        _ => nacos2(s),
+    })
+    .await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.api = ApiGeneration::V1;
+    let c = NacosClient::new(cfg).unwrap();
+    let info = c.server_info().await.unwrap();
+    assert_eq!(
+        (info.api, info.version.as_str()),
+        (ApiGeneration::V1, "2.5.1")
+    );
+    let snap = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "orders"), &[])
+        .await
+        .unwrap();
+    assert_eq!(snap.instances.len(), 3);
+    assert!(snap.instances.iter().all(|i| i.key.cluster == "DEFAULT"));
+}
+
+#[tokio::test]
+async fn missing_service_is_empty_and_bad_page_is_error() {
     let m = Mock::start(|s| match s.path.as_str() {
         "/nacos/v1/console/server/state" => (200, r#"{"version":"1.4.8"}"#.into()),
         "/nacos/v1/ns/catalog/service" if s.query["serviceName"] == "gone" => (
@@ -240,12 +335,19 @@ async fn missing_service_is_not_found_and_bad_page_is_error() {
     })
     .await;
     let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
-    assert_eq!(c.server_info().await.unwrap().api, ApiGeneration::V1);
-    let e = c
+    let info = c.server_info().await.unwrap();
+    assert_eq!(info.api, ApiGeneration::V1);
+    assert_eq!(info.settle, Duration::ZERO);
+    let gone = c
         .list_instances(&ServiceKey::new("DEFAULT_GROUP", "gone"), &[])
         .await
-        .unwrap_err();
-    assert!(e.is_not_found(), "{e}");
+        .unwrap();
+    assert!(gone.instances.is_empty());
+    // A 404 that does not name the service is no proof of absence.
+    let e = c
+        .list_instances(&ServiceKey::new("OTHER", "orders"), &[])
+        .await;
+    assert!(e.is_err() || e.as_ref().is_ok_and(|s| s.instances.is_empty()));
     let e = c
         .list_instances(&ServiceKey::new("DEFAULT_GROUP", "orders"), &[])
         .await
@@ -257,10 +359,7 @@ async fn missing_service_is_not_found_and_bad_page_is_error() {
 async fn server_error_is_error_not_empty() {
     let m = Mock::start(|s| match s.path.as_str() {
         "/nacos/v1/console/server/state" => (200, r#"{"version":"2.4.3"}"#.into()),
-        "/nacos/v1/ns/catalog/service" => (
-            200,
-            r#"{"service":{},"clusters":[{"name":"DEFAULT"}]}"#.into(),
-        ),
+        p if p.starts_with("/nacos/v3/") => (501, "no such api".into()),
         _ => (500, "java.lang.NullPointerException".into()),
     })
     .await;
@@ -271,7 +370,7 @@ async fn server_error_is_error_not_empty() {
         .unwrap_err();
     assert!(matches!(e, NacosError::Server { status: 500, .. }), "{e}");
     // Reads are retried: 3 attempts.
-    assert_eq!(m.count("/nacos/v1/ns/catalog/instances"), 3);
+    assert_eq!(m.count("/nacos/v2/ns/catalog/instances"), 3);
 }
 
 #[tokio::test]
@@ -295,11 +394,8 @@ async fn fails_over_and_remembers_the_good_address() {
     }
 }
 
-#[tokio::test]
-async fn writes_send_only_the_needed_fields() {
-    let m = Mock::start(nacos2).await;
-    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
-    let inst = Instance {
+fn orders_instance(metadata: &[(&str, &str)]) -> Instance {
+    Instance {
         key: InstanceKey {
             service: ServiceKey::new("G", "orders"),
             cluster: "c2".into(),
@@ -310,42 +406,142 @@ async fn writes_send_only_the_needed_fields() {
         enabled: true,
         healthy: true,
         weight: 3.0,
-        metadata: BTreeMap::new(),
-    };
-    c.deregister(&inst).await.unwrap();
-    let mut md = BTreeMap::new();
-    md.insert(
-        crate::model::DISABLED_BY_KEY.to_string(),
-        "uid-1".to_string(),
-    );
-    c.set_enabled(&inst, false, &md).await.unwrap();
-    let seen = m.seen();
-    let del = seen.iter().find(|s| s.method == "DELETE").unwrap();
-    assert_eq!(del.query["ephemeral"], "false");
-    assert_eq!(del.query["groupName"], "G");
-    assert_eq!(del.query["clusterName"], "c2");
-    let patch = seen.iter().find(|s| s.method == "PATCH").unwrap();
-    assert_eq!(patch.form["enabled"], "false");
-    assert_eq!(patch.form["ip"], "10.0.1.1");
-    assert!(patch.form["metadata"].contains("nacos-reconciler.io/disabled-by"));
-    // PATCH keeps whatever is not sent: no weight, no healthy.
-    assert!(!patch.form.contains_key("weight"));
-    assert!(!patch.form.contains_key("healthy"));
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
 }
 
 #[tokio::test]
-async fn v3_uses_admin_api_and_sends_weight_on_partial_update() {
+async fn writes_send_only_the_needed_fields_and_on_2x_only_the_marker() {
+    let m = Mock::start(nacos2).await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    // Metadata near Nacos's 1,024-character limit, as a Dubbo provider registers it.
+    let big = "x".repeat(1000);
+    let inst = orders_instance(&[("dubbo.metadata", &big)]);
+    c.deregister(&inst).await.unwrap();
+    c.disable(&inst, "uid-1").await.unwrap();
+    c.enable(&inst).await.unwrap();
+    let seen = m.seen();
+    let del = seen.iter().find(|s| s.method == "DELETE").unwrap();
+    assert_eq!(del.path, "/nacos/v1/ns/instance");
+    assert_eq!(del.query["ephemeral"], "false");
+    assert_eq!(del.query["groupName"], "G");
+    assert_eq!(del.query["clusterName"], "c2");
+    let patches: Vec<_> = seen.iter().filter(|s| s.method == "PATCH").collect();
+    assert_eq!(patches[0].form["enabled"], "false");
+    assert_eq!(patches[0].form["ip"], "10.0.1.1");
+    // 2.x keeps a write's metadata in an overlay: the marker alone goes, the rest stays.
+    assert_eq!(
+        patches[0].form["metadata"],
+        r#"{"nacos-reconciler.io/disabled-by":"uid-1"}"#
+    );
+    // PATCH keeps whatever is not sent: no weight, no healthy.
+    assert!(!patches[0].form.contains_key("weight"));
+    assert!(!patches[0].form.contains_key("healthy"));
+    // Enabling empties the overlay: the marker goes, the registered metadata is what shows.
+    assert_eq!(patches[1].form["enabled"], "true");
+    assert_eq!(patches[1].form["metadata"], "{}");
+}
+
+#[tokio::test]
+async fn on_1x_a_write_replaces_the_metadata_so_all_of_it_goes_with_the_marker() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v1/console/server/state" => (200, r#"{"version":"1.4.8"}"#.into()),
+        "/nacos/v1/ns/instance" => (200, "ok".into()),
+        _ => (404, String::new()),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let inst = orders_instance(&[("app", "orders")]);
+    c.disable(&inst, "uid-1").await.unwrap();
+    let mut marked = inst.clone();
+    marked
+        .metadata
+        .insert(crate::model::DISABLED_BY_KEY.into(), "uid-1".into());
+    c.enable(&marked).await.unwrap();
+    let patches: Vec<_> = m
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .collect();
+    assert_eq!(
+        patches[0].form["metadata"],
+        r#"{"app":"orders","nacos-reconciler.io/disabled-by":"uid-1"}"#
+    );
+    assert_eq!(patches[1].form["metadata"], r#"{"app":"orders"}"#);
+}
+
+#[tokio::test]
+async fn read_back_waits_for_the_refreshed_view() {
+    // A DELETE that took: the listing shows the instance for 500 ms more, as 2.x does.
+    let deleted: Arc<StdMutex<Option<std::time::Instant>>> = Arc::new(StdMutex::new(None));
+    let d = deleted.clone();
+    let m = Mock::start(move |s| match (s.method.as_str(), s.path.as_str()) {
+        ("DELETE", "/nacos/v1/ns/instance") => {
+            *d.lock().unwrap() = Some(std::time::Instant::now());
+            (200, "ok".into())
+        }
+        (_, "/nacos/v2/ns/catalog/instances") => {
+            let refreshed = d
+                .lock()
+                .unwrap()
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(500));
+            let list = if refreshed {
+                String::new()
+            } else {
+                inst_json("10.0.1.1", 81, "c2", true)
+            };
+            let count = usize::from(!refreshed);
+            (
+                200,
+                format!(r#"{{"code":0,"data":{{"instances":[{list}],"count":{count}}}}}"#),
+            )
+        }
+        _ => nacos2(s),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let mut inst = orders_instance(&[]);
+    inst.key.service = ServiceKey::new("DEFAULT_GROUP", "orders");
+    c.deregister(&inst).await.unwrap();
+    let started = std::time::Instant::now();
+    let seen = c.read_back(&inst, |i| i.is_none()).await.unwrap();
+    assert!(seen.is_none(), "the DELETE took: {seen:?}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+
+    // An instance that stays (a live gRPC owner) is given up on after three settle times.
+    let started = std::time::Instant::now();
+    *deleted.lock().unwrap() = None;
+    let seen = c.read_back(&inst, |i| i.is_none()).await.unwrap();
+    assert!(seen.is_some());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn v3_uses_the_admin_api_and_partial_updates_send_no_weight() {
     let m = Mock::start(|s| match s.path.as_str() {
         "/nacos/v3/admin/core/state" => (
             200,
-            r#"{"code":0,"message":"success","data":{"version":"3.1.0"}}"#.into(),
+            r#"{"code":0,"message":"success","data":{"version":"3.0.3"}}"#.into(),
         ),
         "/nacos/v3/admin/ns/service" => (
             200,
-            r#"{"code":0,"message":"success","data":{"clusterMap":{"DEFAULT":{},"b":{}}}}"#.into(),
+            r#"{"code":0,"message":"success","data":{"clusterMap":{"DEFAULT":{},"b":{},"gone":{}}}}"#.into(),
         ),
         "/nacos/v3/admin/ns/instance/list" => {
             let c = s.query["clusterName"].clone();
+            if c == "gone" {
+                return (
+                    404,
+                    r#"{"code":30000,"message":"server error","data":"cluster gone is not found!"}"#.into(),
+                );
+            }
             (
                 200,
                 format!(
@@ -354,6 +550,13 @@ async fn v3_uses_admin_api_and_sends_weight_on_partial_update() {
                 ),
             )
         }
+        "/nacos/v3/admin/ns/instance" if s.method == "GET" => (
+            200,
+            format!(
+                r#"{{"code":0,"message":"success","data":{}}}"#,
+                inst_json("10.0.0.1", 80, "DEFAULT", false)
+            ),
+        ),
         "/nacos/v3/admin/ns/instance/partial" | "/nacos/v3/admin/ns/instance" => (
             200,
             r#"{"code":0,"message":"success","data":"ok"}"#.into(),
@@ -369,7 +572,7 @@ async fn v3_uses_admin_api_and_sends_weight_on_partial_update() {
     let info = c.server_info().await.unwrap();
     assert_eq!(
         (info.api, info.version.as_str()),
-        (ApiGeneration::V3, "3.1.0")
+        (ApiGeneration::V3, "3.0.3")
     );
     let snap = c
         .list_instances(&ServiceKey::new("G", "s"), &[])
@@ -377,14 +580,20 @@ async fn v3_uses_admin_api_and_sends_weight_on_partial_update() {
         .unwrap();
     assert_eq!(snap.instances.len(), 2);
     let inst = snap.instances[0].clone();
-    c.set_enabled(&inst, false, &BTreeMap::new()).await.unwrap();
+    let got = c.get_instance(&inst.key).await.unwrap().unwrap();
+    assert!(!got.enabled);
+    c.disable(&inst, "uid-1").await.unwrap();
     c.deregister(&inst).await.unwrap();
     let seen = m.seen();
     let put = seen.iter().find(|s| s.method == "PUT").unwrap();
     assert_eq!(put.path, "/nacos/v3/admin/ns/instance/partial");
-    assert_eq!(put.form["weight"], "1");
+    // partial changes only what is sent: the weight stays as it is.
+    assert!(!put.form.contains_key("weight"));
     assert_eq!(put.form["enabled"], "false");
-    assert_eq!(put.form["metadata"], "{}");
+    assert_eq!(
+        put.form["metadata"],
+        r#"{"nacos-reconciler.io/disabled-by":"uid-1"}"#
+    );
     assert!(seen
         .iter()
         .any(|s| s.method == "DELETE" && s.path == "/nacos/v3/admin/ns/instance"));
@@ -394,10 +603,14 @@ async fn v3_uses_admin_api_and_sends_weight_on_partial_update() {
 #[tokio::test]
 async fn v3_error_codes_map_to_variants() {
     let m = Mock::start(|s| match s.path.as_str() {
-        "/nacos/v3/admin/core/state" => (200, r#"{"code":0,"data":{"version":"3.0.2"}}"#.into()),
+        "/nacos/v3/admin/core/state" => (200, r#"{"code":0,"data":{"version":"3.0.3"}}"#.into()),
         "/nacos/v3/admin/ns/service" => (
             400,
-            r#"{"code":21008,"message":"service not exist","data":null}"#.into(),
+            r#"{"code":21008,"message":"service not exist","data":"service not found, namespace: public, serviceName: G@@s"}"#.into(),
+        ),
+        "/nacos/v3/admin/ns/instance" if s.method == "GET" => (
+            404,
+            r#"{"code":20004,"message":"resource not found","data":"no matched ip found!"}"#.into(),
         ),
         "/nacos/v3/admin/ns/instance" => (
             403,
@@ -407,11 +620,12 @@ async fn v3_error_codes_map_to_variants() {
     })
     .await;
     let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
-    let e = c
+    // A service the server does not have is empty, not "Nacos unavailable".
+    let snap = c
         .list_instances(&ServiceKey::new("G", "s"), &[])
         .await
-        .unwrap_err();
-    assert!(e.is_not_found(), "{e}");
+        .unwrap();
+    assert!(snap.instances.is_empty());
     let inst = Instance {
         key: InstanceKey {
             service: ServiceKey::new("G", "s"),
@@ -425,8 +639,39 @@ async fn v3_error_codes_map_to_variants() {
         weight: 1.0,
         metadata: BTreeMap::new(),
     };
+    assert!(c.get_instance(&inst.key).await.unwrap().is_none());
     let e = c.deregister(&inst).await.unwrap_err();
     assert!(matches!(e, NacosError::Auth { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn v1_forced_on_3x_says_the_api_is_switched_off() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v3/admin/core/state" => (200, r#"{"code":0,"data":{"version":"3.0.3"}}"#.into()),
+        p if p.starts_with("/nacos/v1/ns/catalog") => (
+            410,
+            r#"{"status":410,"error":"Gone","message":"{\"code\":40000}"}"#.into(),
+        ),
+        _ => (404, String::new()),
+    })
+    .await;
+    let mut cfg = fast_config(vec![m.url()]);
+    cfg.api = ApiGeneration::V1;
+    let c = NacosClient::new(cfg).unwrap();
+    let info = c.server_info().await.unwrap();
+    assert_eq!(
+        (info.api, info.version.as_str()),
+        (ApiGeneration::V1, "3.0.3")
+    );
+    let e = c
+        .list_instances(&ServiceKey::new("G", "s"), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NacosError::ApiOff { .. }), "{e}");
+    assert!(
+        e.to_string().contains("set nacos.apiVersion to V3 or Auto"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -515,7 +760,7 @@ async fn access_key_signs_requests() {
     let s = m
         .seen()
         .into_iter()
-        .find(|s| s.path == "/nacos/v1/ns/catalog/instances")
+        .find(|s| s.path == "/nacos/v2/ns/catalog/instances")
         .unwrap();
     assert_eq!(s.query["ak"], "AK");
     assert!(s.query["data"].ends_with("@@DEFAULT_GROUP@@orders"));
@@ -576,16 +821,13 @@ async fn rnacos_fallbacks() {
     let mut inst = snap.instances[0].clone();
     let got = c.get_instance(&inst.key).await.unwrap().unwrap();
     assert!(!got.enabled);
-    c.set_enabled(&inst, true, &BTreeMap::new()).await.unwrap();
+    c.enable(&inst).await.unwrap();
     assert_eq!(m.seen().iter().filter(|s| s.method == "PATCH").count(), 1);
 
     // A missing instance is not PATCHed (rnacos would create it).
     inst.key.ip = "10.9.9.9".parse().unwrap();
     assert!(c.get_instance(&inst.key).await.unwrap().is_none());
-    let e = c
-        .set_enabled(&inst, false, &BTreeMap::new())
-        .await
-        .unwrap_err();
+    let e = c.disable(&inst, "uid-1").await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
     assert_eq!(m.seen().iter().filter(|s| s.method == "PATCH").count(), 1);
 }
@@ -669,11 +911,7 @@ fn classify_error_statuses() {
             410,
             br#"{"code":40000,"message":"API deprecated"}"#
         ),
-        NacosError::Server {
-            status: 410,
-            code: Some(40000),
-            ..
-        }
+        NacosError::ApiOff { .. }
     ));
     assert!(matches!(
         classify_error("http://a", "/p", 401, b""),
@@ -698,9 +936,7 @@ fn retry_backoff_is_bounded() {
 async fn observer_counts_requests() {
     let m = Mock::start(nacos2).await;
     let counters = Arc::new(RequestCounters::default());
-    let c = NacosClient::new(fast_config(vec![m.url()]))
-        .unwrap()
-        .with_observer(counters.clone());
+    let c = NacosClient::observed(fast_config(vec![m.url()]), counters.clone()).unwrap();
     c.server_info().await.unwrap();
     assert_eq!(counters.requests.load(Ordering::Relaxed), 2);
     assert_eq!(counters.error_answers.load(Ordering::Relaxed), 1);

@@ -99,11 +99,21 @@ pub fn unwrap_result(v: Value) -> Result<Value, WireError> {
             if code == 0 || code == 200 {
                 Ok(map.remove("data").unwrap_or(Value::Null))
             } else {
-                let message = map
+                let mut message = map
                     .get("message")
                     .or_else(|| map.get("msg"))
                     .map(value_to_string)
                     .unwrap_or_default();
+                // 3.x puts the useful part in `data` ("server error" / "cluster C is not found!").
+                if let Some(Value::String(detail)) = map.get("data") {
+                    if !detail.is_empty() && *detail != message {
+                        message = if message.is_empty() {
+                            detail.clone()
+                        } else {
+                            format!("{message}: {detail}")
+                        };
+                    }
+                }
                 Err(WireError::Code {
                     code,
                     message: truncate(&message, 200),
@@ -266,6 +276,22 @@ pub fn parse_catalog_instances(body: &[u8]) -> Result<Page<WireInstance>, WireEr
         .get("count")
         .and_then(lenient_u64)
         .ok_or_else(|| WireError::Malformed("catalog answer without count".into()))?;
+    Ok(Page { total, items })
+}
+
+/// `GET /nacos/v2/ns/catalog/instances` (2.2 on): `{"code":0,"data":{"instances":[…],"count":N}}`,
+/// `{"count":0}` without `instances` for an empty or missing service, and past the last page.
+pub fn parse_v2_catalog_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> {
+    let data = parse_wrapped(body)?;
+    let total = data
+        .get("count")
+        .and_then(lenient_u64)
+        .ok_or_else(|| WireError::Malformed("v2 catalog answer without count".into()))?;
+    // No `instances` on a page past the end (the paging restarts when the count changed).
+    let items = match data.get("instances") {
+        Some(list) => instances_from_array(list)?,
+        None => Vec::new(),
+    };
     Ok(Page { total, items })
 }
 
