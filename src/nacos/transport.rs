@@ -522,7 +522,9 @@ impl Transport {
                 last = Some(reply);
                 continue;
             }
-            if is_denied(reply.status) {
+            // Nacos 3.0.3 answers a wrong password with HTTP 500 (its AccessException goes
+            // unhandled; an unknown user gets 403): both are a refused login, not an outage.
+            if is_denied(reply.status) || (*path == paths::V3_LOGIN && reply.status == 500) {
                 return Err(NacosError::Auth {
                     address: reply.address.clone(),
                     path: path.to_string(),

@@ -2,6 +2,28 @@
 //! starts (and `./tests/run.sh` starts for them); without it they fail loudly, never skip.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod java;
+pub mod servers;
+
+pub use java::{JavaApp, Provider, Sdk};
+pub use servers::{Registration, Server};
+
+/// One test per server for the async fn `NAME(server: Server)`: `NAME::nacos_2_5_1`,
+/// `NAME::nacos_3_0_3`, `NAME::rnacos`, `NAME::rnacos_auth` (those listed).
+#[macro_export]
+macro_rules! per_server {
+    ($name:ident: $($server:ident),+ $(,)?) => {
+        mod $name {
+            $(
+                #[tokio::test]
+                async fn $server() {
+                    super::$name($crate::common::Server::named(stringify!($server))).await
+                }
+            )+
+        }
+    };
+}
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,8 +85,13 @@ pub struct TestProcess {
 
 impl TestProcess {
     pub fn spawn(mut cmd: Command, name: &str) -> Self {
+        cmd.stdin(Stdio::null());
+        Self::spawn_as_set(cmd, name)
+    }
+
+    /// As `spawn`, with the standard streams as `cmd` sets them.
+    pub fn spawn_as_set(mut cmd: Command, name: &str) -> Self {
         let child = cmd
-            .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let pid_file = std::env::var("TESTBED_STATE").ok().map(|state| {
