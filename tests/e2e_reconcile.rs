@@ -1,179 +1,119 @@
-//! End-to-end: the operator binary against the testbed's API server and Nacos (rnacos).
+//! End-to-end: the operator binary against the testbed's API server and each Nacos server, with
+//! instances registered by the official Java SDK: a scale-down, `plan`, and the mission's own
+//! cases (a pod gone while its process stays connected, or keeps beating).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
-use nacos_reconciler::crd::NacosBinding;
+use serde_json::json;
 
-#[tokio::test]
+/// (Scenario 1) Scale-down of a Deployment whose pods registered over gRPC (and, in a second
+/// service, as persistent instances): exactly the removed pods' instances go offline within
+/// `gracePeriodSeconds` + 2 s; the others are untouched.
 async fn scaling_down_takes_exactly_the_removed_pods_instances_offline_within_grace_plus_two_seconds(
+    server: Server,
 ) {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
-    let ns = unique("scale");
-    create_namespace(&client, &ns).await;
-    let pods = deploy(&client, &ns, "orders", 4, None).await;
-
-    // Each pod is represented twice: a gRPC instance owned by a live client process, and a
-    // persistent HTTP instance.
-    let grpc_svc = format!("{ns}-grpc");
-    let http_svc = format!("{ns}-http");
-    let _clients: Vec<_> = pods
-        .iter()
-        .map(|(_, ip)| {
-            start_nacos_client(
-                &nacos,
-                &grpc_svc,
-                &[(ip.clone(), 8080)],
-                ClientMode::Grpc,
-                &[],
-            )
-        })
-        .collect();
-    for (_, ip) in &pods {
-        register_http(&nacos, &http_svc, ip, 8080).await;
-    }
-
     let grace = 3u64;
-    create_binding(
-        &client,
-        &ns,
-        "orders",
-        serde_json::json!({
-            "nacos": {"serverAddr": [nacos]},
-            "services": [{"name": grpc_svc}, {"name": http_svc}],
-            "pods": {"selector": {"matchLabels": {"app": "orders"}}},
-            "policy": {"gracePeriodSeconds": grace, "maxRemovals": "100%"},
-            "resyncSeconds": 30
-        }),
-    )
-    .await;
-    let operator = Operator::start(&ns);
-    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
-    wait_for(
-        "the binding to be Ready with 8 live instances",
-        Duration::from_secs(60),
-        || {
-            let bindings = bindings.clone();
-            async move {
-                let b = bindings.get("orders").await.ok()?;
-                let s = b.status?;
-                let ready = s
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                (ready && s.instances.live == 8).then_some(())
-            }
-        },
-    )
-    .await;
-
-    // Scale 4 -> 2.
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-    deployments
+    let mut scene = Scene::on(server, "scale")
+        .pods(4)
+        .registered(By::Grpc)
+        .policy(json!({"gracePeriodSeconds": grace, "maxRemovals": "100%"}))
+        .build()
+        .await;
+    // The same pods as persistent instances of a second service of the binding.
+    let http_svc = format!("{}-http", scene.ns);
+    for (_, ip) in &scene.pods {
+        server
+            .register_persistent(&Registration::new(&http_svc, ip, 8080))
+            .await;
+    }
+    let spec = scene.binding_spec(
+        &[&scene.svc, &http_svc],
+        json!({"gracePeriodSeconds": grace, "maxRemovals": "100%"}),
+    );
+    kube::Api::<nacos_reconciler::crd::NacosBinding>::namespaced(scene.client.clone(), &scene.ns)
         .patch(
-            "orders",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+            &scene.app,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": spec })),
         )
         .await
-        .unwrap();
-    let scaled = Instant::now();
-    let survivors = ready_pods(&client, &ns, "orders", 2).await;
-    let removed: Vec<&(String, String)> = pods.iter().filter(|p| !survivors.contains(p)).collect();
-    assert_eq!(removed.len(), 2);
+        .expect("add the second service");
+    let operator = scene.operator();
+    scene.wait_ready_live(8).await;
 
+    let scaled = Instant::now();
+    let (survivors, gone) = scene.scale_to(2).await;
+    assert_eq!(gone.len(), 2);
     let deadline = Duration::from_secs(grace + 2);
-    for svc in [&grpc_svc, &http_svc] {
-        let want: Vec<String> = {
-            let mut v: Vec<String> = survivors
-                .iter()
-                .map(|(_, ip)| format!("{ip}:8080"))
-                .collect();
-            v.sort();
-            v
-        };
-        let nacos = nacos.clone();
-        let svc = svc.clone();
-        wait_for(
-            &format!("{svc} to list only the surviving pods"),
-            deadline.saturating_sub(scaled.elapsed()) + Duration::from_millis(250),
-            || {
-                let (nacos, svc, want) = (nacos.clone(), svc.clone(), want.clone());
-                async move { (consumer_view(&nacos, &svc).await == want).then_some(()) }
-            },
-        )
+    let left = |d: Duration| deadline.saturating_sub(scaled.elapsed()) + d;
+    scene
+        .wait_consumers(&survivors, left(Duration::from_millis(250)))
         .await;
-    }
+    let want = scene.addrs(&survivors);
+    wait_for(
+        &format!("{http_svc} to list only the survivors"),
+        left(Duration::from_millis(250)),
+        || async { (server.consumer_view(&http_svc).await == want).then_some(()) },
+    )
+    .await;
     let took = scaled.elapsed();
+    eprintln!("{server}: the removed pods' instances went offline {took:?} after the scale-down");
     assert!(
         took <= deadline + Duration::from_millis(250),
         "took {took:?}"
     );
 
-    // The survivors were never touched: still registered and enabled.
-    for (_, ip) in &survivors {
-        for svc in [&grpc_svc, &http_svc] {
-            let inst = nacos_instance(&nacos, svc, ip, 8080)
-                .await
-                .expect("survivor listed");
-            assert_eq!(inst["enabled"], serde_json::Value::Bool(true), "{svc} {ip}");
+    // The survivors were never touched: registered, enabled, no marker.
+    for ip in &survivors {
+        for svc in [&scene.svc, &http_svc] {
+            let held = server.held(svc, ip, 8080).await.expect("survivor listed");
+            assert!(
+                held.enabled && held.disabled_by().is_none(),
+                "{svc} {ip}: {held:?}"
+            );
         }
+    }
+    // The persistent instances were deregistered, not merely disabled.
+    for ip in &gone {
+        assert!(server.held(&http_svc, ip, 8080).await.is_none(), "{ip}");
     }
     let metrics = operator.metrics().await;
     assert!(
-        metrics.contains("nacos_reconciler_actions_total{binding=\"")
-            && metrics.contains("action=\"deregister\",result=\"success\"} "),
+        metrics.contains("action=\"deregister\",result=\"success\"} "),
         "{metrics}"
     );
     assert!(
         metrics.contains("nacos_reconciler_removal_latency_seconds_count"),
         "{metrics}"
     );
+    drop(scene.apps.drain(..));
 }
+per_server!(
+    scaling_down_takes_exactly_the_removed_pods_instances_offline_within_grace_plus_two_seconds:
+    nacos_2_5_1, nacos_3_0_3, rnacos
+);
 
-#[tokio::test]
-async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing() {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
-    let ns = unique("plan");
-    create_namespace(&client, &ns).await;
-    let pods = deploy(&client, &ns, "web", 2, None).await;
-    let svc = format!("{ns}-web");
-    for (_, ip) in &pods {
-        register_http(&nacos, &svc, ip, 8080).await;
+/// `plan` prints the server, every instance with its verdict and what would be done, and changes
+/// nothing.
+async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server: Server) {
+    let scene = Scene::on(server, "plan")
+        .pods(2)
+        .spec(json!({"scope": {"cidrs": ["10.244.0.0/16"]}}))
+        .policy(json!({"gracePeriodSeconds": 0}))
+        .build()
+        .await;
+    for ip in ["10.244.250.1", "192.168.250.1"] {
+        // No pod has the first; the second is outside the scope.
+        server
+            .register_persistent(&Registration::new(&scene.svc, ip, 8080))
+            .await;
     }
-    register_http(&nacos, &svc, "10.244.250.1", 8080).await; // no pod has this IP
-    register_http(&nacos, &svc, "192.168.250.1", 8080).await; // outside the scope
-    create_binding(
-        &client,
-        &ns,
-        "web",
-        serde_json::json!({
-            "nacos": {"serverAddr": [nacos]},
-            "services": [{"name": svc}],
-            "pods": {"selector": {"matchLabels": {"app": "web"}}},
-            "scope": {"cidrs": ["10.244.0.0/16"]},
-            "policy": {"gracePeriodSeconds": 0}
-        }),
-    )
-    .await;
-
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
-        .args([
-            "plan",
-            "-n",
-            &ns,
-            "web",
-            "--kubeconfig",
-            &testbed_env("KUBECONFIG"),
-        ])
+        .args(["plan", "-n", &scene.ns, &scene.app])
+        .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
         .output()
         .expect("run nacos-reconciler plan");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -182,13 +122,20 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing() {
         "plan failed: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let header = text.lines().next().unwrap_or_default();
+    let want = match server {
+        Server::Nacos2 => "Nacos 2.5.1 (api V2)",
+        Server::Nacos3 => "Nacos 3.0.3 (api V3)",
+        _ => "rnacos (version not reported, api V1)",
+    };
+    assert_eq!(header, want, "{text}");
     let line = |ip: &str| {
         text.lines()
             .find(|l| l.contains(&format!("{ip}:8080")))
             .unwrap_or_else(|| panic!("no row for {ip} in\n{text}"))
             .to_string()
     };
-    for (_, ip) in &pods {
+    for (_, ip) in &scene.pods {
         assert!(line(ip).contains("Live"), "{text}");
     }
     let orphan = line("10.244.250.1");
@@ -198,120 +145,152 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing() {
     );
     assert!(line("192.168.250.1").contains("Foreign"), "{text}");
     assert!(text.contains("nothing was changed"), "{text}");
+    assert!(
+        scene.held("10.244.250.1").await.is_some(),
+        "plan changed something"
+    );
+}
+per_server!(plan_prints_every_instance_with_its_verdict_and_changes_nothing: nacos_2_5_1, nacos_3_0_3, rnacos);
 
-    // Nothing was changed: the orphan is still there.
-    assert!(nacos_instance(&nacos, &svc, "10.244.250.1", 8080)
-        .await
-        .is_some());
+/// Waits for a `DeregisterIneffective` Event naming `ip`; returns its note.
+async fn deregister_ineffective(scene: &Scene, ip: &str) -> String {
+    wait_for(
+        &format!("a DeregisterIneffective Event naming {ip}"),
+        Duration::from_secs(30),
+        || async {
+            binding_events(&scene.client, &scene.ns, &scene.app)
+                .await
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("DeregisterIneffective"))
+                .filter_map(|e| e.note)
+                .find(|n| n.contains(ip))
+        },
+    )
+    .await
 }
 
-/// The registry keeps (or gets back) an instance whose pod is gone because a live client keeps it:
-/// Alibaba Nacos keeps a gRPC-owned instance after a DELETE; a 1.x client re-registers within
-/// seconds. rnacos behaves like the latter with a beating HTTP client, so that is what runs here.
-#[tokio::test]
-async fn an_instance_a_live_client_keeps_registering_ends_up_disabled_with_deregister_ineffective()
-{
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
-    let ns = unique("kept");
-    create_namespace(&client, &ns).await;
-    let pods = deploy(&client, &ns, "kept", 2, None).await;
-    let svc = format!("{ns}-svc");
-    let _clients: Vec<_> = pods
-        .iter()
-        .map(|(_, ip)| {
-            start_nacos_client(
-                &nacos,
-                &svc,
-                &[(ip.clone(), 8080)],
-                ClientMode::Http,
-                &["--beat-seconds", "1"],
-            )
-        })
-        .collect();
-    create_binding(
-        &client,
-        &ns,
-        "kept",
-        serde_json::json!({
-            "nacos": {"serverAddr": [nacos]},
-            "services": [{"name": svc}],
-            "pods": {"selector": {"matchLabels": {"app": "kept"}}},
-            "policy": {"gracePeriodSeconds": 1, "maxRemovals": "100%"},
-            "resyncSeconds": 5
-        }),
-    )
-    .await;
-    let _operator = Operator::start(&ns);
-    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
-    wait_for("2 live instances", Duration::from_secs(60), || {
-        let bindings = bindings.clone();
-        async move {
-            let s = bindings.get("kept").await.ok()?.status?;
-            (s.instances.live == 2).then_some(())
-        }
-    })
-    .await;
+/// (Scenario 2, the mission's own case) A pod is deleted while its process stays connected over
+/// gRPC. Alibaba Nacos answers the DELETE `ok` and keeps the instance: the operator sees that,
+/// disables it and says `DeregisterIneffective`; a consumer on the Java SDK (its subscriber and
+/// `selectInstances`) no longer gets it. (rnacos removes the instance on the DELETE itself.)
+async fn a_pod_gone_while_its_grpc_client_stays_connected_is_taken_away_from_consumers(
+    server: Server,
+) {
+    let scene = Scene::on(server, "zombie")
+        .pods(2)
+        .registered(By::Grpc)
+        .policy(json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}))
+        .build()
+        .await;
+    let mut consumer = JavaApp::consumer(server, &scene.svc, false);
+    let all = scene.addrs(
+        &scene
+            .pods
+            .iter()
+            .map(|(_, ip)| ip.clone())
+            .collect::<Vec<_>>(),
+    );
+    consumer
+        .wait_push(Duration::from_secs(30), |l| l == all.as_slice())
+        .expect("the consumer to get both instances");
+    let _operator = scene.operator();
+    scene.wait_ready_live(2).await;
 
-    // One pod goes; its client process goes on beating and re-registering.
-    let victim_ip = scale_down(&client, &ns, "kept", 1).await;
-    let survivor_ip = pods
-        .iter()
-        .map(|(_, ip)| ip.clone())
-        .find(|ip| *ip != victim_ip)
-        .expect("a survivor");
-    let uid = bindings.get("kept").await.unwrap().metadata.uid.unwrap();
-    let (n, s, ip) = (nacos.clone(), svc.clone(), victim_ip.clone());
+    let deleted = Instant::now();
+    let (survivors, gone) = scene.scale_to(1).await;
+    let victim = format!("{}:8080", gone[0]);
+    let want = scene.addrs(&survivors);
+    let pushed = consumer.wait_push(Duration::from_secs(20), |l| l == want.as_slice());
+    assert!(
+        pushed.is_some(),
+        "{server}: the consumer was never pushed the list without {victim}"
+    );
+    eprintln!(
+        "{server}: the consumer's subscriber lost {victim} {:?} after the scale-down",
+        deleted.elapsed()
+    );
+    assert_eq!(
+        consumer.select(),
+        want,
+        "selectInstances still gives {victim}"
+    );
+    assert_eq!(scene.consumers().await, want);
+
+    let held = scene.held(&gone[0]).await;
+    if server.is_alibaba() {
+        // The process still owns the instance: still registered, disabled by this binding.
+        let uid = scene
+            .bindings
+            .get(&scene.app)
+            .await
+            .unwrap()
+            .metadata
+            .uid
+            .unwrap();
+        let held = held.expect("still registered: its gRPC connection is alive");
+        assert!(!held.enabled, "{held:?}");
+        assert_eq!(held.disabled_by(), Some(uid.as_str()));
+        let note = deregister_ineffective(&scene, &gone[0]).await;
+        eprintln!("{note}");
+    } else {
+        assert!(
+            held.is_none(),
+            "{server} keeps a deleted gRPC instance: {held:?}"
+        );
+    }
+    // The survivor is untouched.
+    let kept = scene
+        .held(&survivors[0])
+        .await
+        .expect("the survivor is registered");
+    assert!(kept.enabled && kept.disabled_by().is_none(), "{kept:?}");
+}
+per_server!(
+    a_pod_gone_while_its_grpc_client_stays_connected_is_taken_away_from_consumers:
+    nacos_2_5_1, nacos_3_0_3, rnacos
+);
+
+/// (Scenario 3) A 1.x client goes on beating after its pod is gone: it re-registers the instance
+/// the operator deregistered; the instance ends disabled and stays so while the beats go on.
+async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Server) {
+    let scene = Scene::on(server, "beats")
+        .pods(2)
+        .registered(By::Beats)
+        .policy(json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}))
+        .spec(json!({"resyncSeconds": 5}))
+        .build()
+        .await;
+    let _operator = scene.operator();
+    scene.wait_ready_live(2).await;
+    let uid = scene
+        .bindings
+        .get(&scene.app)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+
+    let (survivors, gone) = scene.scale_to(1).await;
+    let victim = gone[0].clone();
     wait_for(
-        "the instance disabled by us",
+        "the beating instance to be disabled by this binding",
         Duration::from_secs(60),
-        || {
-            let (n, s, ip, uid) = (n.clone(), s.clone(), ip.clone(), uid.clone());
-            async move {
-                let i = nacos_instance(&n, &s, &ip, 8080).await?;
-                (i["enabled"] == serde_json::Value::Bool(false)
-                    && i["metadata"]["nacos-reconciler.io/disabled-by"]
-                        == serde_json::Value::String(uid))
-                .then_some(())
-            }
+        || async {
+            let h = scene.held(&victim).await?;
+            (!h.enabled && h.disabled_by() == Some(uid.as_str())).then_some(())
         },
     )
     .await;
-    assert!(!consumer_view(&nacos, &svc)
-        .await
-        .contains(&format!("{victim_ip}:8080")));
+    deregister_ineffective(&scene, &victim).await;
 
-    // It stays offline while the client goes on beating, and the survivor is untouched.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let i = nacos_instance(&nacos, &svc, &victim_ip, 8080)
+    // It stays offline while the client goes on beating (beats every 5 s), the survivor untouched.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let h = scene
+        .held(&victim)
         .await
-        .expect("still registered");
-    assert_eq!(i["enabled"], serde_json::Value::Bool(false), "{i}");
-    assert_eq!(
-        consumer_view(&nacos, &svc).await,
-        vec![format!("{survivor_ip}:8080")]
-    );
-    let out = std::process::Command::new(testbed_env("KUBECTL"))
-        .args([
-            "--kubeconfig",
-            &testbed_env("KUBECONFIG"),
-            "get",
-            "events",
-            "-n",
-            &ns,
-        ])
-        .args([
-            "--field-selector",
-            "reason=DeregisterIneffective",
-            "-o",
-            "name",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-        "no DeregisterIneffective event: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .expect("still registered: the client beats");
+    assert!(!h.enabled, "{h:?}");
+    assert_eq!(scene.consumers().await, scene.addrs(&survivors));
 }
+per_server!(a_1x_client_that_keeps_beating_ends_disabled_and_stays_so: nacos_2_5_1, rnacos);

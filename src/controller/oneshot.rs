@@ -127,7 +127,7 @@ pub fn render(eval: &Evaluation) -> String {
     let widths: Vec<usize> = (0..6)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("Nacos {} (api {})\n", eval.server.version, eval.server.api);
+    let mut out = format!("{}\n", eval.server.describe());
     for row in &rows {
         let line: Vec<String> = row
             .iter()

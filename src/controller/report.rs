@@ -420,7 +420,7 @@ impl<'a> Report<'a> {
 
     pub fn server(&mut self, s: &ServerInfo) {
         self.server = Some(NacosServerStatus {
-            version: Some(s.version.clone()),
+            version: Some(s.version_text()),
             api: match s.api {
                 ApiGeneration::V3 => Some(NacosApi::V3),
                 ApiGeneration::V2 => Some(NacosApi::V2),

@@ -70,14 +70,18 @@ pub(super) async fn probe(t: &Transport) -> Result<ServerInfo> {
         .await?
         .ok()?
         .parse(wire::parse_v1_service_list)?;
+    let console = rnacos::console(t).await;
     Ok(ServerInfo {
         version: "unknown".into(),
         api: match configured {
             ApiGeneration::V2 => ApiGeneration::V2,
             _ => ApiGeneration::V1,
         },
-        flavor: ServerFlavor::V1Compatible,
-        lists_disabled: rnacos::console_available(t).await,
+        flavor: match console {
+            rnacos::Console::Absent => ServerFlavor::V1Compatible,
+            _ => ServerFlavor::Rnacos,
+        },
+        lists_disabled: console == rnacos::Console::Open,
         settle: Duration::ZERO,
         metadata_overlay: false,
     })

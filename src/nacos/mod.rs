@@ -54,7 +54,9 @@ use crate::model::{Instance, InstanceKey, ServiceKey, ServiceSnapshot, DISABLED_
 pub enum ServerFlavor {
     /// Alibaba Nacos: it reports its version.
     Nacos,
-    /// Answers the v1 naming API but reports no version (rnacos and other re-implementations).
+    /// rnacos, recognised by its console path; it reports no version.
+    Rnacos,
+    /// Answers the v1 naming API but reports no version and is not known otherwise.
     V1Compatible,
 }
 
@@ -76,20 +78,35 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// What the server is, for status and `plan`: `2.5.1`, or `rnacos` / `version not reported`.
+    /// The version as status shows it: `2.5.1`, or what the server is when it reports none.
+    pub fn version_text(&self) -> String {
+        match (self.flavor, self.version.as_str()) {
+            (ServerFlavor::Nacos, "unknown") => "not reported".into(),
+            (ServerFlavor::Nacos, v) => v.to_string(),
+            (ServerFlavor::Rnacos, _) => "rnacos (version not reported)".into(),
+            (ServerFlavor::V1Compatible, _) => "v1-compatible server (version not reported)".into(),
+        }
+    }
+
+    /// One line naming the server and the API spoken: `Nacos 2.5.1 (api V2)`,
+    /// `rnacos (version not reported, api V1)`.
     pub fn describe(&self) -> String {
         match (self.flavor, self.version.as_str()) {
-            (ServerFlavor::Nacos, "unknown") => "Nacos (version not reported)".into(),
-            (ServerFlavor::Nacos, v) => format!("Nacos {v}"),
-            (ServerFlavor::V1Compatible, _) => {
-                "v1-compatible server (rnacos?), version not reported".into()
+            (ServerFlavor::Nacos, "unknown") => {
+                format!("Nacos (version not reported, api {})", self.api)
             }
+            (ServerFlavor::Nacos, v) => format!("Nacos {v} (api {})", self.api),
+            (ServerFlavor::Rnacos, _) => format!("rnacos (version not reported, api {})", self.api),
+            (ServerFlavor::V1Compatible, _) => format!(
+                "v1-compatible server (version not reported, api {})",
+                self.api
+            ),
         }
     }
 
     fn dialect(&self) -> Dialect {
         match (self.flavor, self.api) {
-            (ServerFlavor::V1Compatible, _) => Dialect::Rnacos {
+            (ServerFlavor::Rnacos | ServerFlavor::V1Compatible, _) => Dialect::Rnacos {
                 console: self.lists_disabled,
             },
             (_, ApiGeneration::V3) => Dialect::V3,

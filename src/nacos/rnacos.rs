@@ -41,8 +41,18 @@ pub(super) fn missing(status: u16, body: &[u8]) -> bool {
     status == 500 && String::from_utf8_lossy(body).trim() == "error"
 }
 
-/// Whether the console listing (the one that shows disabled instances) is reachable.
-pub(super) async fn console_available(t: &Transport) -> bool {
+/// What rnacos's console path says about the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Console {
+    /// rnacos, its console listing reachable (it shows disabled instances).
+    Open,
+    /// rnacos, its console off (the path answers a hint page naming R-NACOS).
+    Off,
+    /// Not rnacos, as far as that path tells.
+    Absent,
+}
+
+pub(super) async fn console(t: &Transport) -> Console {
     let req = Req::get(
         Operation::ServerInfo,
         CONSOLE_INSTANCES,
@@ -53,8 +63,11 @@ pub(super) async fn console_available(t: &Transport) -> bool {
         ],
     );
     match t.request(&req).await {
-        Ok(r) if r.is_success() => wire::parse_rnacos_console_instances(&r.body).is_ok(),
-        _ => false,
+        Ok(r) if r.is_success() && wire::parse_rnacos_console_instances(&r.body).is_ok() => {
+            Console::Open
+        }
+        Ok(r) if String::from_utf8_lossy(&r.body).contains("R-NACOS") => Console::Off,
+        _ => Console::Absent,
     }
 }
 

@@ -807,7 +807,7 @@ async fn rnacos_fallbacks() {
     let info = c.server_info().await.unwrap();
     assert_eq!(info.version, "unknown");
     assert_eq!(info.api, ApiGeneration::V1);
-    assert_eq!(info.flavor, ServerFlavor::V1Compatible);
+    assert_eq!(info.flavor, ServerFlavor::Rnacos);
     assert!(!info.lists_disabled);
 
     let svc = ServiceKey::new("DEFAULT_GROUP", "s");

@@ -3,9 +3,14 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod java;
+pub mod scene;
 pub mod servers;
 
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use java::{JavaApp, Provider, Sdk};
+#[allow(unused_imports)]
+pub use scene::{By, Scene};
+#[allow(unused_imports)]
 pub use servers::{Registration, Server};
 
 /// One test per server for the async fn `NAME(server: Server)`: `NAME::nacos_2_5_1`,

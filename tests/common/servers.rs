@@ -253,6 +253,13 @@ impl Server {
             r.ip,
             r.port
         );
+        // Alibaba Nacos lists a change only once it refreshed its view (about 500 ms later).
+        super::wait_for(
+            &format!("{} {}:{} to be listed on {self}", r.service, r.ip, r.port),
+            std::time::Duration::from_secs(10),
+            || async { self.held_at(r).await },
+        )
+        .await;
     }
 
     /// Deletes an instance as an administrator would.
@@ -372,19 +379,33 @@ impl Server {
                 });
                 found?
             }
+            // 3.0.3: the admin listing of the cluster (as the operator reads it).
             Server::Nacos3 => {
+                let params = [
+                    ("namespaceId", r.namespace.clone()),
+                    ("groupName", r.group.clone()),
+                    ("serviceName", r.service.clone()),
+                    ("clusterName", r.cluster.clone()),
+                ];
                 let (status, body) = self
                     .call(
                         reqwest::Method::GET,
-                        "/nacos/v3/admin/ns/instance",
-                        &r.params(),
+                        "/nacos/v3/admin/ns/instance/list",
+                        &params,
                     )
                     .await;
+                // 404: the service or cluster is not (or no longer) there.
                 if status == 404 {
                     return None;
                 }
-                assert_eq!(status, 200, "instance detail on {self}: {body}");
-                serde_json::from_str::<Value>(&body).unwrap_or_default()["data"].clone()
+                assert_eq!(status, 200, "instance list on {self}: {body}");
+                let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                let found = v["data"].as_array().and_then(|a| {
+                    a.iter()
+                        .find(|i| i["ip"] == r.ip.as_str() && i["port"] == r.port)
+                        .cloned()
+                });
+                found?
             }
         };
         instance.get("ip")?;
