@@ -776,7 +776,11 @@ async fn access_key_signs_requests() {
 fn rnacos(s: &Seen) -> (u16, String) {
     match s.path.as_str() {
         "/nacos/v1/ns/service/list" => (200, r#"{"count":1,"doms":["s"]}"#.into()),
-        "/rnacos/api/console/v2/instance/list" => (200, "<!DOCTYPE html><html></html>".into()),
+        // As rnacos 0.8.8 answers with its no-auth console off.
+        "/rnacos/api/console/v2/instance/list" => (
+            200,
+            "<!DOCTYPE html><html><head><title>R-NACOS</title></head><body><p>R-NACOS \u{672a}</p></body></html>".into(),
+        ),
         "/nacos/v1/ns/catalog/instances" => {
             assert!(!s.query.contains_key("clusterName"));
             (
@@ -808,6 +812,8 @@ async fn rnacos_fallbacks() {
     assert_eq!(info.version, "unknown");
     assert_eq!(info.api, ApiGeneration::V1);
     assert_eq!(info.flavor, ServerFlavor::Rnacos);
+    assert_eq!(info.describe(), "rnacos (version not reported, api V1)");
+    assert_eq!(info.version_text(), "rnacos (version not reported)");
     assert!(!info.lists_disabled);
 
     let svc = ServiceKey::new("DEFAULT_GROUP", "s");
@@ -1037,4 +1043,21 @@ async fn namespace_check_falls_back_and_never_guesses() {
         c.check_namespace(&[]).await.unwrap_err().kind(),
         "unreachable"
     );
+}
+
+#[tokio::test]
+async fn an_unknown_v1_server_is_named_as_such() {
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v1/ns/service/list" => (200, r#"{"count":0,"doms":[]}"#.into()),
+        _ => (404, String::new()),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let info = c.server_info().await.unwrap();
+    assert_eq!(info.flavor, ServerFlavor::V1Compatible);
+    assert_eq!(
+        info.describe(),
+        "v1-compatible server (version not reported, api V1)"
+    );
+    assert!(!info.lists_disabled);
 }
