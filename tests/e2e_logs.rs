@@ -9,72 +9,49 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn json_logs_parse_line_by_line_and_name_binding_service_and_instance() {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
-    let ns = unique("jsonlog");
-    create_namespace(&client, &ns).await;
-    let pods = deploy(&client, &ns, "web", 2, None).await;
-    let svc = format!("{ns}-web");
-    for (_, ip) in &pods {
-        register_http(&nacos, &svc, ip, 8080).await;
-    }
-    create_binding(
-        &client,
-        &ns,
-        "web",
-        json!({
-            "nacos": {"serverAddr": [nacos]},
-            "services": [{"name": svc}],
-            "pods": {"selector": {"matchLabels": {"app": "web"}}},
-            "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
-            "resyncSeconds": 5
-        }),
-    )
-    .await;
+async fn json_logs_parse_line_by_line_and_name_binding_service_and_instance(server: Server) {
+    let scene = Scene::on(server, "jsonlog")
+        .pods(2)
+        .registered(By::Persistent)
+        .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
+        .spec(json!({"resyncSeconds": 5}))
+        .build()
+        .await;
     let (_operator, log) = Operator::start_custom(
-        &format!("operator-json-{ns}"),
+        &format!("operator-json-{}", scene.ns),
         &[
             "--kubeconfig",
             &testbed_env("KUBECONFIG"),
             "--namespaces",
-            &ns,
+            &scene.ns,
             "--log-format",
             "json",
             "--log-level",
             "info,nacos_reconciler=debug",
         ],
     );
-    wait_binding(&client, &ns, "web", "Ready with 2 live", |s| {
-        condition_is(s, "Ready", "True") && s.instances.live == 2
-    })
-    .await;
-    let victim = scale_down(&client, &ns, "web", 1).await;
-    let binding = format!("{ns}/web");
-    let instance = format!("{victim}:8080");
-    let log2 = log.clone();
+    scene.wait_ready_live(2).await;
+    let (_, gone) = scene.scale_to(1).await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    let binding = scene.binding_key();
+    let instance = format!("{}:{}", gone[0], scene.port);
     let line = wait_for(
         "the deregistration's log line",
         Duration::from_secs(40),
-        || {
-            let log = log2.clone();
-            let (binding, svc, instance) = (binding.clone(), svc.clone(), instance.clone());
-            async move {
-                let text = std::fs::read_to_string(&log).ok()?;
-                text.lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .find(|v| {
-                        v["message"] == "applied"
-                            && v["binding"] == binding.as_str()
-                            && v["service"] == svc.as_str()
-                            && v["instance"] == instance.as_str()
-                    })
-            }
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| {
+                    v["message"] == "applied"
+                        && v["binding"] == binding.as_str()
+                        && v["service"] == scene.svc.as_str()
+                        && v["instance"] == instance.as_str()
+                })
         },
     )
     .await;
+    // Persistent instances: a DELETE removes them on every server.
     assert_eq!(line["action"], "deregister", "{line}");
     assert_eq!(line["result"], "success", "{line}");
     assert_eq!(line["level"], "INFO", "{line}");
@@ -97,3 +74,4 @@ async fn json_logs_parse_line_by_line_and_name_binding_service_and_instance() {
     }
     assert!(n >= 5, "only {n} log lines");
 }
+per_server!(json_logs_parse_line_by_line_and_name_binding_service_and_instance: nacos_2_5_1, rnacos);

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 
 /// A kubeconfig for the `default` ServiceAccount of `ns` (no RBAC at all), via the TokenRequest API.
 fn powerless_kubeconfig(ns: &str) -> std::path::PathBuf {
@@ -57,11 +58,22 @@ async fn status_of(url: &str) -> Option<u16> {
     reqwest::get(url).await.ok().map(|r| r.status().as_u16())
 }
 
-#[tokio::test]
-async fn readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers() {
-    let client = kube_client().await;
-    let ns = unique("probes");
-    create_namespace(&client, &ns).await;
+/// The powerless operator serves a binding with an orphan it would deregister at once: it never
+/// syncs, so it never gets that far.
+async fn readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers(server: Server) {
+    let scene = Scene::on(server, "probes")
+        .pods(1)
+        .registered(By::Persistent)
+        .spec(json!({"scope": {"cidrs": ["10.244.0.0/16"]}, "resyncSeconds": 5}))
+        .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
+        .build()
+        .await;
+    let orphan = "10.244.254.1"; // no pod has it
+    server
+        .register_persistent(&Registration::new(&scene.svc, orphan, scene.port))
+        .await;
+    let client = scene.client.clone();
+    let ns = scene.ns.clone();
     // The token controller needs the ServiceAccount first.
     wait_for(
         "the default ServiceAccount",
@@ -85,6 +97,7 @@ async fn readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers() {
     cmd.arg("run")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
+        .args(["--namespaces", &ns])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -103,4 +116,21 @@ async fn readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(status_of(&healthz).await, Some(200));
+    // It wrote nothing: not to Nacos (the orphan and the pod's instance are there, enabled), not
+    // to the binding's status, no Event.
+    for ip in [orphan, scene.pods[0].1.as_str()] {
+        let held = scene
+            .held(ip)
+            .await
+            .unwrap_or_else(|| panic!("{ip} was removed"));
+        assert!(
+            held.enabled && held.disabled_by().is_none(),
+            "{ip}: {held:?}"
+        );
+    }
+    let binding = scene.bindings.get(&scene.app).await.expect("the binding");
+    assert!(binding.status.is_none(), "{:?}", binding.status);
+    let events = binding_events(&client, &ns, &scene.app).await;
+    assert!(events.is_empty(), "{events:?}");
 }
+per_server!(readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers: nacos_2_5_1, rnacos);
