@@ -9,6 +9,7 @@ mod execute;
 mod focus;
 pub mod inputs;
 mod oneshot;
+mod recheck;
 mod reconcile;
 mod report;
 mod status_lane;
@@ -47,6 +48,8 @@ pub struct BindingState {
     pub nacos: Option<(u64, Arc<NacosClient>)>,
     /// The registry as the last passes listed it, for focused passes between full ones.
     pub kept: Option<focus::Kept>,
+    /// Services to list again because of what the operator did (see [`recheck`]).
+    pub rechecks: recheck::Rechecks,
     /// The binding's status writes.
     pub status: Arc<status_lane::StatusLane>,
 }

@@ -270,7 +270,11 @@ pub async fn evaluate(
                 let suspects = kept.suspects(&changed, &memory);
                 let suspects = suspects.as_deref().unwrap_or(&kept.listings);
                 match judge_now(suspects) {
-                    Ok(pre) => relist = Some((focus::to_relist(&pre.plan), suspects.len())),
+                    Ok(pre) => {
+                        let mut services = focus::to_relist(&pre.plan);
+                        services.extend(state.rechecks.due(Utc::now()));
+                        relist = Some((services, suspects.len()));
+                    }
                     Err(stop) => return Ok(Err(stop)),
                 }
             }
@@ -291,7 +295,11 @@ pub async fn evaluate(
                 of = kept.services.len(),
                 "focused pass"
             );
+            let listed_at = Utc::now();
             let fresh = list(&nacos, &kept.server, &services, &memory, &mut problems).await;
+            state
+                .rechecks
+                .listed(fresh.iter().map(|l| &l.service), listed_at);
             (kept.server.clone(), kept.update(fresh))
         }
         _ => {
@@ -311,6 +319,9 @@ pub async fn evaluate(
                 Err(e) => return Ok(Err(nacos_stop(&e))),
             };
             let listings = list(&nacos, &server, &services, &memory, &mut problems).await;
+            state
+                .rechecks
+                .listed(listings.iter().map(|l| &l.service), started);
             state.kept = Some(Kept::new(
                 fingerprint,
                 started,
@@ -571,6 +582,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     )
     .await;
     let executed = started.elapsed();
+    follow_up(&ctx, &b, &mut state, &eval, &snapshots, &outcomes);
     state.memory = Some(memory.clone());
     if let Some(kept) = &mut state.kept {
         kept.record_writes(&outcomes, &uid);
@@ -581,16 +593,18 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     if eval.plan.approval_consumed {
         info!("approval annotation consumed");
     }
-    // Come back when the next grace period ends or a node turns unreachable, or at the resync.
+    // Come back when the next grace period ends, a node turns unreachable or a follow-up listing
+    // is due, or at the resync.
     let next = eval
         .plan
         .services
         .iter()
         .flat_map(|s| s.waiting.iter().map(|w| w.due_at))
         .chain(eval.node_deadline)
+        .chain(state.rechecks.next())
         .min()
-        .and_then(|due| (due - eval.now).to_std().ok())
-        .map(|d| d + Duration::from_millis(200))
+        // Something already due (a check not made yet) comes back at once.
+        .map(|due| (due - eval.now).to_std().unwrap_or_default() + Duration::from_millis(200))
         .unwrap_or(resync)
         .min(resync);
     lane.submit(ctx.clone(), &b, rep.finish(started));
@@ -604,6 +618,70 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         "pass done"
     );
     Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
+}
+
+/// Notes what may change again in the registry because of this pass (see [`super::recheck`]):
+/// the deregistrations that took, and the instances we disabled that left their listing while a
+/// Ready pod of the binding holds their address (where the server keeps their `enabled=false`).
+fn follow_up(
+    ctx: &Context,
+    b: &NacosBinding,
+    state: &mut super::BindingState,
+    eval: &Evaluation,
+    snapshots: &BTreeMap<ServiceKey, &crate::model::ServiceSnapshot>,
+    outcomes: &[Outcome],
+) {
+    use super::execute::Result as Written;
+    let now = Utc::now();
+    for o in outcomes {
+        if o.action.kind != crate::plan::ActionKind::Deregister || o.result != Written::Done {
+            continue;
+        }
+        let instance = snapshots
+            .get(&o.action.instance.service)
+            .and_then(|s| s.instances.iter().find(|i| i.key == o.action.instance));
+        if let Some(instance) = instance {
+            state.rechecks.after_deregistration(instance, now);
+        }
+    }
+    let governed: BTreeSet<&ServiceKey> = eval.listings.iter().map(|l| &l.service).collect();
+    state.rechecks.retain_services(&governed);
+    if !eval.server.metadata_overlay {
+        return;
+    }
+    let fresh: BTreeMap<&ServiceKey, BTreeSet<&crate::model::InstanceKey>> = eval
+        .listings
+        .iter()
+        .filter(|l| l.fresh)
+        .filter_map(|l| {
+            let snap = l.listing.as_ref().ok()?;
+            Some((&l.service, snap.instances.iter().map(|i| &i.key).collect()))
+        })
+        .collect();
+    let disabled_before = state
+        .memory
+        .as_ref()
+        .map(|m| m.disabled.clone())
+        .unwrap_or_default();
+    state.rechecks.note_vanished(&disabled_before, &fresh, now);
+    let ips = state.rechecks.vanished_ips();
+    if ips.is_empty() {
+        return;
+    }
+    let Some(ns) = b.namespace() else { return };
+    let Ok(scope) =
+        crate::cluster::PodScope::new(&ns, &b.spec.pods.selector, &b.spec.pods.namespaces)
+    else {
+        return;
+    };
+    let facts = ctx.view.facts_for_ips(&scope, ips.iter());
+    let live: BTreeSet<std::net::IpAddr> = facts
+        .pods
+        .iter()
+        .filter(|p| p.matches && p.ready && p.deletion_timestamp.is_none())
+        .flat_map(|p| p.ips.iter().copied())
+        .collect();
+    state.rechecks.watch_reused(|ip| live.contains(&ip), now);
 }
 
 /// What a NamespaceNotFound condition and Event say: the id, the server, and the ids it has.

@@ -120,7 +120,17 @@ impl JavaApp {
     }
 
     fn spawn(mut cmd: Command, name: &str) -> Self {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        // The SDK's own chatter (gRPC stream notices) goes to a log, not into the test's output.
+        let log = std::env::var("TESTBED_STATE")
+            .map(|s| std::path::PathBuf::from(s).join("logs"))
+            .unwrap_or_else(|_| std::env::temp_dir())
+            .join(format!("{name}-{}.log", super::unique("app")));
+        let stderr = std::fs::File::create(&log)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::inherit());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
         let mut proc = TestProcess::spawn_as_set(cmd, name);
         let stdin = proc.child_mut().stdin.take().expect("piped stdin");
         let stdout = proc.child_mut().stdout.take().expect("piped stdout");

@@ -155,6 +155,15 @@ impl Server {
         }
     }
 
+    /// What `status.nacos.version` shows for it.
+    pub fn status_version(self) -> &'static str {
+        match self {
+            Server::Nacos2 => "2.5.1",
+            Server::Nacos3 => "3.0.3",
+            Server::Rnacos | Server::RnacosAuth => "rnacos (version not reported)",
+        }
+    }
+
     /// The API generation `apiVersion: Auto` picks.
     pub fn api(self) -> &'static str {
         match self {
