@@ -4,6 +4,11 @@
 
 mod common;
 
+/// The testbed's own KWOK node the pods run on. Other tests create nodes of their own (OwnKwokNode)
+/// and stop or delete them; a pod the scheduler put there would go Pending, be evicted and come back
+/// elsewhere with another IP, which is not what this test is about.
+const SHARED_NODE: &str = "kwok-node-1";
+
 use std::time::Duration;
 
 use common::*;
@@ -12,6 +17,7 @@ use serde_json::{json, Value};
 async fn json_logs_parse_line_by_line_and_name_binding_service_and_instance(server: Server) {
     let scene = Scene::on(server, "jsonlog")
         .pods(2)
+        .on_node(SHARED_NODE)
         .registered(By::Persistent)
         .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
         .spec(json!({"resyncSeconds": 5}))

@@ -3,6 +3,11 @@
 
 mod common;
 
+/// The testbed's own KWOK node the pods run on. Other tests create nodes of their own (OwnKwokNode)
+/// and stop or delete them; a pod the scheduler put there would go Pending, be evicted and come back
+/// elsewhere with another IP, which is not what this test is about.
+const SHARED_NODE: &str = "kwok-node-2";
+
 use std::time::Duration;
 
 use common::*;
@@ -63,6 +68,7 @@ async fn status_of(url: &str) -> Option<u16> {
 async fn readyz_is_unready_while_the_caches_cannot_sync_and_healthz_answers(server: Server) {
     let scene = Scene::on(server, "probes")
         .pods(1)
+        .on_node(SHARED_NODE)
         .registered(By::Persistent)
         .spec(json!({"scope": {"cidrs": ["10.244.0.0/16"]}, "resyncSeconds": 5}))
         .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
