@@ -1,14 +1,12 @@
-//! Pins down the Nacos behaviours the operator is built on, against the testbed's real servers.
-//!
-//! The testbed's Nacos is rnacos (crates.io). Alibaba Nacos 2.x/3.x server modules are not published
-//! on Maven Central (only nacos-client, nacos-api, nacos-common and friends are), so they cannot be
-//! assembled here; their behaviours are coded from the reference and noted where rnacos differs.
+//! Pins down the Nacos behaviours the operator is built on, against the testbed's real servers:
+//! Alibaba Nacos 2.5.1 and 3.0.3 (built from their release sources, auth on) and rnacos. What the
+//! client does with each is tested in `nacos_client.rs`; here, the servers as the testbed runs them.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{start_nacos_client, testbed_env, unique, wait_for, ClientMode};
+use common::{start_nacos_client, testbed_env, unique, wait_for, ClientMode, Server};
 use serde_json::Value;
 
 fn http() -> reqwest::Client {
@@ -213,4 +211,49 @@ async fn rnacos_with_auth_gives_a_token_and_refuses_requests_without_it() {
         .await
         .unwrap();
     assert_ne!(r.status().as_u16(), 200, "a wrong password must not log in");
+}
+
+/// Both Alibaba servers run standalone with auth on: a naming call without a token is refused,
+/// login works, and each reports its version where its generation does (2.5.1: the v1 console
+/// state; 3.0.3: the v3 admin state, while its v1 console API answers 410).
+#[tokio::test]
+async fn alibaba_nacos_runs_with_auth_on_and_reports_its_version() {
+    for (server, state) in [
+        (Server::Nacos2, "/nacos/v1/console/server/state"),
+        (Server::Nacos3, "/nacos/v3/admin/core/state"),
+    ] {
+        let base = server.addr();
+        let (status, body) = send(
+            reqwest::Method::GET,
+            &format!("{base}/nacos/v1/ns/instance/list"),
+            &[("serviceName", "anything")],
+        )
+        .await;
+        assert_eq!(
+            status, 403,
+            "{server} answered a call without a token: {body}"
+        );
+        assert!(
+            server.token().await.is_some_and(|t| !t.is_empty()),
+            "{server}: no token"
+        );
+        let (status, v) = get_json(&format!("{base}{state}"), &[]).await;
+        assert_eq!(status, 200, "{server} {state}: {v}");
+        let version = v["version"]
+            .as_str()
+            .or_else(|| v["data"]["version"].as_str());
+        assert_eq!(version, Some(server.version()), "{server}: {v}");
+        assert_eq!(
+            v["auth_enabled"]
+                .as_str()
+                .or_else(|| v["data"]["auth_enabled"].as_str()),
+            Some("true")
+        );
+    }
+    let (status, _) = get_json(
+        &format!("{}/nacos/v1/console/server/state", Server::Nacos3.addr()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 410, "3.0.3 with its v1 console API on");
 }
