@@ -1,6 +1,7 @@
-//! Security, end to end: credentials never leak (logs at trace level, Events, status, metrics), and
-//! TLS to Nacos with a custom CA, without one, and with insecureSkipVerify — through a TLS-terminating
-//! proxy (this file, tokio-rustls) in front of rnacos, with a CA and certificate minted by openssl.
+//! Security, end to end, on Alibaba Nacos and rnacos: credentials never leak (logs at trace level,
+//! Events, status, metrics), and TLS to Nacos with a custom CA, without one, and with
+//! insecureSkipVerify — through a TLS-terminating proxy (this file, tokio-rustls) in front of the
+//! server, with a CA and certificate minted by openssl.
 
 mod common;
 
@@ -270,111 +271,91 @@ fn kubectl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn ip_gone(pods: &[(String, String)], survivors: &[(String, String)]) -> String {
-    let gone: Vec<&String> = pods
-        .iter()
-        .filter(|p| !survivors.contains(p))
-        .map(|(_, ip)| ip)
-        .collect();
-    assert_eq!(gone.len(), 1);
-    gone[0].clone()
-}
-
-async fn scale_to(client: &kube::Client, ns: &str, app: &str, replicas: i32) {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use kube::api::{Patch, PatchParams};
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch(
-            app,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await
-        .expect("scale");
-}
-
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_and_tokens_never_appear_in_logs_events_status_or_metrics() {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let auth_nacos = testbed_env("RNACOS_AUTH_ADDR");
-    let open_nacos = testbed_env("RNACOS_ADDR");
-    let user = testbed_env("NACOS_USERNAME");
-    let password = testbed_env("NACOS_PASSWORD");
+/// The testbed's own KWOK node the pods run on. Other tests create nodes of their own (OwnKwokNode)
+/// and stop or delete them; a pod the scheduler put there would go Pending, be evicted and come back
+/// elsewhere with another IP, which is not what these tests are about.
+const SHARED_NODE: &str = "kwok-node-2";
+
+/// A binding spec like the scene's, of `svc`, reaching Nacos at `addr` with Secret `secret`.
+fn binding_at(scene: &Scene, svc: &str, addr: &str, secret: Option<&str>) -> serde_json::Value {
+    let mut spec = scene.binding_spec(
+        &[svc],
+        json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}),
+    );
+    spec["nacos"] = json!({"serverAddr": [addr]});
+    if let Some(secret) = secret {
+        spec["nacos"]["credentialsSecretRef"] = json!({"name": secret});
+    }
+    spec["resyncSeconds"] = json!(5);
+    spec
+}
+
+/// Three bindings in one namespace, one operator at trace level: the scene's binding reaches
+/// `server` (auth on) with the right credentials through a proxy that records the login answer
+/// (the token the server gave the operator); `wrong` reaches it with a wrong password; `ak` reaches
+/// the open rnacos with an access key and secret key (signatures, which no server with auth on here
+/// accepts). Nothing secret may appear in what the operator writes or says.
+async fn credentials_and_tokens_never_appear_in_logs_events_status_or_metrics(server: Server) {
+    let (user, password) = server.credentials().expect("a server with auth");
     let (access_key, secret_key) = ("AKID-secship-visible", "SK-secship-N3ver-Sh0w-7f3a");
     let wrong_password = "Wr0ng-secship-Passw0rd-91c2";
-    let my_token = nacos_login(&auth_nacos, &user, &password).await;
-
-    let ns = unique("sec");
-    create_namespace(&client, &ns).await;
-    let pods = deploy(&client, &ns, "sec", 3, None).await;
-    let (svc_auth, svc_ak, svc_wrong) = (
-        format!("{ns}-auth"),
-        format!("{ns}-ak"),
-        format!("{ns}-wrong"),
-    );
-    for (_, ip) in &pods {
-        register_http_with_token(&auth_nacos, &my_token, &svc_auth, ip, 8080).await;
-        register_http_with_token(&auth_nacos, &my_token, &svc_wrong, ip, 8080).await;
-        register_http(&open_nacos, &svc_ak, ip, 8080).await;
+    // The operator reaches the server through a proxy that records the answers: the login
+    // answer holds the access token the operator was given.
+    let proxy = Proxy::start(&server.addr(), None).await;
+    let via_proxy = format!("http://{}", proxy.addr);
+    let scene = Scene::on(server, "sec")
+        .pods(3)
+        .on_node(SHARED_NODE)
+        .registered(By::Persistent)
+        .through(&via_proxy)
+        .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
+        .spec(json!({"resyncSeconds": 5}))
+        .build()
+        .await;
+    // The test's own token (the scene registered with it): a token of the same user.
+    let my_token = server.token().await.expect("a token");
+    let (client, ns) = (&scene.client, scene.ns.as_str());
+    let open = Server::Rnacos;
+    let (svc_auth, svc_ak, svc_wrong) =
+        (scene.svc.clone(), format!("{ns}-ak"), format!("{ns}-wrong"));
+    for (_, ip) in &scene.pods {
+        server
+            .register_persistent(&Registration::new(&svc_wrong, ip, 8080))
+            .await;
+        open.register_persistent(&Registration::new(&svc_ak, ip, 8080))
+            .await;
     }
     create_secret(
-        &client,
-        &ns,
-        "nacos-user",
-        json!({"username": user, "password": password}),
-    )
-    .await;
-    create_secret(
-        &client,
-        &ns,
+        client,
+        ns,
         "nacos-ak",
         json!({"accessKey": access_key, "secretKey": secret_key}),
     )
     .await;
     create_secret(
-        &client,
-        &ns,
+        client,
+        ns,
         "nacos-wrong",
         json!({"username": user, "password": wrong_password}),
     )
     .await;
-    // The operator reaches the auth server through a proxy that records the answers: the login
-    // answer holds the access token the operator was given.
-    let proxy = Proxy::start(&auth_nacos, None).await;
-    let binding = |server: &str, secret: &str, svc: &str| {
-        json!({
-            "nacos": {"serverAddr": [server], "credentialsSecretRef": {"name": secret}},
-            "services": [{"name": svc}],
-            "pods": {"selector": {"matchLabels": {"app": "sec"}}},
-            "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
-            "resyncSeconds": 5
-        })
-    };
-    let via_proxy = format!("http://{}", proxy.addr);
+    let user_binding = scene.app.as_str();
     create_binding(
-        &client,
-        &ns,
-        "user",
-        binding(&via_proxy, "nacos-user", &svc_auth),
-    )
-    .await;
-    create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "ak",
-        binding(&open_nacos, "nacos-ak", &svc_ak),
+        binding_at(&scene, &svc_ak, &open.addr(), Some("nacos-ak")),
     )
     .await;
     create_binding(
-        &client,
-        &ns,
+        client,
+        ns,
         "wrong",
-        binding(&auth_nacos, "nacos-wrong", &svc_wrong),
+        binding_at(&scene, &svc_wrong, &server.addr(), Some("nacos-wrong")),
     )
     .await;
     let (operator, log) = Operator::start_custom(
@@ -383,97 +364,73 @@ async fn credentials_and_tokens_never_appear_in_logs_events_status_or_metrics() 
             "--kubeconfig",
             &testbed_env("KUBECONFIG"),
             "--namespaces",
-            &ns,
+            ns,
             "--log-level",
             "trace",
         ],
     );
-    for name in ["user", "ak"] {
-        wait_binding(&client, &ns, name, "Ready with 3 live", |s| {
+    for name in [user_binding, "ak"] {
+        wait_binding(client, ns, name, "Ready with 3 live", |s| {
             condition_is(s, "Ready", "True") && s.instances.live == 3
         })
         .await;
     }
-    wait_binding(&client, &ns, "wrong", "AuthFailed", |s| {
+    wait_binding(client, ns, "wrong", "AuthFailed", |s| {
         s.conditions
             .iter()
             .any(|c| c.type_ == "NacosReachable" && c.reason == "AuthFailed")
     })
     .await;
 
-    // A deregistration on each of the two servers.
-    scale_to(&client, &ns, "sec", 2).await;
-    let survivors = ready_pods(&client, &ns, "sec", 2).await;
-    let victim = ip_gone(&pods, &survivors);
-    let (a, t, s1, s2, o, v) = (
-        auth_nacos.clone(),
-        my_token.clone(),
-        svc_auth.clone(),
-        svc_ak.clone(),
-        open_nacos.clone(),
-        victim.clone(),
-    );
+    // A deregistration on each of the two servers (persistent instances: a DELETE removes them).
+    let (_, gone) = scene.scale_to(2).await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    let victim = gone[0].clone();
     wait_for(
         "the victim deregistered on both servers",
         Duration::from_secs(60),
-        || {
-            let (a, t, s1, s2, o, v) = (
-                a.clone(),
-                t.clone(),
-                s1.clone(),
-                s2.clone(),
-                o.clone(),
-                v.clone(),
-            );
-            async move {
-                let gone_auth = nacos_instance_with_token(&a, &t, &s1, &v, 8080)
-                    .await
-                    .is_none();
-                let gone_open = nacos_instance(&o, &s2, &v, 8080).await.is_none();
-                (gone_auth && gone_open).then_some(())
-            }
+        || async {
+            let gone_auth = server.held(&svc_auth, &victim, 8080).await.is_none();
+            let gone_open = open.held(&svc_ak, &victim, 8080).await.is_none();
+            (gone_auth && gone_open).then_some(())
         },
     )
     .await;
-    for name in ["user", "ak"] {
-        wait_binding(&client, &ns, name, "removedTotal 1", |s| {
-            s.removed_total == 1
-        })
-        .await;
+    for name in [user_binding, "ak"] {
+        wait_binding(client, ns, name, "removedTotal 1", |s| s.removed_total == 1).await;
         wait_for(
             &format!("a Deregistered Event for {name}"),
             Duration::from_secs(30),
-            || {
-                let client = client.clone();
-                let ns = ns.clone();
-                async move {
-                    binding_events(&client, &ns, name)
-                        .await
-                        .iter()
-                        .any(|e| e.reason.as_deref() == Some("Deregistered"))
-                        .then_some(())
-                }
+            || async {
+                binding_events(client, ns, name)
+                    .await
+                    .iter()
+                    .any(|e| e.reason.as_deref() == Some("Deregistered"))
+                    .then_some(())
             },
         )
         .await;
     }
     // The wrong password removed nothing.
-    assert!(
-        nacos_instance_with_token(&auth_nacos, &my_token, &svc_wrong, &victim, 8080)
-            .await
-            .is_some(),
-        "removed with a wrong password"
-    );
+    let held = server
+        .held(&svc_wrong, &victim, 8080)
+        .await
+        .expect("removed with a wrong password");
+    assert!(held.enabled, "disabled with a wrong password: {held:?}");
 
-    // The token the operator obtained, from the login answer the proxy relayed.
+    // The tokens the server gave the operator, from the login answers the proxy relayed.
     let answers = proxy.answers();
-    let token = answers
+    let tokens: Vec<String> = answers
         .split("\"accessToken\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
         .filter(|t| t.len() >= 16)
-        .unwrap_or_else(|| panic!("no login answer went through the proxy:\n{answers}"))
-        .to_string();
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !tokens.is_empty(),
+        "no login answer went through the proxy:\n{answers}"
+    );
 
     // Everything the operator wrote or said.
     let logs = std::fs::read_to_string(&log).expect("operator log");
@@ -482,12 +439,12 @@ async fn credentials_and_tokens_never_appear_in_logs_events_status_or_metrics() 
         "the log is not at trace level, or no login happened"
     );
     let events = [
-        kubectl(&["get", "events.events.k8s.io", "-n", &ns, "-o", "yaml"]),
-        kubectl(&["get", "events", "-n", &ns, "-o", "yaml"]),
+        kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "yaml"]),
+        kubectl(&["get", "events", "-n", ns, "-o", "yaml"]),
     ]
     .concat();
     assert!(events.contains("Deregistered") && events.contains("AuthFailed"));
-    let status = kubectl(&["get", "nacosbindings", "-n", &ns, "-o", "yaml"]);
+    let status = kubectl(&["get", "nacosbindings", "-n", ns, "-o", "yaml"]);
     assert!(status.contains("removedTotal"));
     let metrics = operator.metrics().await;
     assert!(metrics.contains("nacos_reconciler_actions_total"));
@@ -498,9 +455,15 @@ async fn credentials_and_tokens_never_appear_in_logs_events_status_or_metrics() 
         ("wrong password (base64)", b64(wrong_password)),
         ("secret key", secret_key.to_string()),
         ("secret key (base64)", b64(secret_key)),
-        ("the operator's access token", token.clone()),
         ("an access token of the same user", my_token.clone()),
-    ];
+    ]
+    .into_iter()
+    .chain(
+        tokens
+            .iter()
+            .map(|t| ("an access token the operator was given", t.clone())),
+    )
+    .collect::<Vec<_>>();
     let mut leaks = vec![];
     for (place, text) in [
         ("operator log", &logs),
@@ -518,57 +481,73 @@ async fn credentials_and_tokens_never_appear_in_logs_events_status_or_metrics() 
             }
         }
     }
-    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "{server}: secrets leaked:\n{}",
+        leaks.join("\n")
+    );
     eprintln!(
-        "checked {} bytes of log, {} of Events, {} of status, {} of metrics",
+        "{server}: checked {} bytes of log, {} of Events, {} of status, {} of metrics for {} \
+         secrets (of them tokens the operator was given: {})",
         logs.len(),
         events.len(),
         status.len(),
-        metrics.len()
+        metrics.len(),
+        secrets.len(),
+        tokens.len()
     );
 }
+per_server!(
+    credentials_and_tokens_never_appear_in_logs_events_status_or_metrics:
+    nacos_2_5_1, nacos_3_0_3, rnacos_auth
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify() {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
+/// Three bindings to `server` through a TLS-terminating proxy: the scene's own trusts the proxy's
+/// certificate through a custom CA, `noca` does not, `skip` skips verification.
+async fn tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify(server: Server) {
     let pki = mint_pki();
-    let proxy = Proxy::start(&nacos, Some(pki.server.clone())).await;
+    let proxy = Proxy::start(&server.addr(), Some(pki.server.clone())).await;
     let https = format!("https://{}", proxy.addr);
-
-    let ns = unique("tls");
-    create_namespace(&client, &ns).await;
-    let pods = deploy(&client, &ns, "tls", 3, None).await;
-    let svc = |b: &str| format!("{ns}-{b}");
-    for b in ["ca", "noca", "skip"] {
-        for (_, ip) in &pods {
-            register_http(&nacos, &svc(b), ip, 8080).await;
+    let scene = Scene::on(server, "tls")
+        .pods(3)
+        .on_node(SHARED_NODE)
+        .registered(By::Persistent)
+        .through(&https)
+        .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
+        .spec(json!({"nacos": {"tls": {"caSecretRef": {"name": "nacos-ca"}}}, "resyncSeconds": 5}))
+        .build()
+        .await;
+    let (client, ns) = (&scene.client, scene.ns.as_str());
+    let ca = scene.app.as_str();
+    let svc = |b: &str| {
+        if b == ca {
+            scene.svc.clone()
+        } else {
+            format!("{ns}-{b}")
+        }
+    };
+    for b in ["noca", "skip"] {
+        for (_, ip) in &scene.pods {
+            server
+                .register_persistent(&Registration::new(&svc(b), ip, 8080))
+                .await;
         }
     }
-    create_secret(&client, &ns, "nacos-ca", json!({"ca.crt": pki.ca_pem})).await;
+    create_secret(client, ns, "nacos-ca", json!({"ca.crt": pki.ca_pem})).await;
     for (b, tls) in [
-        ("ca", json!({"caSecretRef": {"name": "nacos-ca"}})),
         ("noca", serde_json::Value::Null),
         ("skip", json!({"insecureSkipVerify": true})),
     ] {
-        let mut nacos_spec = json!({"serverAddr": [https]});
+        let mut spec = scene.binding_spec(
+            &[&svc(b)],
+            json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}),
+        );
+        spec["nacos"]["serverAddr"] = json!([https]);
         if !tls.is_null() {
-            nacos_spec["tls"] = tls;
+            spec["nacos"]["tls"] = tls;
         }
-        create_binding(
-            &client,
-            &ns,
-            b,
-            json!({
-                "nacos": nacos_spec,
-                "services": [{"name": svc(b)}],
-                "pods": {"selector": {"matchLabels": {"app": "tls"}}},
-                "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
-                "resyncSeconds": 5
-            }),
-        )
-        .await;
+        spec["resyncSeconds"] = json!(5);
+        create_binding(client, ns, b, spec).await;
     }
     let (_operator, log) = Operator::start_custom(
         &format!("operator-tls-{ns}"),
@@ -576,19 +555,19 @@ async fn tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify(
             "--kubeconfig",
             &testbed_env("KUBECONFIG"),
             "--namespaces",
-            &ns,
+            ns,
             "--log-level",
             "info,nacos_reconciler=debug",
         ],
     );
-    for b in ["ca", "skip"] {
-        wait_binding(&client, &ns, b, "Ready with 3 live over https", |s| {
+    for b in [ca, "skip"] {
+        wait_binding(client, ns, b, "Ready with 3 live over https", |s| {
             condition_is(s, "Ready", "True") && s.instances.live == 3
         })
         .await;
     }
     // Without the CA: not reachable, and the condition and a Warning Event say why.
-    let s = wait_binding(&client, &ns, "noca", "NacosReachable=False", |s| {
+    let s = wait_binding(client, ns, "noca", "NacosReachable=False", |s| {
         condition_is(s, "NacosReachable", "False")
     })
     .await;
@@ -605,57 +584,52 @@ async fn tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify(
     let warning = wait_for(
         "a Warning Event saying the certificate is not trusted",
         Duration::from_secs(30),
-        || {
-            let client = client.clone();
-            let ns = ns.clone();
-            async move {
-                binding_events(&client, &ns, "noca")
-                    .await
-                    .into_iter()
-                    .find(|e| {
-                        e.type_.as_deref() == Some("Warning")
-                            && e.note
-                                .as_deref()
-                                .is_some_and(|n| n.contains("certificate is not trusted"))
-                    })
-            }
+        || async {
+            binding_events(client, ns, "noca")
+                .await
+                .into_iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("certificate is not trusted"))
+                })
         },
     )
     .await;
     assert_eq!(warning.reason.as_deref(), Some("NacosUnavailable"));
 
     // A pod goes: its instance goes over https with the CA and with insecureSkipVerify; the
-    // binding without the CA removes nothing.
-    scale_to(&client, &ns, "tls", 2).await;
-    let survivors = ready_pods(&client, &ns, "tls", 2).await;
-    let victim = ip_gone(&pods, &survivors);
-    for b in ["ca", "skip"] {
-        let (n, s, v) = (nacos.clone(), svc(b), victim.clone());
+    // binding without the CA removes nothing. (Persistent instances: a DELETE removes them.)
+    let (_, gone) = scene.scale_to(2).await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    let victim = gone[0].clone();
+    for b in [ca, "skip"] {
         wait_for(
             &format!("{b}: the victim deregistered"),
             Duration::from_secs(40),
-            || {
-                let (n, s, v) = (n.clone(), s.clone(), v.clone());
-                async move {
-                    nacos_instance(&n, &s, &v, 8080)
-                        .await
-                        .is_none()
-                        .then_some(())
-                }
+            || async {
+                server
+                    .held(&svc(b), &victim, 8080)
+                    .await
+                    .is_none()
+                    .then_some(())
             },
         )
         .await;
-        wait_binding(&client, &ns, b, "removedTotal 1", |s| s.removed_total == 1).await;
+        wait_binding(client, ns, b, "removedTotal 1", |s| s.removed_total == 1).await;
     }
     // Two more resyncs of the binding without the CA.
     tokio::time::sleep(Duration::from_secs(11)).await;
+    let held = server
+        .held(&svc("noca"), &victim, 8080)
+        .await
+        .expect("the binding that does not trust the server removed an instance");
     assert!(
-        nacos_instance(&nacos, &svc("noca"), &victim, 8080)
-            .await
-            .is_some(),
-        "the binding that does not trust the server removed an instance"
+        held.enabled,
+        "disabled by the binding that does not trust the server: {held:?}"
     );
-    let s = wait_binding(&client, &ns, "noca", "still unreachable", |s| {
+    let s = wait_binding(client, ns, "noca", "still unreachable", |s| {
         condition_is(s, "NacosReachable", "False")
     })
     .await;
@@ -679,7 +653,8 @@ async fn tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify(
     assert!(
         !logs
             .lines()
-            .any(|l| l.contains("insecureSkipVerify") && l.contains(&format!("{ns}/ca"))),
+            .any(|l| l.contains("insecureSkipVerify") && l.contains(&format!("{ns}/{ca}"))),
         "warned for the binding with a CA"
     );
 }
+per_server!(tls_to_nacos_with_a_custom_ca_without_it_and_with_insecure_skip_verify: nacos_2_5_1, rnacos);
