@@ -852,6 +852,16 @@ async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_retu
     );
     assert_eq!(s.removed_total, 1, "{s:#?}");
     assert_eq!(s.instances.live, 2, "{s:#?}");
+    // The server is known again for what it is.
+    let version = match server {
+        Server::Nacos2 => "2.5.1",
+        _ => "rnacos (version not reported)",
+    };
+    assert_eq!(
+        s.nacos.as_ref().and_then(|n| n.version.as_deref()),
+        Some(version),
+        "{s:#?}"
+    );
     wait_events(
         client,
         ns,
