@@ -29,52 +29,49 @@ use faults::*;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams};
-use nacos_reconciler::crd::NacosBinding;
 use serde_json::json;
 
-#[tokio::test]
-async fn an_empty_relist_under_a_running_operator_takes_nothing_offline() {
-    empty_relist(4, false).await;
+async fn an_empty_relist_under_a_running_operator_takes_nothing_offline(server: Server) {
+    empty_relist(server, 4, false).await;
 }
+per_server!(an_empty_relist_under_a_running_operator_takes_nothing_offline: nacos_2_5_1, rnacos);
 
-#[tokio::test]
-async fn an_operator_started_on_an_empty_list_takes_nothing_offline() {
-    empty_relist(20, true).await;
+async fn an_operator_started_on_an_empty_list_takes_nothing_offline(server: Server) {
+    empty_relist(server, 20, true).await;
 }
+per_server!(an_operator_started_on_an_empty_list_takes_nothing_offline: nacos_2_5_1, rnacos);
 
 /// `n` pods; `from_start`: the fault is on before the operator starts.
-async fn empty_relist(n: usize, from_start: bool) {
-    let client = kube_client().await;
-    install_crd(&client).await;
-    let nacos = testbed_env("RNACOS_ADDR");
-    let proxy = FaultProxy::start(&nacos).await;
-    let ns = unique(&format!("emptyrl{n}"));
-    create_namespace(&client, &ns).await;
-    let app = "emptyrl";
-    // Bare pods: only this test deletes them, and nothing recreates one on a freed IP.
-    let pods = create_bare_pods(&client, &ns, app, n).await;
-    let all = ips(&pods);
-    let svc = format!("{ns}-svc");
-    register_all(&nacos, &svc, &all).await;
-    create_binding(
-        &client,
-        &ns,
-        app,
-        binding_spec(
-            &proxy.addr,
-            &svc,
-            app,
-            json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}),
-        ),
-    )
-    .await;
-    let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
-    let key = format!("{ns}/{app}");
+async fn empty_relist(server: Server, n: usize, from_start: bool) {
+    let at = NacosAt::shared(server);
+    let proxy = FaultProxy::start(&server.addr()).await;
+    // Bare pods: only this test deletes them, and nothing recreates one on a freed IP. Their
+    // processes stay connected over gRPC (the Java SDK), as a pod's application does.
+    let scene = Scene::on(server, &format!("emptyrl{n}"))
+        .bare_pods(n)
+        .registered(By::Grpc)
+        .policy(json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}))
+        .spec(json!({"resyncSeconds": 5, "scope": {"cidrs": ["10.244.0.0/16", "10.245.0.0/16"]}}))
+        .through(&proxy.addr)
+        .build()
+        .await;
+    let (client, ns, app, svc) = (&scene.client, &scene.ns, scene.app.as_str(), &scene.svc);
+    let pods = &scene.pods;
+    let all = ips(pods);
+    let bindings = &scene.bindings;
+    let key = scene.binding_key();
+    let uid = bindings
+        .get(app)
+        .await
+        .expect("the binding")
+        .metadata
+        .uid
+        .expect("a uid");
 
     let kube = KubeFaultProxy::start(&testbed_env("KUBECONFIG")).await;
     let kubeconfig = kube.kubeconfig(&PathBuf::from(testbed_env("TESTBED_STATE")));
     let start = || {
-        Operator::start_with_kubeconfig(&ns, "op-empty-relist", &kubeconfig.to_string_lossy(), &[])
+        Operator::start_with_kubeconfig(ns, "op-empty-relist", &kubeconfig.to_string_lossy(), &[])
     };
     let ready_all = |s: &nacos_reconciler::crd::NacosBindingStatus| {
         has_condition(s, "Ready", "True", "Reconciled")
@@ -89,7 +86,7 @@ async fn empty_relist(n: usize, from_start: bool) {
     } else {
         let op = start();
         wait_status(
-            &bindings,
+            bindings,
             app,
             &format!("Ready with {n} live instances"),
             Duration::from_secs(90),
@@ -132,24 +129,21 @@ async fn empty_relist(n: usize, from_start: bool) {
             n - own_events
         ),
         Duration::from_secs(60),
-        || {
-            let (client, ns, pods) = (&client, &ns, &pods);
-            async move {
-                let (combined, own) = not_confirmed(client, ns, app).await;
-                let named = pods
-                    .iter()
-                    .filter(|(name, _)| {
-                        let text = format!("the API server still has pod {ns}/{name}");
-                        own.iter()
-                            .any(|e| e.note.as_deref().is_some_and(|t| t.contains(&text)))
-                    })
-                    .count();
-                let folded: i32 = combined
-                    .iter()
-                    .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-                    .sum();
-                (named == own_events && folded as usize == n - own_events).then_some(())
-            }
+        || async move {
+            let (combined, own) = not_confirmed(client, ns, app).await;
+            let named = pods
+                .iter()
+                .filter(|(name, _)| {
+                    let text = format!("the API server still has pod {ns}/{name}");
+                    own.iter()
+                        .any(|e| e.note.as_deref().is_some_and(|t| t.contains(&text)))
+                })
+                .count();
+            let folded: i32 = combined
+                .iter()
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .sum();
+            (named == own_events && folded as usize == n - own_events).then_some(())
         },
     )
     .await;
@@ -164,10 +158,10 @@ async fn empty_relist(n: usize, from_start: bool) {
         sent.is_empty(),
         "WRONGFUL REMOVAL: writes during an empty relist: {sent:#?}"
     );
-    assert_live_registered(&nacos, &svc, &all).await;
+    at.assert_live_registered(svc, &all).await;
     // The same pod's NotConfirmed pass after pass counts into its Event's series (and not again
     // into the combined one).
-    let (combined, own) = not_confirmed(&client, &ns, app).await;
+    let (combined, own) = not_confirmed(client, ns, app).await;
     let series: Vec<i32> = own
         .into_iter()
         .map(|e| e.series.map_or(1, |s| s.count))
@@ -209,7 +203,7 @@ async fn empty_relist(n: usize, from_start: bool) {
     let healed = Instant::now();
     kube.force_relist();
     wait_status(
-        &bindings,
+        bindings,
         app,
         &format!("Ready with {n} live instances after the cache refilled"),
         Duration::from_secs(90),
@@ -231,25 +225,28 @@ async fn empty_relist(n: usize, from_start: bool) {
     // This setup can remove: a pod deleted now is taken offline, and only that one.
     let (name, ip) = pods[0].clone();
     let deleted = Instant::now();
-    Api::<Pod>::namespaced(client.clone(), &ns)
+    Api::<Pod>::namespaced(client.clone(), ns)
         .delete(&name, &DeleteParams::default().grace_period(0))
         .await
         .expect("delete a pod");
-    wait_deregistered(
-        &nacos,
-        &svc,
+    // rnacos removes the instance on the DELETE; Alibaba Nacos keeps one whose gRPC connection
+    // lives on, and the operator disables it.
+    at.wait_offline(
+        svc,
         std::slice::from_ref(&ip),
+        &uid,
         Duration::from_secs(60),
     )
     .await;
     eprintln!(
-        "{ip} deregistered {:?} after its pod was deleted",
+        "{server}: {ip} offline {:?} after its pod was deleted",
         deleted.elapsed()
     );
     let rest: Vec<String> = all.iter().filter(|i| **i != ip).cloned().collect();
     proxy.assert_untouched(&rest);
-    assert_live_registered(&nacos, &svc, &rest).await;
+    at.assert_live_registered(svc, &rest).await;
     drop(op);
+    delete_namespace(client, ns).await;
 }
 
 /// The binding's NotConfirmed Events: (combined ones, own ones).
