@@ -136,3 +136,17 @@ pub struct NodeFacts {
     /// lastTransitionTime of the Ready condition, when known.
     pub readiness_since: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// A node that was deleted, or addresses a node no longer has. Nothing else tells that an address
+/// was a node's: an instance on it is Gone (not Orphan: no pod held it), and the addresses stay in
+/// the default scope for a while so that it is not mistaken for a Foreign one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDeparture {
+    pub name: String,
+    pub internal_ips: Vec<IpAddr>,
+    pub pod_cidrs: Vec<ipnet::IpNet>,
+    /// When the view saw it go.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The node object was deleted (else it only lost these addresses).
+    pub deleted: bool,
+}

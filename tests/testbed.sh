@@ -401,11 +401,12 @@ NACOS_TOKEN_SECRET=$(printf 'nacos-reconciler-testbed-token-secret-key!' | base6
 
 nacos_free_port() {
   local port
-  # Nacos also listens on port + 1000 (SDK gRPC) and + 1001 (cluster gRPC).
+  # Nacos also listens on port + 1000 (SDK gRPC), + 1001 (cluster gRPC) and - 1000 (JRaft, even
+  # standalone).
   while :; do
     port=$(free_port)
-    [ "$port" -lt 64000 ] || continue
-    python3 -c "import socket; [socket.socket().bind(('127.0.0.1', $port + d)) for d in (1000, 1001)]" 2>/dev/null \
+    [ "$port" -gt 2024 ] && [ "$port" -lt 64000 ] || continue
+    python3 -c "import socket; [socket.socket().bind(('127.0.0.1', $port + d)) for d in (1000, 1001, -1000)]" 2>/dev/null \
       && { echo "$port"; return; }
   done
 }
@@ -438,10 +439,13 @@ launch_nacos() {
   } >>"$dir/conf/application.properties"
   sed -n 's/^nacos.console.port=//p' "$dir/conf/application.properties" | tail -n1 >"$STATE/ports/$name-console"
   # As bin/startup.sh -m standalone does, with a smaller heap: several servers share two cores and 24 GiB.
+  # In its own directory: Derby and Tomcat write derby.log and logs/ into the working directory.
+  cd "$dir"
   start "$name" env HOME="$dir/home" java -Xms256m -Xmx512m -XX:MaxMetaspaceSize=256m -XX:-OmitStackTraceInFastThrow \
     -Duser.home="$dir/home" -Dnacos.standalone=true -Dnacos.home="$dir" -Dnacos.deployment.type=merged \
     -jar "$dist/target/nacos-server.jar" --spring.config.additional-location="file:$dir/conf/" \
     --logging.config="$dir/conf/nacos-logback.xml"
+  cd - >/dev/null
 }
 
 # ready_nacos NAME VERSION: creates the admin user once Nacos answers, then waits until login works.

@@ -162,7 +162,7 @@ impl ClusterView {
             id: node_id,
             api: Api::<Node>::all(client.clone()),
             prune: node_facts,
-            apply: |s, id, u, _| s.apply_nodes(id, u),
+            apply: |s, id, u, now| s.apply_nodes(id, u, now),
         };
         let sink = || ChangeSink::new(tx.clone());
         tasks.push(tokio::spawn(run_stream(node_spec, shared.clone(), sink())));

@@ -12,10 +12,14 @@ use super::journal::{ChangeJournal, Changed};
 use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo};
 use super::selector::PodScope;
 use super::sync::{RelistDecision, StreamId, StreamState, SyncTracker};
-use crate::model::{NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
+use crate::model::{NodeDeparture, NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
 
 /// Beyond this many per-object changes from one relist, send a single [`ClusterChange::All`].
 const MAX_LISTED_CHANGES: usize = 256;
+/// How long the addresses of a node that went are remembered (as long as pod tombstones).
+const NODE_DEPARTURE_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// At most this many of them (the oldest go first).
+const MAX_NODE_DEPARTURES: usize = 1024;
 
 /// A watch event after pruning. `Relist` carries a complete list (Init..InitDone).
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +44,8 @@ pub struct ClusterFacts {
     pub pods: Vec<PodFacts>,
     pub nodes: Vec<NodeFacts>,
     pub tombstones: Vec<PodTombstone>,
+    /// Nodes deleted, and addresses nodes no longer have, of the last hour.
+    pub departed_nodes: Vec<NodeDeparture>,
 }
 
 /// Pods, nodes and EndpointSlices indexed by IP, deletion tombstones, and sync state.
@@ -47,6 +53,7 @@ pub struct ClusterFacts {
 pub struct ViewState {
     pods: IpIndex<PodInfo>,
     nodes: IpIndex<NodeFacts>,
+    node_departures: Vec<NodeDeparture>,
     slices: IpIndex<SliceInfo>,
     tombstones: Tombstones,
     sync: SyncTracker,
@@ -112,18 +119,91 @@ impl ViewState {
         applied
     }
 
-    pub fn apply_nodes(&mut self, id: &StreamId, update: Update<NodeFacts>) -> Applied {
-        let applied = apply_update(&mut self.nodes, &mut self.sync, id, update, |_, node| {
-            Some(ClusterChange::Node {
-                name: node.name.clone(),
-            })
-        })
-        .0;
+    pub fn apply_nodes(
+        &mut self,
+        id: &StreamId,
+        update: Update<NodeFacts>,
+        now: DateTime<Utc>,
+    ) -> Applied {
+        let before = match &update {
+            Update::Apply(node) => self.nodes.get(&node.name).cloned(),
+            _ => None,
+        };
+        let (applied, removed) =
+            apply_update(&mut self.nodes, &mut self.sync, id, update, |_, node| {
+                Some(ClusterChange::Node {
+                    name: node.name.clone(),
+                })
+            });
+        // What no node holds any more: deleted nodes, and addresses a node lost.
+        for node in removed {
+            self.node_departures.push(NodeDeparture {
+                name: node.name,
+                internal_ips: node.internal_ips,
+                pod_cidrs: node.pod_cidrs,
+                at: now,
+                deleted: true,
+            });
+        }
+        if let Some(old) = before {
+            let current = self.nodes.get(&old.name);
+            let kept = |ip: &IpAddr| current.is_some_and(|n| n.internal_ips.contains(ip));
+            let lost: Vec<IpAddr> = old
+                .internal_ips
+                .iter()
+                .filter(|ip| !kept(ip))
+                .copied()
+                .collect();
+            let cidr_kept = |c: &ipnet::IpNet| current.is_some_and(|n| n.pod_cidrs.contains(c));
+            let lost_cidrs: Vec<ipnet::IpNet> = old
+                .pod_cidrs
+                .iter()
+                .filter(|c| !cidr_kept(c))
+                .copied()
+                .collect();
+            if !lost.is_empty() || !lost_cidrs.is_empty() {
+                self.node_departures.push(NodeDeparture {
+                    name: old.name,
+                    internal_ips: lost,
+                    pod_cidrs: lost_cidrs,
+                    at: now,
+                    deleted: false,
+                });
+            }
+        }
+        self.forget_node_departures(now);
         // Any instance may sit on any node.
         if !applied.changes.is_empty() {
             self.journal.touch_all();
         }
         applied
+    }
+
+    /// Drops departures past their time, and addresses a node holds again.
+    fn forget_node_departures(&mut self, now: DateTime<Utc>) {
+        let held: HashSet<IpAddr> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.internal_ips.iter().copied())
+            .collect();
+        let cidrs: HashSet<ipnet::IpNet> = self
+            .nodes
+            .values()
+            .flat_map(|n| n.pod_cidrs.iter().copied())
+            .collect();
+        for d in &mut self.node_departures {
+            d.internal_ips.retain(|ip| !held.contains(ip));
+            d.pod_cidrs.retain(|c| !cidrs.contains(c));
+        }
+        self.node_departures.retain(|d| {
+            now - d.at < NODE_DEPARTURE_TTL
+                && !(d.internal_ips.is_empty() && d.pod_cidrs.is_empty())
+        });
+        let excess = self
+            .node_departures
+            .len()
+            .saturating_sub(MAX_NODE_DEPARTURES);
+        self.node_departures.drain(..excess);
     }
 
     /// The journal's current point, for [`Self::changed_since`].
@@ -237,6 +317,7 @@ impl ViewState {
         ips.dedup();
         let mut facts = ClusterFacts {
             nodes: self.nodes(),
+            departed_nodes: self.node_departures.clone(),
             ..ClusterFacts::default()
         };
         // A dual-stack pod is reached through each of its IPs; list it once.
@@ -275,6 +356,7 @@ impl ViewState {
         ClusterFacts {
             pods,
             nodes: self.nodes(),
+            departed_nodes: self.node_departures.clone(),
             tombstones: self
                 .tombstones
                 .all(now)
@@ -464,6 +546,10 @@ mod tests {
         StreamId::new(WatchedKind::Node, None)
     }
 
+    fn t0() -> DateTime<Utc> {
+        utc(0)
+    }
+
     fn slices_id() -> StreamId {
         StreamId::new(WatchedKind::EndpointSlice, None)
     }
@@ -496,7 +582,7 @@ mod tests {
         ];
         v.apply_pods(&pods_id(None), Update::Relist(pods), utc(0));
         let n = node_facts(&node("node-a", "192.168.1.10", "True")).unwrap();
-        v.apply_nodes(&nodes_id(), Update::Relist(vec![n]));
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![n]), t0());
         let s = slice_info(&slice(
             "shop",
             "orders-x",
@@ -526,7 +612,7 @@ mod tests {
         ));
         assert!(!v.is_synced());
         assert_eq!(v.unsynced().len(), 1);
-        v.apply_nodes(&nodes_id(), Update::Relist(vec![]));
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![]), t0());
         assert!(v.is_synced());
     }
 
@@ -560,8 +646,45 @@ mod tests {
         );
         let before_node = v.change_seq();
         let n = node_facts(&node("node-a", "192.168.1.10", "Unknown")).unwrap();
-        v.apply_nodes(&nodes_id(), Update::Apply(n));
+        v.apply_nodes(&nodes_id(), Update::Apply(n), t0());
         assert_eq!(v.changed_since(before_node), Changed::All);
+    }
+
+    #[test]
+    fn a_deleted_node_and_an_address_a_node_lost_are_remembered_until_held_again() {
+        let mut v = synced_view();
+        let departed = |v: &ViewState| v.facts_for(&orders_scope(), utc(10)).departed_nodes;
+        let a = node_facts(&node("node-a", "192.168.1.10", "True")).unwrap();
+        v.apply_nodes(&nodes_id(), Update::Apply(a.clone()), utc(1));
+        assert!(departed(&v).is_empty());
+        // The address changes: the old one departs, the node's podCIDR stays.
+        let moved = node_facts(&node("node-a", "192.168.1.11", "True")).unwrap();
+        v.apply_nodes(&nodes_id(), Update::Apply(moved.clone()), utc(2));
+        let d = departed(&v);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            (d[0].internal_ips.clone(), d[0].deleted, d[0].at),
+            (vec![ip("192.168.1.10")], false, utc(2))
+        );
+        assert!(d[0].pod_cidrs.is_empty());
+        // The node goes: all it had departs.
+        v.apply_nodes(&nodes_id(), Update::Delete(moved), utc(3));
+        let d = departed(&v);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(
+            d[1].deleted
+                && d[1].internal_ips == vec![ip("192.168.1.11")]
+                && !d[1].pod_cidrs.is_empty()
+        );
+        // A node holding the first address again takes it back.
+        v.apply_nodes(&nodes_id(), Update::Apply(a), utc(4));
+        let d = departed(&v);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].internal_ips, vec![ip("192.168.1.11")]);
+        // Past an hour it is forgotten.
+        let b = node_facts(&node("node-b", "192.168.1.20", "True")).unwrap();
+        v.apply_nodes(&nodes_id(), Update::Apply(b), utc(3 + 3600));
+        assert!(departed(&v).is_empty());
     }
 
     #[test]
@@ -569,7 +692,7 @@ mod tests {
         let mut v = synced_view();
         assert!(v.ips_behind_nodes_not_ready().is_empty());
         let n = node_facts(&node("node-a", "192.168.1.10", "Unknown")).unwrap();
-        v.apply_nodes(&nodes_id(), Update::Apply(n));
+        v.apply_nodes(&nodes_id(), Update::Apply(n), t0());
         assert_eq!(
             v.ips_behind_nodes_not_ready(),
             HashSet::from([ip("192.168.1.10"), ip("10.244.1.7"), ip("10.244.1.8")])
@@ -722,7 +845,7 @@ mod tests {
     #[test]
     fn an_error_degrades_and_restarts_until_the_next_relist() {
         let mut v = synced_view();
-        let applied = v.apply_nodes(&nodes_id(), Update::Error("connection reset".into()));
+        let applied = v.apply_nodes(&nodes_id(), Update::Error("connection reset".into()), t0());
         assert!(applied.restart);
         assert!(matches!(
             applied.changes.as_slice(),
@@ -733,7 +856,7 @@ mod tests {
         // Data is kept while degraded: queries still answer, the planner just must not remove.
         assert!(v.node_with_ip(&ip("192.168.1.10")).is_some());
         let n = node_facts(&node("node-a", "192.168.1.10", "True")).unwrap();
-        let applied = v.apply_nodes(&nodes_id(), Update::Relist(vec![n]));
+        let applied = v.apply_nodes(&nodes_id(), Update::Relist(vec![n]), t0());
         assert!(!applied.restart);
         assert!(matches!(
             applied.changes.as_slice(),
@@ -811,7 +934,7 @@ mod tests {
     fn node_changes_and_slices_trigger_as_documented() {
         let mut v = synced_view();
         let n = node_facts(&node("node-a", "192.168.1.10", "False")).unwrap();
-        let applied = v.apply_nodes(&nodes_id(), Update::Apply(n));
+        let applied = v.apply_nodes(&nodes_id(), Update::Apply(n), t0());
         assert_eq!(
             applied.changes,
             vec![ClusterChange::Node {

@@ -219,10 +219,10 @@ mod tests {
         let shared = Shared::new(state);
         let mut synced = shared.subscribe_synced();
         assert!(!*synced.borrow());
-        shared.update(|s| s.apply_nodes(&id, Update::Relist(vec![])));
+        shared.update(|s| s.apply_nodes(&id, Update::Relist(vec![]), chrono::Utc::now()));
         synced.changed().await.unwrap();
         assert!(*synced.borrow());
-        shared.update(|s| s.apply_nodes(&id, Update::Error("boom".into())));
+        shared.update(|s| s.apply_nodes(&id, Update::Error("boom".into()), chrono::Utc::now()));
         assert!(!*synced.borrow_and_update());
     }
 }

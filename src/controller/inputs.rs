@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::crd::{NacosApiVersion, NacosBindingSpec};
-use crate::model::NodeFacts;
+use crate::model::{NodeDeparture, NodeFacts};
 use crate::nacos::{ApiGeneration, Credentials, NacosConfig, TlsConfig};
 use crate::plan::Policy;
 
@@ -105,7 +105,13 @@ pub fn nacos_config(
 }
 
 /// The scope of a binding: its CIDRs, or by default every node's pod CIDRs and InternalIPs.
-pub fn scope(spec: &NacosBindingSpec, nodes: &[NodeFacts]) -> Result<Vec<IpNet>, InputError> {
+/// The binding's scope: its CIDRs, or every node's podCIDRs and InternalIPs, with those of nodes
+/// that went in the last hour (their instances are Gone, not Foreign).
+pub fn scope(
+    spec: &NacosBindingSpec,
+    nodes: &[NodeFacts],
+    departed: &[NodeDeparture],
+) -> Result<Vec<IpNet>, InputError> {
     let explicit = spec
         .scope_networks()
         .map_err(|e| InputError::Spec(e.to_string()))?;
@@ -116,6 +122,10 @@ pub fn scope(spec: &NacosBindingSpec, nodes: &[NodeFacts]) -> Result<Vec<IpNet>,
     for node in nodes {
         nets.extend(node.pod_cidrs.iter().copied());
         nets.extend(node.internal_ips.iter().map(|ip| host_net(*ip)));
+    }
+    for gone in departed {
+        nets.extend(gone.pod_cidrs.iter().copied());
+        nets.extend(gone.internal_ips.iter().map(|ip| host_net(*ip)));
     }
     // The same addresses in as few networks as possible: every instance is checked against them.
     Ok(IpNet::aggregate(&nets))
@@ -168,11 +178,18 @@ mod tests {
             "pods": {"selector": {"matchLabels": {"app": "orders"}}}
         }))
         .unwrap();
-        let nets: Vec<String> = scope(&spec, &nodes)
+        let departed = [NodeDeparture {
+            name: "gone".into(),
+            internal_ips: vec!["10.245.0.9".parse().unwrap()],
+            pod_cidrs: vec![],
+            at: chrono::Utc::now(),
+            deleted: true,
+        }];
+        let nets: Vec<String> = scope(&spec, &nodes, &departed)
             .unwrap()
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(nets, ["10.244.0.0/22", "10.245.0.0/30"]);
+        assert_eq!(nets, ["10.244.0.0/22", "10.245.0.0/30", "10.245.0.9/32"]);
     }
 }

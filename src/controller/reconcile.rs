@@ -492,7 +492,8 @@ fn judge(
         .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
         .collect();
     let facts = ctx.view.facts_for_ips(pod_scope, ips.iter());
-    let scope = inputs::scope(&b.spec, &facts.nodes).map_err(|e| e.to_string())?;
+    let scope =
+        inputs::scope(&b.spec, &facts.nodes, &facts.departed_nodes).map_err(|e| e.to_string())?;
     let policy = inputs::policy(&b.spec, scope).map_err(|e| e.to_string())?;
     let uid = b.uid().unwrap_or_default();
     let approval = approval_token(b);
@@ -504,6 +505,7 @@ fn judge(
         pods: &facts.pods,
         nodes: &facts.nodes,
         tombstones: &facts.tombstones,
+        departed_nodes: &facts.departed_nodes,
         services: listings,
         approval: approval.as_deref(),
         memory,

@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use tracing::debug;
-
 use super::config::ApiGeneration;
 use super::error::Result;
 use super::transport::{Operation, Req, Transport};
@@ -21,25 +19,13 @@ const VIEW_REFRESH: Duration = Duration::from_millis(500);
 
 pub(super) async fn probe(t: &Transport) -> Result<ServerInfo> {
     let configured = t.config.api;
-    // The 3.x state endpoint first, whatever is configured: it tells the version for status.
-    let v3_version = match state_version(t, v3::STATE).await {
-        Ok(v) => v,
-        Err(e) if configured == ApiGeneration::V3 => return Err(e),
-        Err(e) => {
-            debug!(error = %e, "3.x state probe inconclusive");
-            None
-        }
-    };
-    let version = match v3_version {
+    // The 3.x state endpoint first, whatever is configured: it tells the version for status. Only
+    // an answer that the endpoint does not exist moves on; a server that cannot answer (refused,
+    // 5xx) ends the probe, or a Nacos coming back would pass for a v1-compatible server.
+    let version = match state_version(t, v3::STATE).await? {
         Some(v) => Some(v),
         None if configured == ApiGeneration::V3 => None,
-        None => match state_version(t, v1::SERVER_STATE).await {
-            Ok(v) => v,
-            Err(e) => {
-                debug!(error = %e, "1.x/2.x state probe inconclusive");
-                None
-            }
-        },
+        None => state_version(t, v1::SERVER_STATE).await?,
     };
     if let Some(version) = version {
         let major = major(&version);

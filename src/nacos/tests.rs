@@ -1061,3 +1061,18 @@ async fn an_unknown_v1_server_is_named_as_such() {
     );
     assert!(!info.lists_disabled);
 }
+
+#[tokio::test]
+async fn a_nacos_whose_state_cannot_be_read_is_unavailable_not_a_v1_server() {
+    // A 2.x coming back (or behind a failing proxy): its state endpoints answer 503 while the naming
+    // API answers. Taking it for a v1-compatible server would read its listings wrongly.
+    let m = Mock::start(|s| match s.path.as_str() {
+        p if p.ends_with("/state") => (503, "starting".into()),
+        _ => nacos2(s),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let e = c.server_info().await.unwrap_err();
+    assert!(matches!(e, NacosError::Server { status: 503, .. }), "{e}");
+    assert_eq!(m.count("/nacos/v1/ns/service/list"), 0);
+}

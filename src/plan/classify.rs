@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::model::{Instance, NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
+use crate::model::{
+    Instance, NodeDeparture, NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone,
+};
 
 use super::policy::{delta, Policy, PortFilter};
 
@@ -105,6 +107,8 @@ pub(crate) struct ClusterIndex<'a> {
     nodes_by_name: BTreeMap<&'a str, &'a NodeFacts>,
     /// The latest deletion of a matching pod per IP.
     tombstones_by_ip: BTreeMap<IpAddr, &'a PodTombstone>,
+    /// The latest departure of a node address per IP (the node deleted, or the address changed).
+    departures_by_ip: BTreeMap<IpAddr, &'a NodeDeparture>,
     /// Numbers declared under each container port name by matching pods (for orphans, whose pod is gone).
     named_ports: BTreeMap<&'a str, BTreeSet<u16>>,
 }
@@ -115,6 +119,7 @@ impl<'a> ClusterIndex<'a> {
         pods: &'a [PodFacts],
         nodes: &'a [NodeFacts],
         tombstones: &'a [PodTombstone],
+        departed: &'a [NodeDeparture],
     ) -> Self {
         let mut pods_by_ip: BTreeMap<IpAddr, Vec<&PodFacts>> = BTreeMap::new();
         for pod in pods {
@@ -142,6 +147,7 @@ impl<'a> ClusterIndex<'a> {
             nodes_by_ip,
             nodes_by_name,
             tombstones_by_ip: latest_tombstones(tombstones),
+            departures_by_ip: latest_departures(departed),
             named_ports: named_ports(pods),
         }
     }
@@ -247,7 +253,10 @@ impl<'a> ClusterIndex<'a> {
                 evidence.node_based = evidence.verdict == Verdict::Unready && down.is_some();
                 evidence
             }
-            None => self.orphan_evidence(&ip, fallback, now),
+            None => match self.departures_by_ip.get(&ip) {
+                Some(gone) => departed_node_evidence(gone, ip, now),
+                None => self.orphan_evidence(&ip, fallback, now),
+            },
         }
     }
 
@@ -300,6 +309,33 @@ impl<'a> ClusterIndex<'a> {
 }
 
 /// The latest deletion of a matching pod per IP (ties: the greatest namespace/name, for determinism).
+/// An instance on an address a node had: a node process (or a hostNetwork pod) whose node went.
+fn departed_node_evidence(gone: &NodeDeparture, ip: IpAddr, now: DateTime<Utc>) -> Evidence {
+    let reason = if gone.deleted {
+        format!("node {} deleted {} ago", gone.name, age(now, gone.at))
+    } else {
+        format!(
+            "no longer an InternalIP of node {} (since {} ago)",
+            gone.name,
+            age(now, gone.at)
+        )
+    };
+    Evidence::stale(Verdict::Gone, reason, gone.at, Confirm::NoLivePodWithIp(ip))
+}
+
+fn latest_departures(departed: &[NodeDeparture]) -> BTreeMap<IpAddr, &NodeDeparture> {
+    let mut out: BTreeMap<IpAddr, &NodeDeparture> = BTreeMap::new();
+    for d in departed {
+        for ip in &d.internal_ips {
+            let slot = out.entry(*ip).or_insert(d);
+            if d.at > slot.at {
+                *slot = d;
+            }
+        }
+    }
+    out
+}
+
 fn latest_tombstones(tombstones: &[PodTombstone]) -> BTreeMap<IpAddr, &PodTombstone> {
     let mut by_ip: BTreeMap<IpAddr, &PodTombstone> = BTreeMap::new();
     for tomb in tombstones.iter().filter(|t| t.matches) {

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Instance, InstanceKey, NodeFacts, NodeReadiness, PodFacts, PodTombstone, ServiceKey,
-    ServiceSnapshot,
+    Instance, InstanceKey, NodeDeparture, NodeFacts, NodeReadiness, PodFacts, PodTombstone,
+    ServiceKey, ServiceSnapshot,
 };
 
 pub use classify::{Confirm, Verdict};
@@ -85,6 +85,8 @@ pub struct PlanInput<'a> {
     pub pods: &'a [PodFacts],
     pub nodes: &'a [NodeFacts],
     pub tombstones: &'a [PodTombstone],
+    /// Nodes deleted, and addresses nodes no longer have (see [`NodeDeparture`]).
+    pub departed_nodes: &'a [NodeDeparture],
     pub services: &'a [ServiceListing],
     /// The approval annotation's current token; it releases held removals once per distinct value.
     pub approval: Option<&'a str>,
@@ -206,7 +208,7 @@ impl Plan {
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let frozen = is_frozen(input.nodes);
     let nodes = since_last_freeze(input.nodes, input.memory.frozen_at);
-    let index = ClusterIndex::new(input.pods, &nodes, input.tombstones);
+    let index = ClusterIndex::new(input.pods, &nodes, input.tombstones, input.departed_nodes);
     let mut memory = input.memory.clone();
     if frozen {
         memory.frozen_at = Some(input.now);

@@ -120,6 +120,7 @@ pub(super) struct Fx {
     pub pods: Vec<PodFacts>,
     pub nodes: Vec<NodeFacts>,
     pub tombs: Vec<PodTombstone>,
+    pub departed: Vec<crate::model::NodeDeparture>,
     pub services: Vec<ServiceListing>,
     pub approval: Option<String>,
     pub memory: Memory,
@@ -139,6 +140,7 @@ impl Fx {
                 node("node-c", "10.250.0.3", NodeReadiness::Ready, -3600),
             ],
             tombs: vec![],
+            departed: vec![],
             services: vec![ServiceListing {
                 service: svc("orders"),
                 listing: Ok(Arc::new(ServiceSnapshot {
@@ -162,6 +164,7 @@ impl Fx {
             pods: &self.pods,
             nodes: &self.nodes,
             tombstones: &self.tombs,
+            departed_nodes: &self.departed,
             services: &self.services,
             approval: self.approval.as_deref(),
             memory: &self.memory,
@@ -1568,4 +1571,57 @@ fn disabled_instances_are_remembered_while_listed() {
     assert_eq!(m.disabled, [listed.clone()].into());
     m.forget_disabled(&listed);
     assert!(m.disabled.is_empty());
+}
+
+fn departure(name: &str, addr: &str, at: i64, deleted: bool) -> crate::model::NodeDeparture {
+    crate::model::NodeDeparture {
+        name: name.into(),
+        internal_ips: vec![ip(addr)],
+        pod_cidrs: vec![],
+        at: t(at),
+        deleted,
+    }
+}
+
+/// Verdict table: "that node no longer exists | Gone | action after grace", from the moment the
+/// view saw it go; and an InternalIP a node no longer has likewise.
+#[test]
+fn an_instance_on_a_departed_nodes_address_is_gone_after_grace_from_the_departure() {
+    for deleted in [true, false] {
+        let mut fx = Fx::new(vec![inst("10.250.0.9")]);
+        fx.policy.grace_period = std::time::Duration::from_secs(30);
+        fx.departed = vec![departure("node-z", "10.250.0.9", -10, deleted)];
+        let p = fx.run();
+        let s = &p.services[0];
+        assert!(s.actions.is_empty(), "{s:?}");
+        assert_eq!(s.waiting.len(), 1, "{s:?}");
+        assert_eq!(s.waiting[0].due_at, t(20));
+        assert_eq!(s.instances[0].verdict, Verdict::Gone);
+        let reason = &s.instances[0].reason;
+        let said = if deleted {
+            "node node-z deleted 10s ago"
+        } else {
+            "no longer an InternalIP of node node-z"
+        };
+        assert!(reason.contains(said), "{reason}");
+        fx.now = t(21);
+        let p = fx.run();
+        let a = p.actions().next().expect("due after grace");
+        assert_eq!((a.kind, a.verdict), (ActionKind::Deregister, Verdict::Gone));
+        assert_eq!(a.confirm, Confirm::NoLivePodWithIp(ip("10.250.0.9")));
+    }
+}
+
+/// A departed node's address that a matching Ready pod holds now is Live, and one a node holds
+/// again is that node's.
+#[test]
+fn a_departed_nodes_address_held_again_is_judged_by_its_holder() {
+    let mut fx = Fx::new(vec![inst("10.250.0.9")]);
+    fx.departed = vec![departure("node-z", "10.250.0.9", -100, true)];
+    fx.pods = vec![pod("orders-1", "10.250.0.9")];
+    assert_eq!(fx.run().services[0].instances[0].verdict, Verdict::Live);
+    fx.pods.clear();
+    fx.nodes
+        .push(node("node-z2", "10.250.0.9", NodeReadiness::Ready, -5));
+    assert_eq!(fx.run().services[0].instances[0].verdict, Verdict::Live);
 }

@@ -186,6 +186,9 @@ pub fn start_nacos_client(
     proc
 }
 
+/// The taint of every [`OwnKwokNode`].
+pub const OWN_NODE_TAINT: &str = "e2e.test/own-node";
+
 /// A KWOK node of the test's own, played by a kwok process of its own, so the test can make the node
 /// unreachable by killing that process (kwok keeps renewing a node's Lease for as long as it runs).
 pub struct OwnKwokNode {
@@ -199,9 +202,12 @@ impl OwnKwokNode {
         use k8s_openapi::api::core::v1::Node;
         use kube::api::{Api, Patch, PatchParams, PostParams};
         let nodes = Api::<Node>::all(client.clone());
+        // Tainted: only pods pinned here (which tolerate it, see `deploy`) run on it, so no other
+        // test's pods go down with it.
         let node: Node = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"type": "kwok-own", "kubernetes.io/hostname": name}},
+            "spec": {"taints": [{"key": OWN_NODE_TAINT, "value": "true", "effect": "NoSchedule"}]},
         }))
         .unwrap();
         nodes.create(&PostParams::default(), &node).await.unwrap();
@@ -253,6 +259,26 @@ impl OwnKwokNode {
         let _ = Api::<Node>::all(client.clone())
             .delete(&self.name, &Default::default())
             .await;
+    }
+}
+
+impl Drop for OwnKwokNode {
+    /// A test that fails (or forgets) leaves no NotReady node behind: nodes of the testbed's tests
+    /// count towards the operator's partition freeze for every other test.
+    fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new(testbed_env("KUBECTL"))
+            .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+            .args([
+                "delete",
+                "node",
+                &self.name,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -392,6 +418,7 @@ pub async fn deploy(
     let mut spec = serde_json::json!({"containers": [{"name": app, "image": "app:1", "ports": [{"name": "http", "containerPort": 8080}]}]});
     if let Some(node) = node_selector {
         spec["nodeSelector"] = serde_json::json!({"kubernetes.io/hostname": node});
+        spec["tolerations"] = serde_json::json!([{"key": OWN_NODE_TAINT, "operator": "Exists"}]);
     }
     let d: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
