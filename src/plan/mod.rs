@@ -447,11 +447,15 @@ fn apply_budget(
     let used = memory.removals_in_window(&out.service, input.now, window);
     // A percentage is of the instances the service had before this window's removals: measured
     // against what is left, the budget would shrink with every removal and depend on how the
-    // deletions happened to fall into passes.
-    let limit = input
-        .policy
-        .max_removals
-        .limit(out.counts.total.saturating_add(used));
+    // deletions happened to fall into passes. The instances we disabled are still listed but were
+    // taken offline: counted in `used` (or before the window), they must not count again as
+    // instances of the service, or every disable would widen the budget (issue 15).
+    let before_window = out
+        .counts
+        .total
+        .saturating_sub(out.counts.offline)
+        .saturating_add(used);
+    let limit = input.policy.max_removals.limit(before_window);
     let allowed = limit.saturating_sub(used).min(removals.len());
     removals.sort_by(action_order);
     let held = removals.split_off(allowed);

@@ -285,6 +285,72 @@ proptest! {
     }
 }
 
+/// How a removal went, as the executor reports it to memory and Nacos shows it afterwards.
+#[derive(Debug, Clone, Copy)]
+enum Took {
+    /// Deleted, or disabled, as planned.
+    AsPlanned,
+    /// A DELETE answered `ok` that did not take: the executor disabled the instance instead.
+    DisabledInstead,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Issue 15 (1): a percentage budget holds exactly over passes of one window, whatever mix of
+    /// deletes, disables and fallbacks: the instances taken offline never exceed the percentage of
+    /// the service's size at the window's start. (Disabled instances stay listed; they must not
+    /// count as instances still to take from.)
+    #[test]
+    fn a_percentage_budget_holds_whatever_mix_of_deletes_disables_and_fallbacks(
+        n in 1usize..16,
+        percent in 1u32..100,
+        disable in any::<bool>(),
+        outcomes in proptest::collection::vec(any::<bool>(), 16),
+        passes in 1usize..8,
+    ) {
+        let instances: Vec<Instance> = (0..n).map(|i| inst(&format!("10.1.1.{i}"))).collect();
+        let mut fx = Fx::new(instances);
+        fx.policy.max_removals = MaxRemovals::Percent(percent);
+        fx.policy.grace_period = Duration::ZERO;
+        fx.policy.removal_window = Duration::from_secs(3600);
+        fx.policy.action = if disable { RemovalAction::Disable } else { RemovalAction::Deregister };
+        let limit = fx.policy.max_removals.limit(n);
+        let mut offline = std::collections::BTreeSet::new();
+        let mut turn = 0;
+        for _ in 0..passes {
+            let p = fx.run();
+            let removed: Vec<Action> =
+                p.actions().filter(|a| a.kind.is_removal()).cloned().collect();
+            let mut memory = p.memory;
+            if let Ok(snapshot) = &mut fx.services[0].listing {
+                let snapshot = Arc::make_mut(snapshot);
+                for a in &removed {
+                    let took = if outcomes[turn % outcomes.len()] { Took::AsPlanned } else { Took::DisabledInstead };
+                    turn += 1;
+                    offline.insert(a.instance.clone());
+                    match (a.kind, took) {
+                        (ActionKind::Deregister, Took::DisabledInstead) => {
+                            memory.mark_ineffective(&a.instance);
+                            memory.record_disabled(&a.instance);
+                            let disable = Action { kind: ActionKind::Disable, ..a.clone() };
+                            apply(snapshot, &disable);
+                        }
+                        _ => apply(snapshot, a),
+                    }
+                }
+            }
+            fx.memory = memory;
+            fx.now += chrono::TimeDelta::seconds(10);
+        }
+        prop_assert!(
+            offline.len() <= limit,
+            "{} of {} instances taken offline with a budget of {}% ({})",
+            offline.len(), n, percent, limit
+        );
+    }
+}
+
 /// What a successful write does to the registry.
 fn apply(snapshot: &mut ServiceSnapshot, action: &Action) {
     match action.kind {
