@@ -179,6 +179,13 @@ impl FaultProxy {
         );
     }
 
+    /// (DELETEs, `enabled=false` writes) the operator sent for `ip`.
+    pub fn removal_writes(&self, ip: &str) -> (usize, usize) {
+        let sent = self.removals_of(&[ip.to_string()]);
+        let deletes = sent.iter().filter(|e| e.is_delete()).count();
+        (deletes, sent.len() - deletes)
+    }
+
     /// DELETEs per IP that Nacos answered with success.
     pub fn deletes_done(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
