@@ -242,6 +242,13 @@ async fn empty_relist(server: Server, n: usize, from_start: bool) {
         "{server}: {ip} offline {:?} after its pod was deleted",
         deleted.elapsed()
     );
+    // One DELETE; on Alibaba one `enabled=false` after it (the DELETE did not take).
+    let disables = usize::from(server.is_alibaba());
+    assert_eq!(
+        proxy.removal_writes(&ip),
+        (1, disables),
+        "{ip}: (DELETEs, enabled=false) sent"
+    );
     let rest: Vec<String> = all.iter().filter(|i| **i != ip).cloned().collect();
     proxy.assert_untouched(&rest);
     at.assert_live_registered(svc, &rest).await;
