@@ -77,6 +77,19 @@ impl Instance {
 pub struct ServiceSnapshot {
     pub service: ServiceKey,
     pub instances: Vec<Instance>,
+    /// Listed at addresses the operator cannot act on: Foreign, counted, never touched.
+    pub unaddressable: Vec<Unaddressable>,
+}
+
+/// An instance Nacos lists at an address that is no IP and port the operator could match or write
+/// to (a hostname, a zoned IPv6 address, port 0): Nacos accepts them, so one must not fail the
+/// listing of the whole service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unaddressable {
+    pub cluster: String,
+    /// `ip:port` as listed.
+    pub address: String,
+    pub why: String,
 }
 
 /// What the planner needs to know about a pod; the cluster view prunes everything else away.

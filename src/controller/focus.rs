@@ -294,6 +294,7 @@ mod tests {
             Ok(ServiceSnapshot {
                 service: svc(name),
                 instances,
+                unaddressable: vec![],
             }),
         )
     }

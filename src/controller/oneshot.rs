@@ -123,6 +123,16 @@ pub fn render(eval: &Evaluation) -> String {
                 v.reason.clone(),
             ]);
         }
+        for u in &sp.unaddressable {
+            rows.push([
+                sp.service.to_string(),
+                u.address.clone(),
+                "?".into(),
+                "Foreign".into(),
+                "-".into(),
+                format!("the address {}", u.why),
+            ]);
+        }
     }
     let widths: Vec<usize> = (0..6)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))

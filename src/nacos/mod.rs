@@ -15,7 +15,8 @@
 //! server answers; [`wire`] parses the answers. Two facts hold for Alibaba Nacos 2.x and 3.x alike
 //! and shape the writes: a listing shows a write only after the server refreshes its view (500 ms
 //! after a change, [`ServerInfo::settle`]), and the `metadata` a write sends goes into an overlay
-//! of the server's own, merged over what the client registered ([`ServerInfo::metadata_overlay`]).
+//! of the server's own, merged over what the client registered ([`ServerInfo::metadata_overlay`],
+//! see `write_metadata`).
 
 pub mod auth;
 mod config;
@@ -73,7 +74,7 @@ pub struct ServerInfo {
     /// How long after a write the server's listings may still show the state before it.
     pub settle: Duration,
     /// Whether the server keeps a write's `metadata` apart from the registered one (Nacos 2.x and
-    /// 3.x): then a write sends only the operator's marker, else the whole metadata with it.
+    /// 3.x), in an overlay that each write replaces.
     pub metadata_overlay: bool,
 }
 
@@ -396,30 +397,42 @@ impl NacosClient {
     }
 }
 
-/// The metadata a write sends. Where the server keeps it in an overlay of its own (Nacos 2.x/3.x),
-/// only the marker: the overlay is replaced by each write and merged over what the client
-/// registered, which stays as it is (sending all of it with the marker would break the 1,024
-/// characters Nacos allows a write's metadata). Elsewhere (1.x) the write replaces the metadata:
-/// all of it, with the marker or without.
-fn write_metadata(
-    info: &ServerInfo,
-    instance: &Instance,
-    by: Option<&str>,
-) -> BTreeMap<String, String> {
-    let mut metadata = if info.metadata_overlay {
-        BTreeMap::new()
-    } else {
-        instance.metadata.clone()
+/// What Alibaba Nacos accepts as a write's metadata (its param check, `maxMetadataLength`): keys and
+/// values together, counted as Java counts a string's length.
+const METADATA_LIMIT: usize = 1024;
+
+fn metadata_len(metadata: &BTreeMap<String, String>) -> usize {
+    let len = |s: &str| {
+        if s.trim().is_empty() {
+            0
+        } else {
+            s.encode_utf16().count()
+        }
     };
+    metadata.iter().map(|(k, v)| len(k) + len(v)).sum()
+}
+
+/// The metadata a write sends: the instance's, with our marker set (`by`) or removed. 1.x replaces
+/// the instance's metadata with it. Nacos 2.x/3.x keep it in an overlay of their own, merged over
+/// what the client registered and replaced by each write: sent whole, it keeps what an
+/// administrator set there (the console writes that overlay too). Where the whole would exceed the
+/// 1,024 characters Nacos allows a write, only the marker goes (and enabling sends an empty overlay):
+/// the registered metadata stays as it is, an administrator's edits in the overlay do not.
+fn write_metadata(info: &ServerInfo, instance: &Instance, by: Option<&str>) -> BTreeMap<String, String> {
+    let mut whole = instance.metadata.clone();
     match by {
         Some(uid) => {
-            metadata.insert(DISABLED_BY_KEY.to_string(), uid.to_string());
+            whole.insert(DISABLED_BY_KEY.to_string(), uid.to_string());
         }
         None => {
-            metadata.remove(DISABLED_BY_KEY);
+            whole.remove(DISABLED_BY_KEY);
         }
     }
-    metadata
+    if !info.metadata_overlay || metadata_len(&whole) <= METADATA_LIMIT {
+        return whole;
+    }
+    by.map(|uid| BTreeMap::from([(DISABLED_BY_KEY.to_string(), uid.to_string())]))
+        .unwrap_or_default()
 }
 
 impl Registry for NacosClient {
@@ -471,18 +484,24 @@ fn wire_to_instance(service: &ServiceKey, w: WireInstance) -> Instance {
 }
 
 /// Convert, keep the wanted clusters (all when empty), de-duplicate (pages may overlap) and sort.
-fn to_snapshot(service: &ServiceKey, raw: Vec<WireInstance>, wanted: &[String]) -> ServiceSnapshot {
+fn to_snapshot(service: &ServiceKey, raw: Vec<wire::Listed>, wanted: &[String]) -> ServiceSnapshot {
     let mut by_key: BTreeMap<InstanceKey, Instance> = BTreeMap::new();
-    for w in raw {
-        if !wanted.is_empty() && !wanted.contains(&w.cluster) {
-            continue;
+    let mut unaddressable = Vec::new();
+    let keep = |cluster: &String| wanted.is_empty() || wanted.contains(cluster);
+    for listed in raw {
+        match listed {
+            Ok(w) if keep(&w.cluster) => {
+                let inst = wire_to_instance(service, w);
+                by_key.insert(inst.key.clone(), inst);
+            }
+            Err(u) if keep(&u.cluster) && !unaddressable.contains(&u) => unaddressable.push(u),
+            _ => {}
         }
-        let inst = wire_to_instance(service, w);
-        by_key.insert(inst.key.clone(), inst);
     }
     ServiceSnapshot {
         service: service.clone(),
         instances: by_key.into_values().collect(),
+        unaddressable,
     }
 }
 

@@ -178,10 +178,14 @@ proptest! {
         let obj = Value::Object(fields.into_iter().collect());
         let page = parse_catalog_instances(&bytes(&json!({"list": [obj.clone()], "count": 1})));
         match page {
-            // Never an instance dropped from the page: a parsed page has it.
+            // Never an instance dropped from the page: a parsed page has it, addressable (with a
+            // usable port) or listed as unaddressable.
             Ok(p) => {
                 prop_assert_eq!(p.items.len(), 1);
-                prop_assert!(p.items[0].port != 0);
+                match &p.items[0] {
+                    Ok(i) => prop_assert!(i.port != 0),
+                    Err(_) => prop_assert!(instance_from_value(&obj).is_err()),
+                }
             }
             Err(e) => prop_assert!(instance_from_value(&obj).is_err(), "page failed: {e}"),
         }
@@ -193,7 +197,8 @@ proptest! {
         let list: Vec<Value> = items.iter().map(instance_json).collect();
         let page = parse_catalog_instances(&bytes(&json!({"list": list, "count": total}))).unwrap();
         prop_assert_eq!(page.total, total);
-        prop_assert_eq!(&page.items, &items);
+        let ok = |l: Vec<Listed>| l.into_iter().map(|i| i.expect("addressable")).collect::<Vec<_>>();
+        prop_assert_eq!(&ok(page.items), &items);
         // Wrapped by a compatibility layer, and numbers sent as strings: the same.
         let stringly: Vec<Value> = items
             .iter()
@@ -205,19 +210,20 @@ proptest! {
             })
             .collect();
         let wrapped = json!({"code": 0, "data": {"list": stringly, "count": total.to_string()}});
-        prop_assert_eq!(parse_catalog_instances(&bytes(&wrapped)).unwrap().items, items);
+        prop_assert_eq!(ok(parse_catalog_instances(&bytes(&wrapped)).unwrap().items), items);
     }
 
     #[test]
     fn v3_console_and_detail_instances_round_trip(items in prop::collection::vec(wire_instance(), 1..6)) {
         let list: Vec<Value> = items.iter().map(instance_json).collect();
         let v3 = parse_v3_instances(&bytes(&json!({"code": 0, "message": "success", "data": list}))).unwrap();
+        let ok = |l: Vec<Listed>| l.into_iter().map(|i| i.expect("addressable")).collect::<Vec<_>>();
         prop_assert_eq!(v3.total, items.len() as u64);
-        prop_assert_eq!(&v3.items, &items);
+        prop_assert_eq!(&ok(v3.items), &items);
         let paged = json!({"code": 0, "data": {"totalCount": 99, "pageItems": list}});
         prop_assert_eq!(parse_v3_instances(&bytes(&paged)).unwrap().total, 99);
         let console = json!({"success": true, "data": {"totalCount": items.len(), "list": list}});
-        prop_assert_eq!(&parse_rnacos_console_instances(&bytes(&console)).unwrap().items, &items);
+        prop_assert_eq!(&ok(parse_rnacos_console_instances(&bytes(&console)).unwrap().items), &items);
         prop_assert_eq!(&parse_instance_detail(&bytes(&list[0])).unwrap(), &items[0]);
     }
 

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use super::error::{NacosError, Result};
 use super::transport::{Operation, Req, Transport};
 use super::v1::{self, instance_params};
-use super::wire::{self, WireInstance};
+use super::wire::{self, Listed, WireInstance};
 use crate::model::{Instance, InstanceKey, ServiceKey, DISABLED_BY_KEY};
 
 const CONSOLE_INSTANCES: &str = "/rnacos/api/console/v2/instance/list";
@@ -77,7 +77,7 @@ pub(super) async fn list_instances(
     t: &Transport,
     service: &ServiceKey,
     console: bool,
-) -> Result<Vec<WireInstance>> {
+) -> Result<Vec<Listed>> {
     if !console {
         return v1::catalog_instances(t, service, None).await;
     }

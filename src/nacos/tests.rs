@@ -440,9 +440,46 @@ async fn writes_send_only_the_needed_fields_and_on_2x_only_the_marker() {
     // PATCH keeps whatever is not sent: no weight, no healthy.
     assert!(!patches[0].form.contains_key("weight"));
     assert!(!patches[0].form.contains_key("healthy"));
-    // Enabling empties the overlay: the marker goes, the registered metadata is what shows.
+    // Enabling: without the marker the metadata fits, so it goes whole and the marker is gone.
     assert_eq!(patches[1].form["enabled"], "true");
-    assert_eq!(patches[1].form["metadata"], "{}");
+    assert!(!patches[1].form["metadata"].contains("disabled-by"));
+    assert!(patches[1].form["metadata"].contains(&big));
+    // One that does not fit even without the marker: an empty overlay.
+    let huge = orders_instance(&[("dubbo.metadata", &"y".repeat(1100))]);
+    c.enable(&huge).await.unwrap();
+    let last = m.seen().into_iter().rfind(|s| s.method == "PATCH").unwrap();
+    assert_eq!(last.form["metadata"], "{}");
+}
+
+#[tokio::test]
+async fn on_2x_metadata_that_fits_goes_whole_so_an_administrators_edits_survive() {
+    // The overlay a write replaces may hold what an administrator set in the console: sent whole
+    // (it fits in 1,024 characters), it keeps that.
+    let m = Mock::start(nacos2).await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let inst = orders_instance(&[("app", "orders"), ("team", "shipping")]);
+    c.disable(&inst, "uid-1").await.unwrap();
+    let mut marked = inst.clone();
+    marked
+        .metadata
+        .insert(crate::model::DISABLED_BY_KEY.into(), "uid-1".into());
+    c.enable(&marked).await.unwrap();
+    let patches: Vec<_> = m.seen().into_iter().filter(|s| s.method == "PATCH").collect();
+    assert_eq!(
+        patches[0].form["metadata"],
+        r#"{"app":"orders","nacos-reconciler.io/disabled-by":"uid-1","team":"shipping"}"#
+    );
+    assert_eq!(patches[1].form["metadata"], r#"{"app":"orders","team":"shipping"}"#);
+}
+
+#[test]
+fn metadata_is_counted_as_nacos_counts_it() {
+    let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(metadata_len(&m(&[("ab", "cd"), ("e", " ")])), 5);
+    // Java counts UTF-16 units: an emoji is two.
+    assert_eq!(metadata_len(&m(&[("k", "😀")])), 3);
 }
 
 #[tokio::test]

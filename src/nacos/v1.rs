@@ -16,7 +16,7 @@ use reqwest::Method;
 
 use super::error::{NacosError, Result};
 use super::transport::{grouped, Operation, Params, Req, Transport};
-use super::wire::{self, WireInstance};
+use super::wire::{self, Listed};
 use crate::model::{Instance, InstanceKey, ServiceKey};
 
 pub(super) const INSTANCE: &str = "/nacos/v1/ns/instance";
@@ -63,7 +63,7 @@ pub(super) async fn list_instances(
     t: &Transport,
     service: &ServiceKey,
     wanted: &[String],
-) -> Result<Vec<WireInstance>> {
+) -> Result<Vec<Listed>> {
     let req = Req::get(
         Operation::ListInstances,
         CATALOG_SERVICE,
@@ -95,7 +95,7 @@ pub(super) async fn catalog_instances(
     t: &Transport,
     service: &ServiceKey,
     cluster: Option<&str>,
-) -> Result<Vec<WireInstance>> {
+) -> Result<Vec<Listed>> {
     let cluster = cluster.map(|c| ("clusterName", c.to_string()));
     let req = Req::get(
         Operation::ListInstances,

@@ -8,8 +8,8 @@
 //! - Writes: `DELETE /v1/ns/instance` and `PATCH /v1/ns/instance`. A DELETE of an ephemeral
 //!   instance owned by a live gRPC connection is answered `ok` and does nothing.
 //! - 2.x keeps what a PATCH sends as `metadata` in an overlay of its own, merged over what the
-//!   client registered and replaced by the next PATCH, so a write sends only the operator's marker
-//!   (the whole metadata plus the marker would break the 1,024-character limit of large ones).
+//!   client registered and replaced by the next PATCH (the console writes it too), and refuses a
+//!   write's metadata over 1,024 characters (HTTP 400 "Param 'Metadata' is illegal").
 //! - Every listing comes from a view the server refreshes about 500 ms after a change
 //!   (`nacos.naming.push.pushTaskDelay`): a write shows only after that.
 
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::error::{NacosError, Result};
 use super::transport::{grouped, Operation, Req, Transport};
 use super::v1;
-use super::wire::{self, WireInstance};
+use super::wire::{self, Listed};
 use crate::model::ServiceKey;
 
 const CATALOG_INSTANCES: &str = "/nacos/v2/ns/catalog/instances";
@@ -35,7 +35,7 @@ pub(super) async fn list_instances(
     catalog: &Catalog,
     service: &ServiceKey,
     wanted: &[String],
-) -> Result<Vec<WireInstance>> {
+) -> Result<Vec<Listed>> {
     if catalog.missing.load(Ordering::Relaxed) {
         return v1::list_instances(t, service, wanted).await;
     }

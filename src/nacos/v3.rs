@@ -19,7 +19,7 @@ use reqwest::Method;
 use super::error::Result;
 use super::transport::{Operation, Req, Transport};
 use super::v1::{self, instance_params, is_missing_cluster, is_missing_service};
-use super::wire::{self, WireInstance};
+use super::wire::{self, Listed, WireInstance};
 use crate::model::{Instance, InstanceKey, ServiceKey};
 
 const INSTANCE: &str = "/nacos/v3/admin/ns/instance";
@@ -57,7 +57,7 @@ pub(super) async fn list_instances(
     t: &Transport,
     service: &ServiceKey,
     wanted: &[String],
-) -> Result<Vec<WireInstance>> {
+) -> Result<Vec<Listed>> {
     let req = Req::get(
         Operation::ListInstances,
         SERVICE,

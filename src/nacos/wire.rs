@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::model::Unaddressable;
+
 /// Why a body could not be turned into data.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WireError {
@@ -193,9 +195,21 @@ pub fn truncate(s: &str, max: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Instances
 
-/// Convert one JSON instance object. Fields: `ip`, `port`, `clusterName`, `weight`, `healthy`,
-/// `enabled`, `ephemeral`, `metadata` (1.x/2.x/3.x and rnacos all use these names).
+/// One instance of a listing: one the operator can address, or one it cannot (a hostname, a
+/// zoned IPv6 address, port 0 — Nacos accepts them), which is Foreign and must not fail the page.
+pub type Listed = Result<WireInstance, Unaddressable>;
+
+/// Convert one JSON instance object that must be addressable (a lookup by key).
 pub fn instance_from_value(v: &Value) -> Result<WireInstance, WireError> {
+    listed_from_value(v)?
+        .map_err(|u| WireError::Malformed(format!("instance {} {}", u.address, u.why)))
+}
+
+/// Convert one JSON instance object of a listing. Fields: `ip`, `port`, `clusterName`, `weight`,
+/// `healthy`, `enabled`, `ephemeral`, `metadata` (1.x/2.x/3.x and rnacos all use these names). An
+/// answer that is not an instance at all (no object, no `ip`) fails the page: a listing with holes
+/// must never look complete.
+pub fn listed_from_value(v: &Value) -> Result<Listed, WireError> {
     let obj = v
         .as_object()
         .ok_or_else(|| WireError::Malformed("instance is not an object".into()))?;
@@ -203,25 +217,37 @@ pub fn instance_from_value(v: &Value) -> Result<WireInstance, WireError> {
         .get("ip")
         .and_then(Value::as_str)
         .ok_or_else(|| WireError::Malformed("instance without ip".into()))?;
-    // IPv6 may come bracketed from some clients.
-    let ip: IpAddr = ip_str
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .map_err(|_| WireError::Malformed(format!("instance ip {:?}", truncate(ip_str, 64))))?;
-    let port = obj
-        .get("port")
-        .and_then(lenient_u64)
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0)
-        .ok_or_else(|| WireError::Malformed(format!("instance {ip} without valid port")))?;
     let cluster = obj
         .get("clusterName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .unwrap_or("DEFAULT")
         .to_string();
+    let port_value = obj.get("port").map(value_to_string).unwrap_or_default();
+    let unaddressable = |why: &str| Unaddressable {
+        cluster: cluster.clone(),
+        address: format!("{}:{}", truncate(ip_str, 64), truncate(&port_value, 16)),
+        why: why.to_string(),
+    };
+    // IPv6 may come bracketed from some clients.
+    let Ok(ip) = ip_str
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return Ok(Err(unaddressable(
+            "is not an IP address (a hostname or a zoned IPv6 address)",
+        )));
+    };
+    let Some(port) = obj
+        .get("port")
+        .and_then(lenient_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+    else {
+        return Ok(Err(unaddressable("has no usable port")));
+    };
     let weight = obj.get("weight").and_then(lenient_f64).unwrap_or(1.0);
     let healthy = obj.get("healthy").and_then(lenient_bool).unwrap_or(true);
     // Absent `enabled`/`ephemeral` mean the Nacos defaults (true).
@@ -244,7 +270,7 @@ pub fn instance_from_value(v: &Value) -> Result<WireInstance, WireError> {
         }
         _ => BTreeMap::new(),
     };
-    Ok(WireInstance {
+    Ok(Ok(WireInstance {
         ip,
         port,
         cluster,
@@ -253,20 +279,20 @@ pub fn instance_from_value(v: &Value) -> Result<WireInstance, WireError> {
         enabled,
         ephemeral,
         metadata,
-    })
+    }))
 }
 
-fn instances_from_array(v: &Value) -> Result<Vec<WireInstance>, WireError> {
+fn instances_from_array(v: &Value) -> Result<Vec<Listed>, WireError> {
     v.as_array()
         .ok_or_else(|| WireError::Malformed("instance list is not an array".into()))?
         .iter()
-        .map(instance_from_value)
+        .map(listed_from_value)
         .collect()
 }
 
 /// `GET /nacos/v1/ns/catalog/instances` (1.x, 2.x, rnacos): `{"list":[…],"count":N}`.
 /// A 2.x server behind a compatibility layer may wrap it; both are accepted.
-pub fn parse_catalog_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> {
+pub fn parse_catalog_instances(body: &[u8]) -> Result<Page<Listed>, WireError> {
     let v = parse_wrapped(body)?;
     let list = v
         .get("list")
@@ -281,7 +307,7 @@ pub fn parse_catalog_instances(body: &[u8]) -> Result<Page<WireInstance>, WireEr
 
 /// `GET /nacos/v2/ns/catalog/instances` (2.2 on): `{"code":0,"data":{"instances":[…],"count":N}}`,
 /// `{"count":0}` without `instances` for an empty or missing service, and past the last page.
-pub fn parse_v2_catalog_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> {
+pub fn parse_v2_catalog_instances(body: &[u8]) -> Result<Page<Listed>, WireError> {
     let data = parse_wrapped(body)?;
     let total = data
         .get("count")
@@ -297,7 +323,7 @@ pub fn parse_v2_catalog_instances(body: &[u8]) -> Result<Page<WireInstance>, Wir
 
 /// `GET /nacos/v3/admin/ns/instance/list`: `{"code":0,"data":[…]}`. Also accepts a page
 /// (`pageItems`/`totalCount`) or a service info (`hosts`) as data, which other 3.x builds return.
-pub fn parse_v3_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> {
+pub fn parse_v3_instances(body: &[u8]) -> Result<Page<Listed>, WireError> {
     let data = parse_wrapped(body)?;
     let (list, total) = match &data {
         Value::Array(_) => (&data, None),
@@ -326,7 +352,7 @@ pub fn parse_v3_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> 
 /// rnacos console `GET /rnacos/api/console/v2/instance/list` (only on the main port when
 /// `RNACOS_ENABLE_NO_AUTH_CONSOLE=true`): `{"success":true,"data":{"totalCount":N,"list":[…]}}`.
 /// It is the only rnacos listing that includes disabled instances.
-pub fn parse_rnacos_console_instances(body: &[u8]) -> Result<Page<WireInstance>, WireError> {
+pub fn parse_rnacos_console_instances(body: &[u8]) -> Result<Page<Listed>, WireError> {
     let v = to_value(body)?;
     let success = v.get("success").and_then(lenient_bool).unwrap_or(false);
     if !success {
@@ -556,6 +582,11 @@ pub fn parse_write_ack(body: &[u8]) -> Result<(), WireError> {
 mod tests {
     use super::*;
 
+    /// The addressable instances of a page (panics on an unaddressable one).
+    fn items(page: Page<Listed>) -> Vec<WireInstance> {
+        page.items.into_iter().map(|l| l.expect("addressable")).collect()
+    }
+
     #[test]
     fn catalog_instances_v1() {
         // 1.4 / 2.x catalog answer, with a disabled persistent instance.
@@ -569,14 +600,15 @@ mod tests {
         ],"count":2}"#;
         let page = parse_catalog_instances(body).unwrap();
         assert_eq!(page.total, 2);
-        assert_eq!(page.items.len(), 2);
-        let a = &page.items[0];
+        let page = items(page);
+        assert_eq!(page.len(), 2);
+        let a = &page[0];
         assert_eq!(a.ip.to_string(), "10.0.0.1");
         assert_eq!(a.port, 8080);
         assert_eq!(a.weight, 2.0);
         assert!(a.enabled && a.ephemeral && a.healthy);
         assert_eq!(a.metadata["app"], "orders");
-        let b = &page.items[1];
+        let b = &page[1];
         assert_eq!(b.port, 8081);
         assert_eq!(b.cluster, "c1");
         assert!(!b.enabled && !b.ephemeral && !b.healthy);
@@ -591,29 +623,47 @@ mod tests {
           "metadata":{},"marked":true,"enabled":true,"serviceName":"DEFAULT_GROUP@@s","ephemeral":false}]}"#;
         let page = parse_catalog_instances(body).unwrap();
         assert_eq!(page.total, 1);
-        assert!(!page.items[0].ephemeral);
+        assert!(!items(page)[0].ephemeral);
     }
 
     #[test]
     fn catalog_instances_rejects_holes() {
-        assert!(parse_catalog_instances(br#"{"list":[{"ip":"x","port":1}],"count":1}"#).is_err());
-        assert!(parse_catalog_instances(br#"{"list":[{"ip":"10.0.0.1"}],"count":1}"#).is_err());
-        assert!(
-            parse_catalog_instances(br#"{"list":[{"ip":"10.0.0.1","port":70000}],"count":1}"#)
-                .is_err()
-        );
+        assert!(parse_catalog_instances(br#"{"list":[{"port":1}],"count":1}"#).is_err());
+        assert!(parse_catalog_instances(br#"{"list":["10.0.0.1"],"count":1}"#).is_err());
         assert!(parse_catalog_instances(br#"{"list":[]}"#).is_err());
         assert!(parse_catalog_instances(b"caused: service not found").is_err());
         assert!(parse_catalog_instances(b"").is_err());
     }
 
+    /// Issue 15 (8): Nacos accepts a hostname, a zoned IPv6 address or port 0 as an instance's
+    /// address; such an instance is listed as unaddressable (Foreign), the rest of the page stands.
+    #[test]
+    fn odd_addresses_are_unaddressable_instances_not_a_failed_page() {
+        let body = br#"{"list":[{"ip":"orders.shop.svc","port":8080,"clusterName":"c1"},
+          {"ip":"fe80::1%eth0","port":8080},{"ip":"10.0.0.3","port":0},{"ip":"10.0.0.4"},
+          {"ip":"10.0.0.5","port":70000},{"ip":"10.0.0.6","port":8080}],"count":6}"#;
+        let page = parse_catalog_instances(body).unwrap();
+        assert_eq!((page.total, page.items.len()), (6, 6));
+        let odd: Vec<&Unaddressable> = page.items.iter().filter_map(|l| l.as_ref().err()).collect();
+        assert_eq!(odd.len(), 5);
+        assert_eq!(odd[0].address, "orders.shop.svc:8080");
+        assert_eq!(odd[0].cluster, "c1");
+        assert!(odd[0].why.contains("not an IP address"), "{}", odd[0].why);
+        assert!(odd[2].why.contains("port"), "{}", odd[2].why);
+        let ok: Vec<&WireInstance> = page.items.iter().filter_map(|l| l.as_ref().ok()).collect();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].ip.to_string(), "10.0.0.6");
+        // Looked up by key, an odd instance is an error: it cannot be the one asked for.
+        assert!(parse_instance_detail(br#"{"ip":"orders.shop.svc","port":8080}"#).is_err());
+    }
+
     #[test]
     fn ipv6_instance() {
         let body = br#"{"list":[{"ip":"[fd00::1]","port":80}],"count":1}"#;
-        let page = parse_catalog_instances(body).unwrap();
-        assert_eq!(page.items[0].ip.to_string(), "fd00::1");
-        assert_eq!(page.items[0].cluster, "DEFAULT");
-        assert!(page.items[0].enabled);
+        let page = items(parse_catalog_instances(body).unwrap());
+        assert_eq!(page[0].ip.to_string(), "fd00::1");
+        assert_eq!(page[0].cluster, "DEFAULT");
+        assert!(page[0].enabled);
     }
 
     #[test]
@@ -623,7 +673,7 @@ mod tests {
            "clusterName":"DEFAULT","serviceName":"orders","metadata":{}}]}"#;
         let page = parse_v3_instances(body).unwrap();
         assert_eq!(page.total, 1);
-        assert!(!page.items[0].enabled);
+        assert!(!items(page)[0].enabled);
 
         let paged = br#"{"code":0,"message":"success","data":{"totalCount":3,"pageNumber":1,
           "pagesAvailable":1,"pageItems":[{"ip":"10.0.0.9","port":9090}]}}"#;
@@ -669,7 +719,7 @@ mod tests {
           "metadata":{},"lastModifiedMillis":1,"registerTime":1,"namespaceId":"public","appName":"",
           "fromGrpc":false,"fromCluster":0,"clientId":""}]},"success":true,"code":null,"msg":null}"#;
         let page = parse_rnacos_console_instances(body).unwrap();
-        assert!(!page.items[0].enabled);
+        assert!(!items(page)[0].enabled);
         assert!(
             parse_rnacos_console_instances(br#"{"success":false,"code":"SYSTEM_ERROR"}"#).is_err()
         );

@@ -147,6 +147,8 @@ pub struct ServicePlan {
     pub counts: Counts,
     /// Every listed instance, ordered by key.
     pub instances: Vec<InstanceVerdict>,
+    /// Listed at addresses the operator cannot act on (counted as Foreign).
+    pub unaddressable: Vec<crate::model::Unaddressable>,
     /// To execute now (empty in dry-run).
     pub actions: Vec<Action>,
     /// Over the removal budget, waiting for the window or an approval.
@@ -178,6 +180,7 @@ impl ServicePlan {
             service,
             counts: Counts::default(),
             instances: Vec::new(),
+            unaddressable: Vec::new(),
             actions: Vec::new(),
             held: Vec::new(),
             waiting: Vec::new(),
@@ -323,6 +326,10 @@ fn plan_service(
             &mut removals,
         );
     }
+    // Never touched, but instances of the service all the same.
+    out.counts.total += snapshot.unaddressable.len();
+    out.counts.foreign += snapshot.unaddressable.len();
+    out.unaddressable = snapshot.unaddressable.clone();
     apply_budget(input, memory, &mut out, removals);
     if !listing.fresh {
         out.actions.clear();

@@ -146,6 +146,7 @@ impl Fx {
                 listing: Ok(Arc::new(ServiceSnapshot {
                     service: svc("orders"),
                     instances,
+                    unaddressable: vec![],
                 })),
                 fresh: true,
             }],
@@ -717,6 +718,7 @@ fn rule4_memory_records_and_detects_reappearance() {
     fx.services[0].listing = Ok(Arc::new(ServiceSnapshot {
         service: svc("orders"),
         instances: vec![],
+        unaddressable: vec![],
     }));
     fx.now = t(5);
     let second = fx.run();
@@ -729,6 +731,7 @@ fn rule4_memory_records_and_detects_reappearance() {
     fx.services[0].listing = Ok(Arc::new(ServiceSnapshot {
         service: svc("orders"),
         instances: vec![inst("10.1.0.7")],
+        unaddressable: vec![],
     }));
     fx.now = t(10);
     let third = fx.run();
@@ -1394,6 +1397,7 @@ fn rule10_output_is_ordered_and_deterministic() {
                 inst_in("billing", "10.1.0.99", 80),
                 inst_in("billing", "10.1.0.98", 80),
             ],
+            unaddressable: vec![],
         })),
         fresh: true,
     });
@@ -1624,4 +1628,25 @@ fn a_departed_nodes_address_held_again_is_judged_by_its_holder() {
     fx.nodes
         .push(node("node-z2", "10.250.0.9", NodeReadiness::Ready, -5));
     assert_eq!(fx.run().services[0].instances[0].verdict, Verdict::Live);
+}
+
+/// Issue 15 (8): instances at addresses the operator cannot act on are Foreign, counted, and the
+/// rest of the service is reconciled.
+#[test]
+fn unaddressable_instances_are_foreign_and_the_rest_of_the_service_is_reconciled() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.policy.grace_period = std::time::Duration::ZERO;
+    if let Ok(snap) = &mut fx.services[0].listing {
+        Arc::make_mut(snap).unaddressable = vec![crate::model::Unaddressable {
+            cluster: "DEFAULT".into(),
+            address: "orders.shop.svc:8080".into(),
+            why: "is not an IP address".into(),
+        }];
+    }
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!((s.counts.total, s.counts.foreign, s.counts.stale), (2, 1, 1));
+    assert_eq!(s.unaddressable.len(), 1);
+    assert!(s.blocked.is_none());
+    assert_eq!(p.actions().count(), 1, "the orphan beside it is acted on");
 }
