@@ -56,6 +56,9 @@ impl fmt::Display for InstanceKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub key: InstanceKey,
+    /// The ip exactly as the server lists it: writes must send it so (Nacos compares the string,
+    /// and Java registers IPv6 in its long form, `fd00:0:0:0:0:0:0:1`).
+    pub listed_ip: String,
     pub ephemeral: bool,
     pub enabled: bool,
     /// As reported by the server; informational only (client list APIs lie about it).

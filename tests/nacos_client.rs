@@ -292,3 +292,30 @@ async fn a_wrong_password_is_an_auth_error(server: Server) {
     assert!(matches!(e, NacosError::Auth { .. }), "{server}: {e}");
 }
 per_server!(a_wrong_password_is_an_auth_error: nacos_2_5_1, nacos_3_0_3, rnacos_auth);
+
+/// An IPv6 instance registered in Java's long form (`fd00:0:0:0:0:0:0:1`, as the SDK writes an
+/// address): Nacos keeps the string and matches writes by it, so the client sends it as listed.
+async fn an_ipv6_instance_in_long_form_is_written_as_listed(server: Server) {
+    let service = unique("ipv6");
+    let reg = Registration::new(&service, "fd00:0:0:0:0:0:0:76", 8080);
+    server.register_persistent(&reg).await;
+    let c = client(server);
+    let key = ServiceKey::new("DEFAULT_GROUP", &service);
+    let inst = common::wait_for("it to be listed", Duration::from_secs(10), || async {
+        find(&c, &key, "fd00::76").await
+    })
+    .await;
+    c.disable(&inst, "uid-v6").await.unwrap();
+    let seen = c
+        .read_back(&inst, |i| i.is_some_and(|i| !i.enabled))
+        .await
+        .unwrap()
+        .expect("still registered");
+    assert!(!seen.enabled, "{server}: the disable missed the instance");
+    c.deregister(&seen).await.unwrap();
+    assert!(
+        c.read_back(&inst, |i| i.is_none()).await.unwrap().is_none(),
+        "{server}: the DELETE missed it"
+    );
+}
+per_server!(an_ipv6_instance_in_long_form_is_written_as_listed: nacos_2_5_1, nacos_3_0_3);

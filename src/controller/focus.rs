@@ -282,6 +282,7 @@ mod tests {
                     ip: ip.parse().unwrap(),
                     port: 8080,
                 },
+                listed_ip: ip.to_string(),
                 ephemeral: true,
                 enabled: true,
                 healthy: true,

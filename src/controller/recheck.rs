@@ -155,6 +155,7 @@ mod tests {
                 ip: ip.parse().unwrap(),
                 port: 8080,
             },
+            listed_ip: ip.to_string(),
             ephemeral,
             enabled: true,
             healthy: true,

@@ -319,9 +319,14 @@ impl NacosClient {
     /// One instance by key, whatever its enabled state; `None` when it does not exist.
     /// On rnacos this is the only way to see a disabled instance when the console listing is off.
     pub async fn get_instance(&self, key: &InstanceKey) -> Result<Option<Instance>> {
+        self.lookup(key, &key.ip.to_string()).await
+    }
+
+    /// One instance by key, asked for with its ip written as `ip_text`.
+    async fn lookup(&self, key: &InstanceKey, ip_text: &str) -> Result<Option<Instance>> {
         let found = match self.resolved().await?.dialect() {
-            Dialect::V3 => v3::get_instance(self.t(), key).await?,
-            Dialect::Rnacos { .. } => rnacos::get_instance(self.t(), key).await?,
+            Dialect::V3 => v3::get_instance(self.t(), key, ip_text).await?,
+            Dialect::Rnacos { .. } => rnacos::get_instance(self.t(), key, ip_text).await?,
             Dialect::V1 | Dialect::V2 => {
                 let listed = self
                     .list_instances(&key.service, std::slice::from_ref(&key.cluster))
@@ -381,14 +386,15 @@ impl NacosClient {
         settled: fn(Option<&Instance>) -> bool,
     ) -> Result<Option<Instance>> {
         let settle = self.resolved().await?.settle;
+        let read = || self.lookup(&instance.key, &instance.listed_ip);
         if settle.is_zero() {
-            return self.get_instance(&instance.key).await;
+            return read().await;
         }
         let started = Instant::now();
         let give_up = settle * 3 + READ_BACK_SLACK;
         tokio::time::sleep(settle + READ_BACK_SLACK).await;
         loop {
-            let seen = self.get_instance(&instance.key).await?;
+            let seen = read().await?;
             if settled(seen.as_ref()) || started.elapsed() + READ_BACK_INTERVAL > give_up {
                 return Ok(seen);
             }
@@ -418,7 +424,11 @@ fn metadata_len(metadata: &BTreeMap<String, String>) -> usize {
 /// administrator set there (the console writes that overlay too). Where the whole would exceed the
 /// 1,024 characters Nacos allows a write, only the marker goes (and enabling sends an empty overlay):
 /// the registered metadata stays as it is, an administrator's edits in the overlay do not.
-fn write_metadata(info: &ServerInfo, instance: &Instance, by: Option<&str>) -> BTreeMap<String, String> {
+fn write_metadata(
+    info: &ServerInfo,
+    instance: &Instance,
+    by: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut whole = instance.metadata.clone();
     match by {
         Some(uid) => {
@@ -475,6 +485,7 @@ fn wire_to_instance(service: &ServiceKey, w: WireInstance) -> Instance {
             ip: w.ip,
             port: w.port,
         },
+        listed_ip: w.ip_text,
         ephemeral: w.ephemeral,
         enabled: w.enabled,
         healthy: w.healthy,

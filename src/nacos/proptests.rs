@@ -118,6 +118,7 @@ fn wire_instance() -> impl Strategy<Value = WireInstance> {
         .prop_map(
             |(ip, port, cluster, weight, (healthy, enabled, ephemeral), metadata)| WireInstance {
                 ip,
+                ip_text: ip.to_string(),
                 port,
                 cluster,
                 weight,

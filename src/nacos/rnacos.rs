@@ -99,11 +99,15 @@ pub(super) async fn list_instances(
 }
 
 /// One instance by key, whatever its enabled state; `None` when it does not exist.
-pub(super) async fn get_instance(t: &Transport, key: &InstanceKey) -> Result<Option<WireInstance>> {
+pub(super) async fn get_instance(
+    t: &Transport,
+    key: &InstanceKey,
+    ip_text: &str,
+) -> Result<Option<WireInstance>> {
     let req = Req::get(
         Operation::GetInstance,
         v1::INSTANCE,
-        instance_params(t, key),
+        instance_params(t, key, ip_text),
     )
     .signed(&key.service);
     let r = t.request_with(&req, missing).await?;
@@ -128,7 +132,10 @@ pub(super) async fn set_enabled(
     enabled: bool,
     by: Option<&str>,
 ) -> Result<()> {
-    if get_instance(t, &instance.key).await?.is_none() {
+    if get_instance(t, &instance.key, &instance.listed_ip)
+        .await?
+        .is_none()
+    {
         // rnacos would create the instance: refuse instead, like Alibaba's 404.
         return Err(NacosError::NotFound {
             address: t.current_address().to_string(),

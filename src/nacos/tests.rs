@@ -402,6 +402,7 @@ fn orders_instance(metadata: &[(&str, &str)]) -> Instance {
             ip: "10.0.1.1".parse().unwrap(),
             port: 81,
         },
+        listed_ip: "10.0.1.1".into(),
         ephemeral: false,
         enabled: true,
         healthy: true,
@@ -464,18 +465,28 @@ async fn on_2x_metadata_that_fits_goes_whole_so_an_administrators_edits_survive(
         .metadata
         .insert(crate::model::DISABLED_BY_KEY.into(), "uid-1".into());
     c.enable(&marked).await.unwrap();
-    let patches: Vec<_> = m.seen().into_iter().filter(|s| s.method == "PATCH").collect();
+    let patches: Vec<_> = m
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .collect();
     assert_eq!(
         patches[0].form["metadata"],
         r#"{"app":"orders","nacos-reconciler.io/disabled-by":"uid-1","team":"shipping"}"#
     );
-    assert_eq!(patches[1].form["metadata"], r#"{"app":"orders","team":"shipping"}"#);
+    assert_eq!(
+        patches[1].form["metadata"],
+        r#"{"app":"orders","team":"shipping"}"#
+    );
 }
 
 #[test]
 fn metadata_is_counted_as_nacos_counts_it() {
     let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     assert_eq!(metadata_len(&m(&[("ab", "cd"), ("e", " ")])), 5);
     // Java counts UTF-16 units: an emoji is two.
@@ -670,6 +681,7 @@ async fn v3_error_codes_map_to_variants() {
             ip: "10.0.0.1".parse().unwrap(),
             port: 80,
         },
+        listed_ip: "10.0.0.1".into(),
         ephemeral: true,
         enabled: true,
         healthy: true,
@@ -1112,4 +1124,33 @@ async fn a_nacos_whose_state_cannot_be_read_is_unavailable_not_a_v1_server() {
     let e = c.server_info().await.unwrap_err();
     assert!(matches!(e, NacosError::Server { status: 503, .. }), "{e}");
     assert_eq!(m.count("/nacos/v1/ns/service/list"), 0);
+}
+
+#[tokio::test]
+async fn writes_send_the_ip_as_the_server_lists_it() {
+    // Java registers IPv6 in its long form; Nacos compares the string, so `fd00::1` would miss it.
+    let m = Mock::start(|s| match s.path.as_str() {
+        "/nacos/v2/ns/catalog/instances" => (
+            200,
+            format!(
+                r#"{{"code":0,"data":{{"instances":[{}],"count":1}}}}"#,
+                inst_json("fd00:0:0:0:0:0:0:1", 8080, "DEFAULT", true)
+            ),
+        ),
+        _ => nacos2(s),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let snap = c
+        .list_instances(&ServiceKey::new("DEFAULT_GROUP", "orders"), &[])
+        .await
+        .unwrap();
+    let inst = &snap.instances[0];
+    assert_eq!(inst.key.ip.to_string(), "fd00::1");
+    c.deregister(inst).await.unwrap();
+    c.disable(inst, "uid-1").await.unwrap();
+    for s in m.seen().iter().filter(|s| s.method != "GET") {
+        let ip = s.query.get("ip").or_else(|| s.form.get("ip")).unwrap();
+        assert_eq!(ip, "fd00:0:0:0:0:0:0:1", "{} {}", s.method, s.path);
+    }
 }

@@ -106,21 +106,22 @@ pub(super) async fn catalog_instances(
     t.paged(&req, wire::parse_catalog_instances).await
 }
 
-/// The parameters that name one instance in a write, its ip as the server listed it.
-pub(super) fn instance_params(t: &Transport, key: &InstanceKey) -> Params {
+/// The parameters that name one instance, its ip written as `ip_text`: for a write, as the server
+/// listed it (Nacos compares the string: `fd00::1` is not `fd00:0:0:0:0:0:0:1`).
+pub(super) fn instance_params(t: &Transport, key: &InstanceKey, ip_text: &str) -> Params {
     vec![
         ("namespaceId", t.ns()),
         ("groupName", key.service.group.clone()),
         ("serviceName", key.service.name.clone()),
         ("clusterName", key.cluster.clone()),
-        ("ip", key.ip.to_string()),
+        ("ip", ip_text.to_string()),
         ("port", key.port.to_string()),
     ]
 }
 
 /// `DELETE /v1/ns/instance`; persistent instances need `ephemeral=false`.
 pub(super) async fn deregister(t: &Transport, instance: &Instance) -> Result<()> {
-    let mut params = instance_params(t, &instance.key);
+    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
     params.push(("ephemeral", instance.ephemeral.to_string()));
     let req = Req::write(
         Operation::Deregister,
@@ -140,7 +141,7 @@ pub(super) async fn patch(
     enabled: bool,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let mut params = instance_params(t, &instance.key);
+    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
     params.push(("enabled", enabled.to_string()));
     params.push(("metadata", metadata_json(metadata)));
     let req = Req::write(

@@ -94,8 +94,16 @@ pub(super) async fn list_instances(
 }
 
 /// One instance, whatever its enabled state; `None` when the server has no such instance.
-pub(super) async fn get_instance(t: &Transport, key: &InstanceKey) -> Result<Option<WireInstance>> {
-    let req = Req::get(Operation::GetInstance, INSTANCE, instance_params(t, key));
+pub(super) async fn get_instance(
+    t: &Transport,
+    key: &InstanceKey,
+    ip_text: &str,
+) -> Result<Option<WireInstance>> {
+    let req = Req::get(
+        Operation::GetInstance,
+        INSTANCE,
+        instance_params(t, key, ip_text),
+    );
     match t.request(&req).await?.ok() {
         Ok(r) => Ok(Some(r.parse(wire::parse_instance_detail)?)),
         Err(e) if e.is_not_found() => Ok(None),
@@ -104,7 +112,7 @@ pub(super) async fn get_instance(t: &Transport, key: &InstanceKey) -> Result<Opt
 }
 
 pub(super) async fn deregister(t: &Transport, instance: &Instance) -> Result<()> {
-    let mut params = instance_params(t, &instance.key);
+    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
     params.push(("ephemeral", instance.ephemeral.to_string()));
     let req = Req::write(
         Operation::Deregister,
@@ -123,7 +131,7 @@ pub(super) async fn patch(
     enabled: bool,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let mut params = instance_params(t, &instance.key);
+    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
     params.push(("enabled", enabled.to_string()));
     params.push(("metadata", v1::metadata_json(metadata)));
     let req = Req::write(

@@ -46,6 +46,8 @@ pub mod codes {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireInstance {
     pub ip: IpAddr,
+    /// `ip` as the server wrote it.
+    pub ip_text: String,
     pub port: u16,
     pub cluster: String,
     pub weight: f64,
@@ -272,6 +274,7 @@ pub fn listed_from_value(v: &Value) -> Result<Listed, WireError> {
     };
     Ok(Ok(WireInstance {
         ip,
+        ip_text: ip_str.to_string(),
         port,
         cluster,
         weight,
@@ -584,7 +587,10 @@ mod tests {
 
     /// The addressable instances of a page (panics on an unaddressable one).
     fn items(page: Page<Listed>) -> Vec<WireInstance> {
-        page.items.into_iter().map(|l| l.expect("addressable")).collect()
+        page.items
+            .into_iter()
+            .map(|l| l.expect("addressable"))
+            .collect()
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(super) fn inst_in(service: &str, addr: &str, port: u16) -> Instance {
             ip: ip(addr),
             port,
         },
+        listed_ip: addr.to_string(),
         ephemeral: true,
         enabled: true,
         healthy: true,
@@ -1645,7 +1646,10 @@ fn unaddressable_instances_are_foreign_and_the_rest_of_the_service_is_reconciled
     }
     let p = fx.run();
     let s = &p.services[0];
-    assert_eq!((s.counts.total, s.counts.foreign, s.counts.stale), (2, 1, 1));
+    assert_eq!(
+        (s.counts.total, s.counts.foreign, s.counts.stale),
+        (2, 1, 1)
+    );
     assert_eq!(s.unaddressable.len(), 1);
     assert!(s.blocked.is_none());
     assert_eq!(p.actions().count(), 1, "the orphan beside it is acted on");
