@@ -134,7 +134,8 @@ async fn empty_relist(server: Server, n: usize, from_start: bool) {
             let named = pods
                 .iter()
                 .filter(|(name, _)| {
-                    let text = format!("the API server still has pod {ns}/{name}");
+                    // " on": pod `<app>-1` is not named by the Event about `<app>-10`.
+                    let text = format!("the API server still has pod {ns}/{name} on ");
                     own.iter()
                         .any(|e| e.note.as_deref().is_some_and(|t| t.contains(&text)))
                 })
