@@ -98,7 +98,7 @@ fn major(version: &str) -> Option<u32> {
 /// `Ok(Some(version))` when the state endpoint answers, `Ok(None)` when it does not exist.
 async fn state_version(t: &Transport, path: &'static str) -> Result<Option<String>> {
     let reply = t
-        .request(&Req::get(Operation::ServerInfo, path, Vec::new()))
+        .request(&Req::get(Operation::ServerInfo, path, Vec::new()).probing())
         .await?;
     if !reply.is_success() {
         return match reply.status {

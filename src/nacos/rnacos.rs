@@ -61,7 +61,8 @@ pub(super) async fn console(t: &Transport) -> Console {
             ("groupName", "DEFAULT_GROUP".into()),
             ("serviceName", PROBE_SERVICE.into()),
         ],
-    );
+    )
+    .probing();
     match t.request(&req).await {
         Ok(r) if r.is_success() && wire::parse_rnacos_console_instances(&r.body).is_ok() => {
             Console::Open

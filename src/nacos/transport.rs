@@ -61,6 +61,9 @@ pub struct RequestEvent<'a> {
     /// `None` when no HTTP answer arrived.
     pub status: Option<u16>,
     pub elapsed: Duration,
+    /// The request asked whether the server has an endpoint at all (detection, a login path of
+    /// another generation): its absence (404, 405, 410, 501) is an answer, not an error.
+    pub probe: bool,
 }
 
 /// Receives every request the client makes. Must be cheap and must not block.
@@ -108,6 +111,8 @@ pub struct Req {
     pub idempotent: bool,
     /// `group@@service` for access-key signing.
     pub sign_service: Option<String>,
+    /// See [`RequestEvent::probe`].
+    pub probe: bool,
 }
 
 impl Req {
@@ -121,7 +126,14 @@ impl Req {
             form: None,
             idempotent: true,
             sign_service: None,
+            probe: false,
         }
+    }
+
+    /// A read that asks whether the server has the endpoint (see [`RequestEvent::probe`]).
+    pub fn probing(mut self) -> Self {
+        self.probe = true;
+        self
     }
 
     /// A write about `service`: sent once (failed over only when the connection was refused).
@@ -147,6 +159,7 @@ impl Req {
             form,
             idempotent: false,
             sign_service: Some(grouped(service)),
+            probe: false,
         }
     }
 
@@ -415,6 +428,7 @@ impl Transport {
                 address: base,
                 status,
                 elapsed,
+                probe: req.probe,
             });
         }
         result
@@ -507,7 +521,7 @@ impl Transport {
             _ => &[paths::V3_LOGIN, paths::V1_LOGIN],
         };
         let mut last = None;
-        for path in order {
+        for (i, path) in order.iter().enumerate() {
             let req = Req {
                 operation: Operation::Login,
                 method: Method::POST,
@@ -516,6 +530,8 @@ impl Transport {
                 form: Some(form.clone()),
                 idempotent: true,
                 sign_service: None,
+                // Every path but the last may be one this server does not have.
+                probe: i + 1 < order.len(),
             };
             let reply = self.send_with_retry_unauthed(&req).await?;
             if reply.status == 404 || reply.status == 405 || reply.status == 501 {
