@@ -95,7 +95,7 @@ impl JavaApp {
         if o.metadata_chars > 0 {
             cmd.args(["--metadata-chars", &o.metadata_chars.to_string()]);
         }
-        let app = Self::spawn(cmd, "nacos-java-provider");
+        let mut app = Self::spawn(cmd, "nacos-java-provider");
         app.expect_line(
             "READY",
             Duration::from_secs(60),
@@ -110,7 +110,7 @@ impl JavaApp {
         if push_empty_protection {
             cmd.arg("--push-empty-protection");
         }
-        let app = Self::spawn(cmd, "nacos-java-consumer");
+        let mut app = Self::spawn(cmd, "nacos-java-consumer");
         app.expect_line(
             "READY",
             Duration::from_secs(60),
@@ -150,14 +150,22 @@ impl JavaApp {
         }
     }
 
-    fn expect_line(&self, want: &str, timeout: Duration, what: &str) {
-        match self.lines.recv_timeout(timeout) {
-            Ok(line) if line.trim() == want => {}
-            Ok(other) => panic!("{what}: expected {want}, got {other:?}"),
-            Err(_) => {
-                panic!("{what}: no {want} within {timeout:?} (its stderr is in the test output)")
+    /// Waits for the line `want`; lines before it (a consumer's first push may come before its
+    /// READY) are kept for later.
+    fn expect_line(&mut self, want: &str, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.trim() == want => return,
+                Ok(other) => self.pending.push_back(other),
+                Err(_) => break,
             }
         }
+        panic!(
+            "{what}: no {want} within {timeout:?} (read before: {:?}; its stderr is in \
+             $TESTBED_STATE/logs/nacos-java-*.log)",
+            self.pending
+        );
     }
 
     fn send(&mut self, line: &str) {
