@@ -121,16 +121,7 @@ pub(super) fn instance_params(t: &Transport, key: &InstanceKey, ip_text: &str) -
 
 /// `DELETE /v1/ns/instance`; persistent instances need `ephemeral=false`.
 pub(super) async fn deregister(t: &Transport, instance: &Instance) -> Result<()> {
-    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
-    params.push(("ephemeral", instance.ephemeral.to_string()));
-    let req = Req::write(
-        Operation::Deregister,
-        Method::DELETE,
-        INSTANCE,
-        &instance.key.service,
-        params,
-    );
-    t.request(&req).await?.ok()?.parse(wire::parse_write_ack)
+    delete_at(t, INSTANCE, instance).await
 }
 
 /// `PATCH /v1/ns/instance` with `enabled` and `metadata`, nothing else: the weight and the rest
@@ -141,13 +132,44 @@ pub(super) async fn patch(
     enabled: bool,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
+    update_at(t, Method::PATCH, INSTANCE, instance, enabled, metadata).await
+}
+
+/// `DELETE path` of `instance` (every generation names it the same way).
+pub(super) async fn delete_at(
+    t: &Transport,
+    path: &'static str,
+    instance: &Instance,
+) -> Result<()> {
+    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
+    params.push(("ephemeral", instance.ephemeral.to_string()));
+    let req = Req::write(
+        Operation::Deregister,
+        Method::DELETE,
+        path,
+        &instance.key.service,
+        params,
+    );
+    t.request(&req).await?.ok()?.parse(wire::parse_write_ack)
+}
+
+/// `method path` of `instance` with `enabled` and `metadata` only: an update that changes just
+/// the fields sent (v1 PATCH, v3 partial PUT).
+pub(super) async fn update_at(
+    t: &Transport,
+    method: Method,
+    path: &'static str,
+    instance: &Instance,
+    enabled: bool,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut params = instance_params(t, &instance.key, &instance.listed_ip);
     params.push(("enabled", enabled.to_string()));
     params.push(("metadata", metadata_json(metadata)));
     let req = Req::write(
         Operation::SetEnabled,
-        Method::PATCH,
-        INSTANCE,
+        method,
+        path,
         &instance.key.service,
         params,
     );

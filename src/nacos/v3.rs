@@ -112,16 +112,7 @@ pub(super) async fn get_instance(
 }
 
 pub(super) async fn deregister(t: &Transport, instance: &Instance) -> Result<()> {
-    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
-    params.push(("ephemeral", instance.ephemeral.to_string()));
-    let req = Req::write(
-        Operation::Deregister,
-        Method::DELETE,
-        INSTANCE,
-        &instance.key.service,
-        params,
-    );
-    t.request(&req).await?.ok()?.parse(wire::parse_write_ack)
+    v1::delete_at(t, INSTANCE, instance).await
 }
 
 /// `PUT .../instance/partial` with `enabled` and `metadata` only (the weight stays).
@@ -131,15 +122,13 @@ pub(super) async fn patch(
     enabled: bool,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let mut params = instance_params(t, &instance.key, &instance.listed_ip);
-    params.push(("enabled", enabled.to_string()));
-    params.push(("metadata", v1::metadata_json(metadata)));
-    let req = Req::write(
-        Operation::SetEnabled,
+    v1::update_at(
+        t,
         Method::PUT,
         INSTANCE_PARTIAL,
-        &instance.key.service,
-        params,
-    );
-    t.request(&req).await?.ok()?.parse(wire::parse_write_ack)
+        instance,
+        enabled,
+        metadata,
+    )
+    .await
 }
