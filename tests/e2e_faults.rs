@@ -48,66 +48,14 @@ fn testbed_node(i: usize) -> String {
     format!("kwok-node-{}", i % nodes.max(1))
 }
 
-async fn binding_uid(scene: &Scene) -> String {
-    scene
-        .bindings
-        .get(&scene.app)
-        .await
-        .expect("the binding")
-        .metadata
-        .uid
-        .expect("a uid")
-}
-
 // ------------------------------------------------------------------------------------------------
 // (1) Nacos killed in the middle of a pass with removals pending; restarted.
-
-/// A Nacos server of the test's own, to kill and start again.
-enum Killable {
-    Rnacos(PrivateNacos),
-    Alibaba(PrivateAlibabaNacos),
-}
-
-impl Killable {
-    async fn start(server: Server, name: &str) -> Self {
-        match server {
-            Server::Rnacos => Killable::Rnacos(PrivateNacos::start(name).await),
-            Server::Nacos2 => Killable::Alibaba(PrivateAlibabaNacos::start(name, &[]).await),
-            other => panic!("no private {other} to kill"),
-        }
-    }
-
-    fn addr(&self) -> String {
-        match self {
-            Killable::Rnacos(n) => n.addr.clone(),
-            Killable::Alibaba(n) => n.addr.clone(),
-        }
-    }
-
-    async fn kill(&mut self) {
-        match self {
-            // rnacos 0.8.8 keeps persistent instances across a clean stop, but not always across
-            // SIGKILL: it is stopped as a restart does (SIGTERM).
-            Killable::Rnacos(n) => n.stop().await,
-            // Alibaba Nacos commits a persistent instance's write to its Raft log before it
-            // answers: SIGKILL, as a crash or an OOM kill.
-            Killable::Alibaba(n) => n.kill().await,
-        }
-    }
-
-    async fn resume(&mut self) {
-        match self {
-            Killable::Rnacos(n) => n.resume().await,
-            Killable::Alibaba(n) => n.resume().await,
-        }
-    }
-}
 
 async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_touching_live(
     server: Server,
 ) {
-    let mut nacos = Killable::start(server, "faults-kill").await;
-    let at = NacosAt::private(server, &nacos.addr());
+    let mut nacos = PrivateServer::start(server, "faults-kill", &[]).await;
+    let at = nacos.at();
     let proxy = FaultProxy::start(&nacos.addr()).await;
     let scene = Scene::on(server, "nkill")
         .pods(10)
@@ -120,7 +68,8 @@ async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_
         .await;
     // Persistent instances: they are what comes back with a restarted server.
     for ip in ips(&scene.pods) {
-        at.register_persistent(&scene.svc, &ip).await;
+        at.register_persistent(&Registration::new(&scene.svc, &ip, 8080))
+            .await;
     }
     let op = scene.operator();
     scene.wait_ready_live(10).await;
@@ -168,7 +117,7 @@ async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_
         wait_for(
             &format!("{ip} listed after the restart"),
             Duration::from_secs(20),
-            || async { at.held(&scene.svc, ip).await.map(|_| ()) },
+            || async { at.held(&scene.svc, ip, 8080).await.map(|_| ()) },
         )
         .await;
     }
@@ -200,7 +149,7 @@ async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_
         .unwrap();
     assert!(s.removed_total as usize <= gone.len(), "{s:#?}");
     assert_eq!(s.instances.live, 4, "{s:#?}");
-    if let Killable::Alibaba(n) = &nacos {
+    if let PrivateServer::Alibaba(n) = &nacos {
         eprintln!("{server}: the private server's starts took {:?}", n.starts);
     }
     drop(op);
@@ -228,7 +177,7 @@ async fn slow_failing_or_garbled_nacos_removes_nothing_says_why_and_recovers(ser
         .await;
     let op = scene.operator();
     scene.wait_ready_live(5).await;
-    let uid = binding_uid(&scene).await;
+    let uid = scene.uid().await;
 
     let mut replicas = 5;
     for (mode, what) in [
@@ -277,7 +226,7 @@ async fn slow_failing_or_garbled_nacos_removes_nothing_says_why_and_recovers(ser
             sent.is_empty(),
             "a removal was sent while Nacos was {what}: {sent:#?}"
         );
-        let held = at.held(&scene.svc, &victim).await;
+        let held = at.held(&scene.svc, &victim, 8080).await;
         assert!(
             held.as_ref().is_some_and(|h| h.enabled),
             "{victim} was taken offline while Nacos was {what}: {held:?}"
@@ -293,7 +242,7 @@ async fn slow_failing_or_garbled_nacos_removes_nothing_says_why_and_recovers(ser
             Duration::from_secs(60),
         )
         .await;
-        let held = at.held(&scene.svc, &victim).await;
+        let held = at.held(&scene.svc, &victim, 8080).await;
         let writes = proxy.removal_writes(&victim);
         if server.is_alibaba() {
             // Alibaba Nacos keeps an instance whose gRPC connection lives on (the Java app's):
@@ -681,7 +630,8 @@ async fn expiring_tokens_cost_no_pass_and_a_deleted_secret_is_auth_failed(server
         .build()
         .await;
     for ip in ips(&scene.pods) {
-        at.register_persistent(&scene.svc, &ip).await;
+        at.register_persistent(&Registration::new(&scene.svc, &ip, 8080))
+            .await;
     }
     let (client, ns, app, svc) = (&scene.client, &scene.ns, scene.app.as_str(), &scene.svc);
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
@@ -756,7 +706,7 @@ async fn expiring_tokens_cost_no_pass_and_a_deleted_secret_is_auth_failed(server
         proxy.removals_of(std::slice::from_ref(&victim2)).is_empty(),
         "a removal was sent without credentials"
     );
-    let held = at.held(svc, &victim2).await;
+    let held = at.held(svc, &victim2, 8080).await;
     assert!(
         held.as_ref().is_some_and(|h| h.enabled),
         "{victim2} was taken offline without credentials: {held:?}"
@@ -882,7 +832,7 @@ async fn an_instance_we_disabled_is_re_enabled_when_a_new_pod_of_the_app_gets_it
         &format!("{freed} disabled"),
         Duration::from_secs(30),
         || async {
-            let h = at.held(svc, &freed).await?;
+            let h = at.held(svc, &freed, 8080).await?;
             (!h.enabled).then_some(())
         },
     )
@@ -900,7 +850,7 @@ async fn an_instance_we_disabled_is_re_enabled_when_a_new_pod_of_the_app_gets_it
         &format!("{freed} re-enabled"),
         Duration::from_secs(30),
         || async {
-            let h = at.held(svc, &freed).await?;
+            let h = at.held(svc, &freed, 8080).await?;
             h.enabled.then_some(())
         },
     )

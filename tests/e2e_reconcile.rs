@@ -33,14 +33,7 @@ async fn scaling_down_takes_exactly_the_removed_pods_instances_offline_within_gr
         &[&scene.svc, &http_svc],
         json!({"gracePeriodSeconds": grace, "maxRemovals": "100%"}),
     );
-    kube::Api::<nacos_reconciler::crd::NacosBinding>::namespaced(scene.client.clone(), &scene.ns)
-        .patch(
-            &scene.app,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .expect("add the second service");
+    scene.patch_spec(spec).await;
     let operator = scene.operator();
     scene.wait_ready_live(8).await;
 
@@ -219,14 +212,7 @@ async fn a_pod_gone_while_its_grpc_client_stays_connected_is_taken_away_from_con
     let held = scene.held(&gone[0]).await;
     if server.is_alibaba() {
         // The process still owns the instance: still registered, disabled by this binding.
-        let uid = scene
-            .bindings
-            .get(&scene.app)
-            .await
-            .unwrap()
-            .metadata
-            .uid
-            .unwrap();
+        let uid = scene.uid().await;
         let held = held.expect("still registered: its gRPC connection is alive");
         assert!(!held.enabled, "{held:?}");
         assert_eq!(held.disabled_by(), Some(uid.as_str()));
@@ -262,14 +248,7 @@ async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Serve
         .await;
     let _operator = scene.operator();
     scene.wait_ready_live(2).await;
-    let uid = scene
-        .bindings
-        .get(&scene.app)
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
+    let uid = scene.uid().await;
 
     let (survivors, gone) = scene.scale_to(1).await;
     let victim = gone[0].clone();

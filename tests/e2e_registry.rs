@@ -52,14 +52,7 @@ async fn a_non_public_namespace_a_group_and_two_of_three_clusters(server: Server
     spec["nacos"]["namespace"] = json!(nacos_ns);
     spec["services"] = json!([{"name": scene.svc, "group": "ORDERS", "clusters": ["c1", "c2"]}]);
     spec["scope"] = json!({"cidrs": ["10.244.0.0/16"]});
-    kube::Api::<nacos_reconciler::crd::NacosBinding>::namespaced(scene.client.clone(), &scene.ns)
-        .patch(
-            &scene.app,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .expect("point the binding at the namespace, group and clusters");
+    scene.patch_spec(spec).await;
     let _operator = scene.operator();
 
     for r in &orphans {
@@ -162,24 +155,10 @@ async fn no_trace_is_left_on_an_address_that_is_registered_again(server: Server)
         &[&scene.svc, &grpc_svc],
         json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}),
     );
-    kube::Api::<nacos_reconciler::crd::NacosBinding>::namespaced(client.clone(), &scene.ns)
-        .patch(
-            &scene.app,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .expect("add the gRPC service");
+    scene.patch_spec(spec).await;
     let _operator = scene.operator();
     scene.wait_ready_live(4).await;
-    let uid = scene
-        .bindings
-        .get(&scene.app)
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
+    let uid = scene.uid().await;
 
     let (_, gone) = scene.scale_to(1).await;
     let freed = gone[0].clone();
@@ -352,14 +331,7 @@ async fn an_instance_with_large_metadata_is_disabled_and_re_enabled_unchanged(se
         .metadata;
     let chars: usize = registered.iter().map(|(k, v)| k.len() + v.len()).sum();
     assert!(chars > 1000, "{chars} characters of metadata");
-    let uid = scene
-        .bindings
-        .get(&scene.app)
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
+    let uid = scene.uid().await;
 
     let (_, gone) = scene.scale_to(1).await;
     let freed = gone[0].clone();

@@ -5,7 +5,6 @@
 mod common;
 mod faults;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -423,314 +422,6 @@ per_server!(dry_run_changes_nothing_in_nacos_and_reports_what_it_would_deregiste
 // ------------------------------------------------------------------------------------------------
 // (9) Nacos unavailable, and wrong credentials.
 
-/// An Alibaba Nacos 2.5.1 of the test's own (standalone, auth on, the testbed's admin user), so a
-/// test can stop and restart it without disturbing the others. Its nacos.home survives a restart,
-/// and so do the admin user and persistent instances. Started from the jar `tests/testbed.sh build`
-/// made, as `launch_nacos` there starts the shared one, with a smaller heap.
-///
-/// (This belongs in tests/common next to `PrivateNacos`.)
-pub struct PrivateAlibabaNacos {
-    pub addr: String,
-    home: PathBuf,
-    proc: Option<TestProcess>,
-}
-
-impl PrivateAlibabaNacos {
-    /// The built distribution of Alibaba Nacos 2.5.1 (`.../nacos-server-2.5.1-<sum>/nacos`).
-    fn dist() -> PathBuf {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        let cache = PathBuf::from(home).join(".cache/nacos-reconciler");
-        let dist = std::fs::read_dir(&cache)
-            .unwrap_or_else(|e| panic!("{}: {e}", cache.display()))
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("nacos-server-2.5.1-"))
-                    && p.join("nacos/target/nacos-server.jar").is_file()
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "Alibaba Nacos 2.5.1 is not built in {}; run: tests/testbed.sh build nacos",
-                    cache.display()
-                )
-            });
-        dist.join("nacos")
-    }
-
-    /// An HTTP port P with P - 1000 (Raft), P + 1000 (SDK gRPC) and P + 1001 (cluster gRPC) free.
-    fn free_ports() -> u16 {
-        let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
-        loop {
-            let port = free_port();
-            if (2_000..64_000).contains(&port)
-                && free(port - 1000)
-                && free(port + 1000)
-                && free(port + 1001)
-            {
-                return port;
-            }
-        }
-    }
-
-    /// Lays out nacos.home and starts the server; returns without waiting (`ready` waits).
-    pub fn launch(name: &str) -> Self {
-        let port = Self::free_ports();
-        let state = std::env::var("TESTBED_STATE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| std::env::temp_dir());
-        let home = state.join(format!("nacos-2.5.1-{name}-{port}"));
-        let _ = std::fs::remove_dir_all(&home);
-        for d in ["home", "logs", "conf"] {
-            std::fs::create_dir_all(home.join(d)).expect("nacos.home");
-        }
-        let conf = Self::dist().join("conf");
-        for f in std::fs::read_dir(&conf).expect("the distribution's conf/") {
-            let f = f.expect("conf entry").path();
-            if f.is_file() {
-                std::fs::copy(&f, home.join("conf").join(f.file_name().unwrap())).expect("copy");
-            }
-        }
-        // As tests/testbed.sh: loopback, auth on, the testbed's token key and server identity.
-        let secret = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "nacos-reconciler-testbed-token-secret-key!",
-        );
-        let props = format!(
-            "\n# {}: loopback, auth on\n\
-             nacos.inetutils.ip-address=127.0.0.1\n\
-             nacos.core.auth.enabled=true\n\
-             nacos.core.auth.plugin.nacos.token.secret.key={secret}\n\
-             nacos.core.auth.server.identity.key=nacos-reconciler-testbed\n\
-             nacos.core.auth.server.identity.value=nacos-reconciler-testbed\n\
-             server.port={port}\n",
-            file!()
-        );
-        let file = home.join("conf/application.properties");
-        let mut text = std::fs::read_to_string(&file).expect("application.properties");
-        text.push_str(&props);
-        std::fs::write(&file, text).expect("application.properties");
-        let mut n = Self {
-            addr: format!("http://127.0.0.1:{port}"),
-            home,
-            proc: None,
-        };
-        n.spawn();
-        n
-    }
-
-    fn spawn(&mut self) {
-        let home = &self.home;
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(home.join("logs/stdout.log"))
-            .expect("nacos stdout log");
-        let mut cmd = Command::new("java");
-        // The working directory is nacos.home: Nacos writes derby.log and Tomcat logs there.
-        cmd.current_dir(home)
-            .env("HOME", home.join("home"))
-            .args(["-Xms256m", "-Xmx384m", "-XX:MaxMetaspaceSize=256m"])
-            .arg("-XX:-OmitStackTraceInFastThrow")
-            .arg(format!("-Duser.home={}", home.join("home").display()))
-            .arg("-Dnacos.standalone=true")
-            .arg(format!("-Dnacos.home={}", home.display()))
-            .arg("-Dnacos.deployment.type=merged")
-            .arg("-jar")
-            .arg(Self::dist().join("target/nacos-server.jar"))
-            .arg(format!(
-                "--spring.config.additional-location=file:{}/",
-                home.join("conf").display()
-            ))
-            .arg(format!(
-                "--logging.config={}",
-                home.join("conf/nacos-logback.xml").display()
-            ))
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out);
-        self.proc = Some(TestProcess::spawn(cmd, "nacos-2.5.1-private"));
-    }
-
-    async fn login(&self) -> Option<String> {
-        let (user, pass) = (testbed_env("NACOS_USERNAME"), testbed_env("NACOS_PASSWORD"));
-        let r = reqwest::Client::new()
-            .post(format!("{}/nacos/v1/auth/login", self.addr))
-            .form(&[("username", user), ("password", pass)])
-            .send()
-            .await
-            .ok()?;
-        let v: serde_json::Value = r.json().await.ok()?;
-        v["accessToken"].as_str().map(str::to_string)
-    }
-
-    /// Waits until the server answers a login, creating the admin user first when there is none
-    /// (from 2.4 there is no default user). A JVM start takes 20-35 s on the testbed.
-    pub async fn ready(&self) -> String {
-        let users = format!("{}/nacos/v1/auth/users/admin", self.addr);
-        let pass = testbed_env("NACOS_PASSWORD");
-        wait_for(
-            &format!(
-                "the private Alibaba Nacos on {} to log in (logs in {})",
-                self.addr,
-                self.home.join("logs").display()
-            ),
-            Duration::from_secs(150),
-            || async {
-                if let Some(token) = self.login().await {
-                    return Some(token);
-                }
-                // Answered only while no admin exists; then the login above works.
-                let _ = reqwest::Client::new()
-                    .post(&users)
-                    .form(&[("password", pass.as_str())])
-                    .send()
-                    .await;
-                None
-            },
-        )
-        .await
-    }
-
-    /// Stops the server as a restart does (SIGTERM) and waits until it exited.
-    pub async fn stop(&mut self) {
-        let Some(mut proc) = self.proc.take() else {
-            return;
-        };
-        let term = Command::new("kill")
-            .args(["-TERM", &proc.pid().to_string()])
-            .status();
-        assert!(
-            term.is_ok_and(|s| s.success()),
-            "cannot send SIGTERM to Nacos"
-        );
-        wait_for(
-            "the private Alibaba Nacos to exit",
-            Duration::from_secs(60),
-            || {
-                let exited = proc.child_mut().try_wait().ok().flatten().is_some();
-                async move { exited.then_some(()) }
-            },
-        )
-        .await;
-    }
-
-    /// Starts the server again on the same ports and nacos.home; waits until it logs in.
-    pub async fn resume(&mut self) -> String {
-        self.spawn();
-        self.ready().await
-    }
-}
-
-impl Drop for PrivateAlibabaNacos {
-    /// Kills the server and removes its data (JRaft takes ~600 MB); its logs stay.
-    fn drop(&mut self) {
-        drop(self.proc.take());
-        let _ = std::fs::remove_dir_all(self.home.join("data"));
-    }
-}
-
-/// A Nacos server of the test's own: rnacos (no auth) or Alibaba Nacos 2.5.1 (auth on).
-enum PrivateServer {
-    Rnacos(PrivateNacos),
-    Alibaba(PrivateAlibabaNacos, String),
-}
-
-impl PrivateServer {
-    /// A server like `server`, of the test's own.
-    async fn start(server: Server, name: &str) -> Self {
-        match server {
-            Server::Rnacos => PrivateServer::Rnacos(PrivateNacos::start(name).await),
-            Server::Nacos2 => {
-                let n = PrivateAlibabaNacos::launch(name);
-                let token = n.ready().await;
-                PrivateServer::Alibaba(n, token)
-            }
-            other => panic!("no private server like {other}"),
-        }
-    }
-
-    fn addr(&self) -> String {
-        match self {
-            PrivateServer::Rnacos(n) => n.addr.clone(),
-            PrivateServer::Alibaba(n, _) => n.addr.clone(),
-        }
-    }
-
-    async fn stop(&mut self) {
-        match self {
-            PrivateServer::Rnacos(n) => n.stop().await,
-            PrivateServer::Alibaba(n, _) => n.stop().await,
-        }
-    }
-
-    async fn resume(&mut self) {
-        match self {
-            PrivateServer::Rnacos(n) => n.resume().await,
-            PrivateServer::Alibaba(n, token) => *token = n.resume().await,
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let rb = reqwest::Client::new().request(method, format!("{}{path}", self.addr()));
-        match self {
-            PrivateServer::Rnacos(_) => rb,
-            PrivateServer::Alibaba(_, token) => rb.header("accessToken", token),
-        }
-    }
-
-    /// Registers a persistent instance (v1 HTTP, which both answer) and waits until it is listed.
-    async fn register(&self, service: &str, ip: &str, port: u16) {
-        let r = self
-            .request(reqwest::Method::POST, "/nacos/v1/ns/instance")
-            .form(&[
-                ("serviceName", service),
-                ("ip", ip),
-                ("port", &port.to_string()),
-                ("ephemeral", "false"),
-            ])
-            .send()
-            .await
-            .expect("register");
-        let status = r.status();
-        let body = r.text().await.unwrap_or_default();
-        assert!(
-            status.is_success() && body.contains("ok"),
-            "register {service} {ip}:{port}: {status} {body}"
-        );
-        let addr = format!("{ip}:{port}");
-        wait_for(
-            &format!("{service} {addr} to be listed"),
-            Duration::from_secs(10),
-            || async { self.consumers(service).await.contains(&addr).then_some(()) },
-        )
-        .await;
-    }
-
-    /// `ip:port` of the enabled instances of `service` (what consumers get), sorted; empty when
-    /// the server does not answer.
-    async fn consumers(&self, service: &str) -> Vec<String> {
-        let r = self
-            .request(reqwest::Method::GET, "/nacos/v1/ns/instance/list")
-            .query(&[("serviceName", service), ("healthyOnly", "false")])
-            .send()
-            .await;
-        let Ok(r) = r else { return vec![] };
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        let mut out: Vec<String> = v["hosts"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|h| h["enabled"].as_bool().unwrap_or(true))
-                    .map(|h| format!("{}:{}", h["ip"].as_str().unwrap_or(""), h["port"]))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
-}
-
 /// (On Alibaba Nacos the outage is real: a server of the test's own, stopped and started again.)
 async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_returns(
     server: Server,
@@ -739,20 +430,22 @@ async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_retu
     // Start the server while the pods come up (an Alibaba JVM takes 20-35 s).
     let (mut nacos, scene) = match server {
         Server::Nacos2 => {
-            let n = PrivateAlibabaNacos::launch("outage");
+            let mut n = PrivateAlibabaNacos::launch("outage", &[]);
             let scene = outage_scene(server, &n.addr, grace).await;
-            let token = n.ready().await;
-            (PrivateServer::Alibaba(n, token), scene)
+            n.ready().await;
+            (PrivateServer::Alibaba(n), scene)
         }
         _ => {
-            let n = PrivateServer::start(server, "outage").await;
+            let n = PrivateServer::start(server, "outage", &[]).await;
             let scene = outage_scene(server, &n.addr(), grace).await;
             (n, scene)
         }
     };
+    let at = nacos.at();
     let (client, ns, name, svc) = (&scene.client, &scene.ns, &scene.app, &scene.svc);
     for ip in ips(&scene) {
-        nacos.register(svc, &ip, scene.port).await;
+        at.register_persistent(&Registration::new(svc, &ip, scene.port))
+            .await;
     }
     let operator = scene.operator();
     let binding = scene.binding_key();
@@ -825,7 +518,7 @@ async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_retu
         wait_for(
             &format!("{addr} to be listed after the restart"),
             Duration::from_secs(10),
-            || async { nacos.consumers(svc).await.contains(&addr).then_some(()) },
+            || async { at.consumer_view(svc).await.contains(&addr).then_some(()) },
         )
         .await;
     }
@@ -833,7 +526,7 @@ async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_retu
     wait_for(
         "the dead pod's instance to be removed once Nacos is back",
         Duration::from_secs(30),
-        || async { (nacos.consumers(svc).await == want).then_some(()) },
+        || async { (at.consumer_view(svc).await == want).then_some(()) },
     )
     .await;
     let s = scene

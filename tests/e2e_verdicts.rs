@@ -59,40 +59,6 @@ async fn wait_passes(bindings: &Api<NacosBinding>, name: &str, passes: usize, ti
     }
 }
 
-/// A write straight to the server, as an administrator makes it from the console or the API (no
-/// marker): `PATCH /v1/ns/instance`, on 3.0.3 (whose v1 admin API is off) `PUT
-/// /v3/admin/ns/instance/partial`. (This belongs in tests/common/servers.rs beside
-/// `set_enabled_by_hand`, which sends no metadata.)
-async fn patch_by_hand(server: Server, r: &Registration, field: (&str, &str)) {
-    let (method, path) = if server == Server::Nacos3 {
-        (reqwest::Method::PUT, "/nacos/v3/admin/ns/instance/partial")
-    } else {
-        (reqwest::Method::PATCH, "/nacos/v1/ns/instance")
-    };
-    let form = [
-        ("namespaceId", r.namespace.as_str()),
-        ("groupName", r.group.as_str()),
-        ("serviceName", r.service.as_str()),
-        ("clusterName", r.cluster.as_str()),
-        ("ip", r.ip.as_str()),
-        ("port", &r.port.to_string()),
-        field,
-    ];
-    let mut rb = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.addr()))
-        .form(&form);
-    if let Some(t) = server.token().await {
-        rb = rb.header("accessToken", t);
-    }
-    let r = rb.send().await.expect("the administrator's write");
-    let code = r.status();
-    let body = r.text().await.unwrap_or_default();
-    assert!(
-        code.is_success() && body.contains("ok"),
-        "{field:?} on {server}: {code} {body}"
-    );
-}
-
 /// Disables an instance as an administrator would, and waits until the server shows it disabled
 /// (Alibaba Nacos shows a write ~0.5 s later; rnacos under load may apply a registration after a
 /// write sent right behind it: the write upserts, then the registration overwrites it).
@@ -109,7 +75,7 @@ async fn disable_by_hand(server: Server, r: &Registration) {
 /// Sets metadata `key`=`value` as an administrator would, and waits until the server shows it.
 async fn set_metadata_by_hand(server: Server, r: &Registration, key: &str, value: &str) {
     let metadata = json!({ key: value }).to_string();
-    patch_by_hand(server, r, ("metadata", &metadata)).await;
+    server.patch_by_hand(r, ("metadata", &metadata)).await;
     wait_for(
         &format!("{} {}:{} to show {key}={value}", r.service, r.ip, r.port),
         Duration::from_secs(10),
@@ -431,7 +397,7 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
     server.register_persistent(&ours_reg).await;
     set_metadata_by_hand(server, &ours_reg, "team", "shipping").await;
 
-    let uid = scene.bindings.get(&scene.app).await.unwrap().uid().unwrap();
+    let uid = scene.uid().await;
     let _operator = scene.operator();
     let ours = wait_for(
         "the operator to disable the instance on the other app's pod",
@@ -630,7 +596,7 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
     // rnacos with auth hides disabled instances from every listing: theirs is not counted there.
     let theirs_listed = u32::from(server != Server::RnacosAuth);
     scene.wait_ready_live(2 + theirs_listed).await;
-    let uid = scene.bindings.get(&scene.app).await.unwrap().uid().unwrap();
+    let uid = scene.uid().await;
 
     // The node drops off: its Lease stops, the controller-manager marks it Unknown (~20 s).
     node_down = NODE_DOWN.lock().await;

@@ -483,6 +483,7 @@ export RNACOS_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos")
 export RNACOS_AUTH_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos-auth")
 export NACOS_V2_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-2.5.1")
 export NACOS_V2_VERSION=2.5.1
+export NACOS_V2_DIST=$(nacos_dist 2.5.1)
 export NACOS_V3_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3")
 export NACOS_V3_VERSION=3.0.3
 export NACOS_V3_CONSOLE=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3-console")

@@ -3,15 +3,18 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod java;
+pub mod private;
 pub mod scene;
 pub mod servers;
 
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use java::{JavaApp, Provider, Sdk};
 #[allow(unused_imports)]
+pub use private::{PrivateAlibabaNacos, PrivateNacos, PrivateServer};
+#[allow(unused_imports)]
 pub use scene::{By, Scene};
 #[allow(unused_imports)]
-pub use servers::{Registration, Server};
+pub use servers::{NacosAt, Registration, Server};
 
 /// One test per server for the async fn `NAME(server: Server)`: `NAME::nacos_2_5_1`,
 /// `NAME::nacos_3_0_3`, `NAME::rnacos`, `NAME::rnacos_auth` (those listed).
@@ -565,73 +568,6 @@ pub async fn scale_down(client: &kube::Client, ns: &str, app: &str, replicas: us
     gone[0].clone()
 }
 
-/// A Nacos instance as the test sees it through the instance detail API (shows disabled ones).
-pub async fn nacos_instance(
-    base: &str,
-    service: &str,
-    ip: &str,
-    port: u16,
-) -> Option<serde_json::Value> {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/nacos/v1/ns/instance"))
-        .query(&[
-            ("serviceName", service),
-            ("ip", ip),
-            ("port", &port.to_string()),
-            ("clusterName", "DEFAULT"),
-        ])
-        .send()
-        .await
-        .ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    let v: serde_json::Value = r.json().await.ok()?;
-    v.get("ip").is_some().then_some(v)
-}
-
-/// ip:port of the instances consumers get (`/instance/list` hides disabled ones).
-pub async fn consumer_view(base: &str, service: &str) -> Vec<String> {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/nacos/v1/ns/instance/list"))
-        .query(&[("serviceName", service), ("healthyOnly", "false")])
-        .send()
-        .await;
-    let Ok(r) = r else { return vec![] };
-    let v: serde_json::Value = r.json().await.unwrap_or_default();
-    let mut out: Vec<String> = v["hosts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|h| h["enabled"].as_bool().unwrap_or(true))
-                .map(|h| format!("{}:{}", h["ip"].as_str().unwrap_or(""), h["port"]))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-/// Registers a persistent instance over HTTP.
-pub async fn register_http(base: &str, service: &str, ip: &str, port: u16) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/nacos/v1/ns/instance"))
-        .query(&[
-            ("serviceName", service),
-            ("ip", ip),
-            ("port", &port.to_string()),
-            ("ephemeral", "false"),
-        ])
-        .send()
-        .await
-        .expect("register");
-    assert!(
-        r.status().is_success(),
-        "register {service} {ip}:{port}: {}",
-        r.status()
-    );
-}
-
 /// Creates a NacosBinding from a JSON spec.
 pub async fn create_binding(client: &kube::Client, ns: &str, name: &str, spec: serde_json::Value) {
     use nacos_reconciler::crd::NacosBinding;
@@ -645,124 +581,6 @@ pub async fn create_binding(client: &kube::Client, ns: &str, name: &str, spec: s
         .create(&Default::default(), &b)
         .await
         .expect("create the NacosBinding");
-}
-
-/// An rnacos server of the test's own (no auth), so a test can stop and restart it without
-/// disturbing the others. Its data directory survives a restart, and so do persistent instances.
-pub struct PrivateNacos {
-    pub addr: String,
-    port: u16,
-    data_dir: PathBuf,
-    proc: Option<TestProcess>,
-}
-
-impl PrivateNacos {
-    /// Starts a server on a free HTTP port (gRPC on HTTP + 1000) and waits until it answers.
-    pub async fn start(name: &str) -> Self {
-        let mut port = free_port();
-        while port > 64_000 || std::net::TcpListener::bind(("127.0.0.1", port + 1000)).is_err() {
-            port = free_port();
-        }
-        let base = std::env::var("TESTBED_STATE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| std::env::temp_dir());
-        let data_dir = base.join(format!("rnacos-{name}-{port}"));
-        let mut n = Self {
-            addr: format!("http://127.0.0.1:{port}"),
-            port,
-            data_dir,
-            proc: None,
-        };
-        // rnacos 0.8.8 sometimes starts without recording its Raft node in `index`; such a server
-        // answers, but loses every persistent instance on a restart. Start afresh until it did.
-        for _ in 0..5 {
-            let _ = std::fs::remove_dir_all(&n.data_dir);
-            std::fs::create_dir_all(&n.data_dir).expect("rnacos data dir");
-            n.resume().await;
-            if n.raft_recorded(Duration::from_secs(5)).await {
-                return n;
-            }
-            n.stop().await;
-        }
-        panic!(
-            "rnacos never recorded its Raft node in {}",
-            n.data_dir.display()
-        );
-    }
-
-    /// Whether the server's Raft `index` file names its node within `timeout`.
-    async fn raft_recorded(&self, timeout: Duration) -> bool {
-        let node = format!("127.0.0.1:{}", self.port + 1000);
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            let index = std::fs::read(self.data_dir.join("index")).unwrap_or_default();
-            if index.windows(node.len()).any(|w| w == node.as_bytes()) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    }
-
-    /// Stops the server as a restart does (SIGTERM) and waits until it exited: rnacos keeps
-    /// persistent instances across a clean stop, but not always across SIGKILL.
-    pub async fn stop(&mut self) {
-        let Some(mut proc) = self.proc.take() else {
-            return;
-        };
-        let term = Command::new("kill")
-            .args(["-TERM", &proc.pid().to_string()])
-            .status();
-        assert!(
-            term.is_ok_and(|s| s.success()),
-            "cannot send SIGTERM to rnacos"
-        );
-        wait_for(
-            "the private rnacos to exit",
-            Duration::from_secs(15),
-            || {
-                let exited = proc.child_mut().try_wait().ok().flatten().is_some();
-                async move { exited.then_some(()) }
-            },
-        )
-        .await;
-    }
-
-    /// Starts the server again on the same ports and data directory; waits until it answers.
-    pub async fn resume(&mut self) {
-        let bin = std::env::var("RNACOS_BIN").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            format!("{home}/.cache/nacos-reconciler/rnacos-0.8.8/bin/rnacos")
-        });
-        let grpc = self.port + 1000;
-        let log = std::fs::File::create(self.data_dir.join("rnacos.log")).expect("rnacos log");
-        let mut cmd = Command::new(bin);
-        cmd.env("RNACOS_HTTP_PORT", self.port.to_string())
-            .env("RNACOS_GRPC_PORT", grpc.to_string())
-            .env("RNACOS_HTTP_CONSOLE_PORT", "0")
-            .env("RNACOS_SDK_HOST", "127.0.0.1")
-            .env("RNACOS_CONSOLE_HOST", "127.0.0.1")
-            .env("RNACOS_DATA_DIR", &self.data_dir)
-            .env("RNACOS_ENV_FILE", self.data_dir.join(".env"))
-            .env("RNACOS_RAFT_NODE_ADDR", format!("127.0.0.1:{grpc}"))
-            .env("RUST_LOG", "warn")
-            .stdout(log.try_clone().expect("rnacos log"))
-            .stderr(log);
-        self.proc = Some(TestProcess::spawn(cmd, "rnacos"));
-        let url = format!("{}/nacos/v1/ns/service/list?pageNo=1&pageSize=1", self.addr);
-        wait_for(
-            &format!("the private rnacos on {} to answer", self.addr),
-            Duration::from_secs(30),
-            || {
-                let url = url.clone();
-                async move {
-                    let r = reqwest::get(&url).await.ok()?;
-                    r.status().is_success().then_some(())
-                }
-            },
-        )
-        .await;
-    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -806,65 +624,6 @@ impl Operator {
             log,
         )
     }
-}
-
-/// Logs in to a Nacos server with auth on; returns the accessToken.
-pub async fn nacos_login(base: &str, username: &str, password: &str) -> String {
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/nacos/v1/auth/login"))
-        .form(&[("username", username), ("password", password)])
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("a login answer");
-    v["accessToken"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no accessToken in {v}"))
-        .to_string()
-}
-
-/// Registers a persistent instance over HTTP on a server with auth on.
-pub async fn register_http_with_token(base: &str, token: &str, service: &str, ip: &str, port: u16) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/nacos/v1/ns/instance"))
-        .query(&[
-            ("serviceName", service),
-            ("ip", ip),
-            ("port", &port.to_string()),
-            ("ephemeral", "false"),
-            ("accessToken", token),
-        ])
-        .send()
-        .await
-        .expect("register");
-    assert!(r.status().is_success(), "register {ip}: {}", r.status());
-}
-
-/// An instance as a server with auth on shows it (None when it is not registered).
-pub async fn nacos_instance_with_token(
-    base: &str,
-    token: &str,
-    service: &str,
-    ip: &str,
-    port: u16,
-) -> Option<serde_json::Value> {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/nacos/v1/ns/instance"))
-        .query(&[
-            ("serviceName", service),
-            ("ip", ip),
-            ("port", &port.to_string()),
-            ("clusterName", "DEFAULT"),
-            ("accessToken", token),
-        ])
-        .send()
-        .await
-        // Not `None`: a server that cannot be asked must not read as "instance gone".
-        .expect("GET instance");
-    let v: serde_json::Value = r.json().await.unwrap_or_default();
-    v.get("ip").is_some().then_some(v)
 }
 
 /// The events.k8s.io Events about NacosBinding `name` (every reason).

@@ -228,6 +228,30 @@ impl Scene {
         Operator::start(&self.ns)
     }
 
+    /// The binding's UID: the value of its disabled-by marker.
+    pub async fn uid(&self) -> String {
+        self.bindings
+            .get(&self.app)
+            .await
+            .expect("the binding")
+            .metadata
+            .uid
+            .expect("a UID")
+    }
+
+    /// Merges `spec` into the binding's spec (a JSON merge patch).
+    pub async fn patch_spec(&self, spec: Value) {
+        use kube::api::{Patch, PatchParams};
+        self.bindings
+            .patch(
+                &self.app,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch the binding's spec");
+    }
+
     /// `namespace/name` of the binding, as logs and metrics name it.
     pub fn binding_key(&self) -> String {
         format!("{}/{}", self.ns, self.app)

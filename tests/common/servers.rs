@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -179,55 +180,182 @@ impl Server {
             .then(|| (testbed_env("NACOS_USERNAME"), testbed_env("NACOS_PASSWORD")))
     }
 
-    /// A login token, or `None` on a server without auth. One login per server and test
-    /// process: rnacos limits logins per user and minute.
+    /// This server, for the helpers of [`NacosAt`].
+    pub fn at(self) -> NacosAt {
+        NacosAt::shared(self)
+    }
+
     pub async fn token(self) -> Option<String> {
-        static TOKENS: std::sync::Mutex<BTreeMap<String, String>> =
-            std::sync::Mutex::new(BTreeMap::new());
-        let key = self.addr();
-        if let Some(t) = TOKENS.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Some(t.clone());
+        self.at().token().await
+    }
+
+    pub async fn register_persistent(self, r: &Registration) {
+        self.at().register_persistent(r).await
+    }
+
+    pub async fn delete(self, r: &Registration, ephemeral: bool) {
+        self.at().delete(r, ephemeral).await
+    }
+
+    pub async fn set_enabled_by_hand(self, r: &Registration, enabled: bool) {
+        self.at().set_enabled_by_hand(r, enabled).await
+    }
+
+    pub async fn patch_by_hand(self, r: &Registration, field: (&'static str, &str)) {
+        self.at().patch_by_hand(r, field).await
+    }
+
+    pub async fn consumer_view(self, service: &str) -> Vec<String> {
+        self.at().consumer_view(service).await
+    }
+
+    pub async fn consumer_view_in(
+        self,
+        service: &str,
+        group: &str,
+        namespace: &str,
+    ) -> Vec<String> {
+        self.at().consumer_view_in(service, group, namespace).await
+    }
+
+    pub async fn held(self, service: &str, ip: &str, port: u16) -> Option<Held> {
+        self.at().held(service, ip, port).await
+    }
+
+    pub async fn held_at(self, r: &Registration) -> Option<Held> {
+        self.at().held_at(r).await
+    }
+
+    pub async fn create_namespace(self, id: &str) {
+        self.at().create_namespace(id).await
+    }
+
+    /// The `spec.nacos` of a binding to this server; on a server with auth it names Secret
+    /// `nacos-auth`, which [`Self::create_credentials`] makes.
+    pub fn binding_nacos(self) -> Value {
+        let mut nacos = serde_json::json!({"serverAddr": [self.addr()]});
+        if self.auth() {
+            nacos["credentialsSecretRef"] = serde_json::json!({"name": "nacos-auth"});
         }
-        let token = self.login().await?;
+        nacos
+    }
+
+    /// Secret `nacos-auth` with the testbed's credentials in `ns` (nothing without auth).
+    pub async fn create_credentials(self, client: &kube::Client, ns: &str) {
+        let Some((user, pass)) = self.credentials() else {
+            return;
+        };
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "nacos-auth"},
+                "stringData": {"username": user, "password": pass}
+            }))
+            .expect("a Secret");
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+            .create(&Default::default(), &secret)
+            .await
+            .expect("create the credentials Secret");
+    }
+}
+
+/// A Nacos server at an address, spoken to as `kind` speaks: one of the testbed's (`Server::at`),
+/// or one a test started itself (`NacosAt::private`), which it may stop and start again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NacosAt {
+    pub kind: Server,
+    pub addr: String,
+}
+
+impl fmt::Display for NacosAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.addr == self.kind.addr() {
+            write!(f, "{}", self.kind)
+        } else {
+            write!(f, "{} at {}", self.kind, self.addr)
+        }
+    }
+}
+
+impl NacosAt {
+    /// The testbed's own `kind`.
+    pub fn shared(kind: Server) -> Self {
+        Self {
+            kind,
+            addr: kind.addr(),
+        }
+    }
+
+    /// A server of the test's own at `addr`, with the testbed's user where `kind` has auth.
+    pub fn private(kind: Server, addr: &str) -> Self {
+        Self {
+            kind,
+            addr: addr.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// A login token, or `None` on a server without auth: one per server and test process,
+    /// renewed a second before the server expires it (rnacos limits logins per user and minute;
+    /// a test's own server may issue tokens that live seconds).
+    pub async fn token(&self) -> Option<String> {
+        type Tokens = BTreeMap<String, (String, Instant)>;
+        static TOKENS: std::sync::Mutex<Tokens> = std::sync::Mutex::new(BTreeMap::new());
+        let cached = TOKENS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.addr)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(t, _)| t.clone());
+        if cached.is_some() {
+            return cached;
+        }
+        let (token, ttl) = self.login().await?;
+        let until = Instant::now() + ttl.saturating_sub(Duration::from_secs(1));
         TOKENS
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, token.clone());
+            .insert(self.addr.clone(), (token.clone(), until));
         Some(token)
     }
 
-    async fn login(self) -> Option<String> {
-        let (user, pass) = self.credentials()?;
-        let path = if self == Server::Nacos3 {
+    /// A token and how long it lives.
+    async fn login(&self) -> Option<(String, Duration)> {
+        let (user, pass) = self.kind.credentials()?;
+        let path = if self.kind == Server::Nacos3 {
             "/nacos/v3/auth/user/login"
         } else {
             "/nacos/v1/auth/login"
         };
-        let v: Value = reqwest::Client::new()
-            .post(format!("{}{path}", self.addr()))
-            .form(&[("username", user.as_str()), ("password", pass.as_str())])
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("login to {self}: {e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("login answer of {self}: {e}"));
-        Some(
-            v["accessToken"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no accessToken from {self}: {v}"))
-                .to_string(),
+        // A server of the test's own may still be starting: "user not found" for a few seconds.
+        let v: Value = super::wait_for(
+            &format!("a login to {self}"),
+            Duration::from_secs(30),
+            || async {
+                let r = reqwest::Client::new()
+                    .post(format!("{}{path}", self.addr))
+                    .form(&[("username", user.as_str()), ("password", pass.as_str())])
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("login to {self}: {e}"));
+                let v: Value = r.json().await.ok()?;
+                v["accessToken"].is_string().then_some(v)
+            },
         )
+        .await;
+        let ttl = v["tokenTtl"].as_u64().unwrap_or(18_000);
+        Some((
+            v["accessToken"].as_str().unwrap_or_default().to_string(),
+            Duration::from_secs(ttl),
+        ))
     }
 
     async fn call(
-        self,
+        &self,
         method: reqwest::Method,
         path: &str,
         params: &[(&'static str, String)],
     ) -> (u16, String) {
-        let mut rb =
-            reqwest::Client::new().request(method.clone(), format!("{}{path}", self.addr()));
+        let mut rb = reqwest::Client::new().request(method.clone(), format!("{}{path}", self.addr));
         rb = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
             rb.query(params)
         } else {
@@ -245,11 +373,11 @@ impl Server {
     }
 
     /// Registers a persistent instance over HTTP (a persistent instance stays until deleted).
-    pub async fn register_persistent(self, r: &Registration) {
+    pub async fn register_persistent(&self, r: &Registration) {
         let mut params = r.params();
         params.push(("ephemeral", "false".into()));
         params.push(("metadata", metadata_json(&r.metadata)));
-        let path = if self == Server::Nacos3 {
+        let path = if self.kind == Server::Nacos3 {
             "/nacos/v3/admin/ns/instance"
         } else {
             "/nacos/v1/ns/instance"
@@ -265,17 +393,17 @@ impl Server {
         // Alibaba Nacos lists a change only once it refreshed its view (about 500 ms later).
         super::wait_for(
             &format!("{} {}:{} to be listed on {self}", r.service, r.ip, r.port),
-            std::time::Duration::from_secs(10),
+            Duration::from_secs(10),
             || async { self.held_at(r).await },
         )
         .await;
     }
 
     /// Deletes an instance as an administrator would.
-    pub async fn delete(self, r: &Registration, ephemeral: bool) {
+    pub async fn delete(&self, r: &Registration, ephemeral: bool) {
         let mut params = r.params();
         params.push(("ephemeral", ephemeral.to_string()));
-        let path = if self == Server::Nacos3 {
+        let path = if self.kind == Server::Nacos3 {
             "/nacos/v3/admin/ns/instance"
         } else {
             "/nacos/v1/ns/instance"
@@ -288,30 +416,37 @@ impl Server {
     }
 
     /// Sets `enabled` as someone else would (the console), without the operator's marker.
-    pub async fn set_enabled_by_hand(self, r: &Registration, enabled: bool) {
+    pub async fn set_enabled_by_hand(&self, r: &Registration, enabled: bool) {
+        self.patch_by_hand(r, ("enabled", &enabled.to_string()))
+            .await
+    }
+
+    /// Changes one field of an instance as an administrator would (the console, the API), without
+    /// the operator's marker; the rest stays as it is.
+    pub async fn patch_by_hand(&self, r: &Registration, field: (&'static str, &str)) {
         let mut params = r.params();
-        params.push(("enabled", enabled.to_string()));
-        let (method, path) = if self == Server::Nacos3 {
+        params.push((field.0, field.1.to_string()));
+        let (method, path) = if self.kind == Server::Nacos3 {
             (reqwest::Method::PUT, "/nacos/v3/admin/ns/instance/partial")
         } else {
             (reqwest::Method::PATCH, "/nacos/v1/ns/instance")
         };
         let (status, body) = self.call(method, path, &params).await;
         assert!(
-            (200..300).contains(&status),
-            "enabled={enabled} on {self}: {status} {body}"
+            (200..300).contains(&status) && body.contains("ok"),
+            "{field:?} on {self}: {status} {body}"
         );
     }
 
     /// `ip:port` of the instances consumers get, sorted: the client list API, which hides
     /// disabled instances (every server answers `/v1/ns/instance/list`, 3.0.3 too).
-    pub async fn consumer_view(self, service: &str) -> Vec<String> {
+    pub async fn consumer_view(&self, service: &str) -> Vec<String> {
         self.consumer_view_in(service, "DEFAULT_GROUP", "public")
             .await
     }
 
     pub async fn consumer_view_in(
-        self,
+        &self,
         service: &str,
         group: &str,
         namespace: &str,
@@ -343,12 +478,12 @@ impl Server {
     /// What the server holds about `ip:port` of `service` in cluster DEFAULT, disabled or not;
     /// `None` when it holds no such instance. Panics when the server cannot be asked: a server
     /// that does not answer must not read as "instance gone".
-    pub async fn held(self, service: &str, ip: &str, port: u16) -> Option<Held> {
+    pub async fn held(&self, service: &str, ip: &str, port: u16) -> Option<Held> {
         self.held_at(&Registration::new(service, ip, port)).await
     }
 
-    pub async fn held_at(self, r: &Registration) -> Option<Held> {
-        let instance = match self {
+    pub async fn held_at(&self, r: &Registration) -> Option<Held> {
+        let instance = match self.kind {
             // rnacos and 1.x: the detail API shows an instance whatever its state.
             Server::Rnacos | Server::RnacosAuth => {
                 let (status, body) = self
@@ -433,8 +568,8 @@ impl Server {
     }
 
     /// Creates a Nacos namespace (id = name).
-    pub async fn create_namespace(self, id: &str) {
-        let (path, params) = if self == Server::Nacos3 {
+    pub async fn create_namespace(&self, id: &str) {
+        let (path, params) = if self.kind == Server::Nacos3 {
             (
                 "/nacos/v3/admin/core/namespace",
                 vec![
@@ -458,34 +593,6 @@ impl Server {
             (200..300).contains(&status) && !body.contains("false"),
             "create namespace {id} on {self}: {status} {body}"
         );
-    }
-
-    /// The `spec.nacos` of a binding to this server; on a server with auth it names Secret
-    /// `nacos-auth`, which [`Self::create_credentials`] makes.
-    pub fn binding_nacos(self) -> Value {
-        let mut nacos = serde_json::json!({"serverAddr": [self.addr()]});
-        if self.auth() {
-            nacos["credentialsSecretRef"] = serde_json::json!({"name": "nacos-auth"});
-        }
-        nacos
-    }
-
-    /// Secret `nacos-auth` with the testbed's credentials in `ns` (nothing without auth).
-    pub async fn create_credentials(self, client: &kube::Client, ns: &str) {
-        let Some((user, pass)) = self.credentials() else {
-            return;
-        };
-        let secret: k8s_openapi::api::core::v1::Secret =
-            serde_json::from_value(serde_json::json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "nacos-auth"},
-                "stringData": {"username": user, "password": pass}
-            }))
-            .expect("a Secret");
-        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
-            .create(&Default::default(), &secret)
-            .await
-            .expect("create the credentials Secret");
     }
 }
 

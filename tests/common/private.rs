@@ -1,0 +1,419 @@
+//! Nacos servers of a test's own, which it may stop, kill and start again without disturbing the
+//! other tests: rnacos ([`PrivateNacos`]) and Alibaba Nacos 2.5.1 ([`PrivateAlibabaNacos`], started
+//! as `tests/testbed.sh` starts the shared one), and [`PrivateServer`] for a test that runs on
+//! either.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::servers::{NacosAt, Server};
+use super::*;
+
+/// An rnacos server of the test's own (no auth), so a test can stop and restart it without
+/// disturbing the others. Its data directory survives a restart, and so do persistent instances.
+pub struct PrivateNacos {
+    pub addr: String,
+    port: u16,
+    data_dir: PathBuf,
+    proc: Option<TestProcess>,
+}
+
+impl PrivateNacos {
+    /// Starts a server on a free HTTP port (gRPC on HTTP + 1000) and waits until it answers.
+    pub async fn start(name: &str) -> Self {
+        let mut port = free_port();
+        while port > 64_000 || std::net::TcpListener::bind(("127.0.0.1", port + 1000)).is_err() {
+            port = free_port();
+        }
+        let base = std::env::var("TESTBED_STATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
+        let data_dir = base.join(format!("rnacos-{name}-{port}"));
+        let mut n = Self {
+            addr: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir,
+            proc: None,
+        };
+        // rnacos 0.8.8 sometimes starts without recording its Raft node in `index`; such a server
+        // answers, but loses every persistent instance on a restart. Start afresh until it did.
+        for _ in 0..5 {
+            let _ = std::fs::remove_dir_all(&n.data_dir);
+            std::fs::create_dir_all(&n.data_dir).expect("rnacos data dir");
+            n.resume().await;
+            if n.raft_recorded(Duration::from_secs(5)).await {
+                return n;
+            }
+            n.stop().await;
+        }
+        panic!(
+            "rnacos never recorded its Raft node in {}",
+            n.data_dir.display()
+        );
+    }
+
+    /// Whether the server's Raft `index` file names its node within `timeout`.
+    async fn raft_recorded(&self, timeout: Duration) -> bool {
+        let node = format!("127.0.0.1:{}", self.port + 1000);
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let index = std::fs::read(self.data_dir.join("index")).unwrap_or_default();
+            if index.windows(node.len()).any(|w| w == node.as_bytes()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Stops the server as a restart does (SIGTERM) and waits until it exited: rnacos keeps
+    /// persistent instances across a clean stop, but not always across SIGKILL.
+    pub async fn stop(&mut self) {
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        let term = Command::new("kill")
+            .args(["-TERM", &proc.pid().to_string()])
+            .status();
+        assert!(
+            term.is_ok_and(|s| s.success()),
+            "cannot send SIGTERM to rnacos"
+        );
+        wait_for(
+            "the private rnacos to exit",
+            Duration::from_secs(15),
+            || {
+                let exited = proc.child_mut().try_wait().ok().flatten().is_some();
+                async move { exited.then_some(()) }
+            },
+        )
+        .await;
+    }
+
+    /// Starts the server again on the same ports and data directory; waits until it answers.
+    pub async fn resume(&mut self) {
+        let bin = std::env::var("RNACOS_BIN").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!("{home}/.cache/nacos-reconciler/rnacos-0.8.8/bin/rnacos")
+        });
+        let grpc = self.port + 1000;
+        let log = std::fs::File::create(self.data_dir.join("rnacos.log")).expect("rnacos log");
+        let mut cmd = Command::new(bin);
+        cmd.env("RNACOS_HTTP_PORT", self.port.to_string())
+            .env("RNACOS_GRPC_PORT", grpc.to_string())
+            .env("RNACOS_HTTP_CONSOLE_PORT", "0")
+            .env("RNACOS_SDK_HOST", "127.0.0.1")
+            .env("RNACOS_CONSOLE_HOST", "127.0.0.1")
+            .env("RNACOS_DATA_DIR", &self.data_dir)
+            .env("RNACOS_ENV_FILE", self.data_dir.join(".env"))
+            .env("RNACOS_RAFT_NODE_ADDR", format!("127.0.0.1:{grpc}"))
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("rnacos log"))
+            .stderr(log);
+        self.proc = Some(TestProcess::spawn(cmd, "rnacos"));
+        let url = format!("{}/nacos/v1/ns/service/list?pageNo=1&pageSize=1", self.addr);
+        wait_for(
+            &format!("the private rnacos on {} to answer", self.addr),
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    let r = reqwest::get(&url).await.ok()?;
+                    r.status().is_success().then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// The HTTP port of a server of the test's own: Alibaba Nacos also binds port - 1000 (Raft), + 1000
+/// (SDK gRPC) and + 1001 (cluster gRPC); rnacos + 1000 (gRPC).
+pub fn nacos_port() -> u16 {
+    loop {
+        let port = free_port();
+        if !(2_000..64_000).contains(&port) {
+            continue;
+        }
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port - 1000) && free(port + 1000) && free(port + 1001) {
+            return port;
+        }
+    }
+}
+
+/// The Alibaba Nacos 2.5.1 the testbed built (its distribution folder, which `up` exports).
+fn alibaba_2_5_1_dist() -> PathBuf {
+    PathBuf::from(testbed_env("NACOS_V2_DIST"))
+}
+
+/// An Alibaba Nacos 2.5.1 server of the test's own (standalone, auth on, the testbed's user), so a
+/// test can kill and restart it, or run it with settings of its own, without disturbing the others.
+/// Started as `tests/testbed.sh` starts the shared one (`launch_nacos`, `ready_nacos`), with a
+/// smaller heap. Its `nacos.home` (embedded storage, the Raft log of persistent instances) and
+/// `user.home` survive a restart, and so do persistent instances.
+pub struct PrivateAlibabaNacos {
+    pub addr: String,
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    proc: Option<TestProcess>,
+    /// How long each start took, until a login worked.
+    pub starts: Vec<Duration>,
+    launched: Option<Instant>,
+}
+
+impl Drop for PrivateAlibabaNacos {
+    /// Kills the server and removes its data (JRaft's files take ~600 MB); its logs stay.
+    fn drop(&mut self) {
+        drop(self.proc.take());
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+    }
+}
+
+impl PrivateAlibabaNacos {
+    /// Starts a server with `properties` appended to its `application.properties` (after the
+    /// testbed's, so they win); waits until its admin user exists and a login works.
+    pub async fn start(name: &str, properties: &[(&str, &str)]) -> Self {
+        let mut n = Self::launch(name, properties);
+        n.ready().await;
+        n
+    }
+
+    /// As `start`, without waiting: the JVM starts (15-30 s) while the test sets up the rest;
+    /// [`Self::ready`] waits for it.
+    pub fn launch(name: &str, properties: &[(&str, &str)]) -> Self {
+        let dist = alibaba_2_5_1_dist();
+        let port = nacos_port();
+        let base = std::env::var("TESTBED_STATE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::env::temp_dir());
+        let dir = base.join(format!("nacos-2.5.1-{name}-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["home", "logs", "conf"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("the private Nacos's directories");
+        }
+        for entry in std::fs::read_dir(dist.join("conf")).expect("the Nacos conf directory") {
+            let entry = entry.expect("a conf entry");
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dir.join("conf").join(entry.file_name()))
+                    .expect("copy the Nacos conf");
+            }
+        }
+        let conf = dir.join("conf/application.properties");
+        let mut text = std::fs::read_to_string(&conf).expect("application.properties");
+        text.push_str("\n# tests/faults: loopback, auth on (as tests/testbed.sh's launch_nacos)\n");
+        for (k, v) in [
+            ("nacos.inetutils.ip-address", "127.0.0.1"),
+            ("nacos.core.auth.enabled", "true"),
+            (
+                "nacos.core.auth.plugin.nacos.token.secret.key",
+                // base64 of 'nacos-reconciler-testbed-token-secret-key!', the testbed's key
+                "bmFjb3MtcmVjb25jaWxlci10ZXN0YmVkLXRva2VuLXNlY3JldC1rZXkh",
+            ),
+            (
+                "nacos.core.auth.server.identity.key",
+                "nacos-reconciler-testbed",
+            ),
+            (
+                "nacos.core.auth.server.identity.value",
+                "nacos-reconciler-testbed",
+            ),
+            ("server.port", &port.to_string()),
+        ]
+        .into_iter()
+        .chain(properties.iter().copied())
+        {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        std::fs::write(&conf, text).expect("write application.properties");
+        let mut n = Self {
+            addr: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            proc: None,
+            starts: Vec::new(),
+            launched: None,
+        };
+        n.spawn();
+        n
+    }
+
+    /// Starts the server again on the same port and state; waits until a login works.
+    pub async fn resume(&mut self) {
+        self.spawn();
+        self.ready().await;
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.proc.is_none(), "the private Nacos already runs");
+        self.launched = Some(Instant::now());
+        let jar = alibaba_2_5_1_dist().join("target/nacos-server.jar");
+        let home = self.dir.join("home");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("logs/stdout.log"))
+            .expect("the private Nacos's stdout log");
+        let mut cmd = std::process::Command::new(testbed_env("NACOS_JAVA"));
+        // Its working directory too: Tomcat's access logs and Derby's log go there.
+        cmd.current_dir(&self.dir)
+            .env("HOME", &home)
+            .args(["-Xms128m", "-Xmx384m", "-XX:MaxMetaspaceSize=256m"])
+            .arg("-XX:-OmitStackTraceInFastThrow")
+            .arg(format!("-Duser.home={}", home.display()))
+            .arg("-Dnacos.standalone=true")
+            .arg(format!("-Dnacos.home={}", self.dir.display()))
+            .arg("-jar")
+            .arg(&jar)
+            .arg(format!(
+                "--spring.config.additional-location=file:{}/conf/",
+                self.dir.display()
+            ))
+            .arg(format!(
+                "--logging.config={}/conf/nacos-logback.xml",
+                self.dir.display()
+            ))
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out);
+        self.proc = Some(TestProcess::spawn(cmd, "nacos-2.5.1"));
+    }
+
+    /// Waits until a login works. From 2.4 there is no default user: the admin is created on the
+    /// first start, while none exists.
+    pub async fn ready(&mut self) {
+        let started = self.launched.unwrap_or_else(Instant::now);
+        let (user, pass) = (testbed_env("NACOS_USERNAME"), testbed_env("NACOS_PASSWORD"));
+        let http = reqwest::Client::new();
+        let first = self.starts.is_empty();
+        let deadline = Duration::from_secs(240);
+        loop {
+            if let Some(p) = self.proc.as_mut() {
+                if let Ok(Some(status)) = p.child_mut().try_wait() {
+                    panic!(
+                        "the private Alibaba Nacos exited ({status}); read {}/logs/",
+                        self.dir.display()
+                    );
+                }
+            }
+            if first {
+                let _ = http
+                    .post(format!("{}/nacos/v1/auth/users/admin", self.addr))
+                    .form(&[("password", pass.as_str())])
+                    .send()
+                    .await;
+            }
+            let login = http
+                .post(format!("{}/nacos/v1/auth/login", self.addr))
+                .form(&[("username", user.as_str()), ("password", pass.as_str())])
+                .send()
+                .await;
+            if let Ok(r) = login {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "the private Alibaba Nacos on {} did not answer a login within {deadline:?}; \
+                 read {}/logs/",
+                self.addr,
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let took = started.elapsed();
+        eprintln!(
+            "private Alibaba Nacos 2.5.1 on {} started in {took:?} ({})",
+            self.addr,
+            if first { "first start" } else { "restart" }
+        );
+        self.starts.push(took);
+    }
+
+    /// SIGKILL, as a crash or an OOM kill: the process is gone at once, mid-request.
+    pub async fn kill(&mut self) {
+        if let Some(proc) = self.proc.take() {
+            drop(proc); // TestProcess kills with SIGKILL and reaps
+        }
+    }
+
+    /// SIGTERM, as a restart does; waits until the process exited.
+    pub async fn stop(&mut self) {
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &proc.pid().to_string()])
+            .status();
+        wait_for(
+            "the private Alibaba Nacos to exit",
+            Duration::from_secs(30),
+            || {
+                let exited = proc.child_mut().try_wait().ok().flatten().is_some();
+                async move { exited.then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+/// A server like one of the testbed's, of the test's own.
+pub enum PrivateServer {
+    Rnacos(PrivateNacos),
+    Alibaba(PrivateAlibabaNacos),
+}
+
+impl PrivateServer {
+    /// A server like `server` (rnacos, or Alibaba Nacos 2.5.1), with `properties` for Alibaba's.
+    pub async fn start(server: Server, name: &str, properties: &[(&str, &str)]) -> Self {
+        match server {
+            Server::Rnacos => PrivateServer::Rnacos(PrivateNacos::start(name).await),
+            Server::Nacos2 => {
+                PrivateServer::Alibaba(PrivateAlibabaNacos::start(name, properties).await)
+            }
+            other => panic!("no private server like {other}"),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        match self {
+            PrivateServer::Rnacos(n) => n.addr.clone(),
+            PrivateServer::Alibaba(n) => n.addr.clone(),
+        }
+    }
+
+    /// What the test asks the server, as it would ask the testbed's.
+    pub fn at(&self) -> NacosAt {
+        let kind = match self {
+            PrivateServer::Rnacos(_) => Server::Rnacos,
+            PrivateServer::Alibaba(_) => Server::Nacos2,
+        };
+        NacosAt::private(kind, &self.addr())
+    }
+
+    /// Stops it as a restart does (SIGTERM), and waits until it exited.
+    pub async fn stop(&mut self) {
+        match self {
+            PrivateServer::Rnacos(n) => n.stop().await,
+            PrivateServer::Alibaba(n) => n.stop().await,
+        }
+    }
+
+    /// As a crash: SIGKILL for Alibaba Nacos (it commits a persistent instance's write to its Raft
+    /// log before it answers); rnacos 0.8.8 keeps persistent instances across a clean stop but not
+    /// always across SIGKILL, so it is stopped as a restart does.
+    pub async fn kill(&mut self) {
+        match self {
+            PrivateServer::Rnacos(n) => n.stop().await,
+            PrivateServer::Alibaba(n) => n.kill().await,
+        }
+    }
+
+    /// Starts it again on the same ports and state; waits until it answers.
+    pub async fn resume(&mut self) {
+        match self {
+            PrivateServer::Rnacos(n) => n.resume().await,
+            PrivateServer::Alibaba(n) => n.resume().await,
+        }
+    }
+}
