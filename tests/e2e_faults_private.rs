@@ -12,7 +12,9 @@
 //!   `e2e_empty_relist.rs`, on the shared testbed, behind a Kubernetes API fault proxy of its own.
 //!
 //! One test, the phases in sequence: they share the private control plane and would disturb each
-//! other in parallel. The operator reaches Nacos through the fault proxy, whose log shows every write.
+//! other in parallel. They run on the private testbed's Alibaba Nacos 2.5.1 (these faults are the
+//! cluster's; the Nacos-side faults run on rnacos too, in `e2e_faults.rs`). The operator reaches
+//! Nacos through the fault proxy, whose log shows every write.
 
 mod common;
 mod faults;
@@ -214,15 +216,22 @@ async fn force_delete_pods(client: &kube::Client, ns: &str, app: &str, n: usize)
     gone
 }
 
+/// One phase's namespace, pods, instances and binding, on Alibaba Nacos 2.5.1 (the server users
+/// run; these faults are Kubernetes's, and every other fault test runs on rnacos too), reached
+/// through the fault proxy.
 struct Phase {
     client: kube::Client,
     ns: String,
     app: String,
     svc: String,
-    nacos: String,
+    at: NacosAt,
     proxy: FaultProxy,
     bindings: Api<NacosBinding>,
+    _scene: Scene,
 }
+
+/// The server of every phase.
+const SERVER: Server = Server::Nacos2;
 
 impl Phase {
     /// Pods from a Deployment of `replicas`.
@@ -245,37 +254,35 @@ impl Phase {
         bare: bool,
         policy: serde_json::Value,
     ) -> (Self, Vec<String>) {
-        let client = kube_client().await;
-        install_crd(&client).await;
-        let nacos = testbed_env("RNACOS_ADDR");
-        let proxy = FaultProxy::start(&nacos).await;
-        let ns = unique(prefix);
-        create_namespace(&client, &ns).await;
-        let app = prefix.to_string();
-        let pods = if bare {
-            ips(&create_bare_pods(&client, &ns, &app, n).await)
+        // The private testbed's addresses: `PrivateTestbed::up` set its environment.
+        let proxy = FaultProxy::start(&SERVER.addr()).await;
+        let scene = Scene::on(SERVER, prefix);
+        let scene = if bare {
+            scene.bare_pods(n)
         } else {
-            ips(&deploy(&client, &ns, &app, n as i32, None).await)
+            scene.pods(n)
         };
-        let svc = format!("{ns}-svc");
-        register_all(&nacos, &svc, &pods).await;
-        create_binding(
-            &client,
-            &ns,
-            &app,
-            binding_spec(&proxy.addr, &svc, &app, policy),
-        )
-        .await;
-        let bindings = Api::<NacosBinding>::namespaced(client.clone(), &ns);
+        let scene = scene
+            .registered(By::Persistent)
+            .policy(policy)
+            .spec(json!({
+                "scope": {"cidrs": ["10.244.0.0/16", "10.245.0.0/16"]},
+                "resyncSeconds": 5
+            }))
+            .through(&proxy.addr)
+            .build()
+            .await;
+        let pods = scene.pods.iter().map(|(_, ip)| ip.clone()).collect();
         (
             Self {
-                client,
-                ns,
-                app,
-                svc,
-                nacos,
+                client: scene.client.clone(),
+                ns: scene.ns.clone(),
+                app: scene.app.clone(),
+                svc: scene.svc.clone(),
+                at: SERVER.at(),
                 proxy,
-                bindings,
+                bindings: scene.bindings.clone(),
+                _scene: scene,
             },
             pods,
         )
@@ -385,7 +392,9 @@ async fn apiserver_restart(tb: &PrivateTestbed) {
     );
 
     // Watches resume, caches resync, and the stale instances go.
-    wait_deregistered(&ph.nacos, &ph.svc, &gone, Duration::from_secs(90)).await;
+    ph.at
+        .wait_deregistered(&ph.svc, &gone, Duration::from_secs(90))
+        .await;
     eprintln!(
         "stale instances removed {:?} after the API server returned",
         up_at.elapsed()
@@ -403,7 +412,7 @@ async fn apiserver_restart(tb: &PrivateTestbed) {
     )
     .await;
     ph.proxy.assert_untouched(&survivors);
-    assert_live_registered(&ph.nacos, &ph.svc, &survivors).await;
+    ph.at.assert_live_registered(&ph.svc, &survivors).await;
     drop(op);
 }
 
@@ -599,13 +608,15 @@ subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
         .collect();
     assert!(sent.is_empty(), "removals without pod evidence: {sent:#?}");
     for ip in &gone {
-        assert!(nacos_instance(&ph.nacos, &ph.svc, ip, 8080).await.is_some());
+        assert!(ph.at.held(&ph.svc, ip, 8080).await.is_some());
     }
 
     // RBAC restored: the watch lists again, the stale instances go.
     kubectl_apply(&pods_binding);
     let restored = Instant::now();
-    wait_deregistered(&ph.nacos, &ph.svc, &gone, Duration::from_secs(120)).await;
+    ph.at
+        .wait_deregistered(&ph.svc, &gone, Duration::from_secs(120))
+        .await;
     eprintln!(
         "stale instances removed {:?} after RBAC was restored",
         restored.elapsed()
@@ -628,7 +639,7 @@ subjects: [{{kind: ServiceAccount, name: op, namespace: {ns}}}]
         "bare pods on {missing:?} vanished without the test deleting them (pods now: {existing:?})"
     );
     ph.proxy.assert_untouched(&survivors);
-    assert_live_registered(&ph.nacos, &ph.svc, &survivors).await;
+    ph.at.assert_live_registered(&ph.svc, &survivors).await;
     drop(op);
 }
 
@@ -670,7 +681,11 @@ async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
     // The nodes' own addresses are registered too (hostNetwork-style instances): node evidence only.
     let prefix = testbed_env("TESTBED_NODE_IP_PREFIX");
     let node_ips: Vec<String> = (1..=3).map(|i| format!("{prefix}.{i}")).collect();
-    register_all(&ph.nacos, &ph.svc, &node_ips).await;
+    for ip in &node_ips {
+        ph.at
+            .register_persistent(&Registration::new(&ph.svc, ip, 8080))
+            .await;
+    }
     let op = Operator::start(&ph.ns);
     ph.wait_live(6).await;
     let mut everything = pods.clone();
@@ -714,7 +729,7 @@ async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
         .filter(|e| e.is_removal())
         .collect();
     assert!(sent.is_empty(), "removals during the partition: {sent:#?}");
-    assert_live_registered(&ph.nacos, &ph.svc, &everything).await;
+    ph.at.assert_live_registered(&ph.svc, &everything).await;
 
     // The nodes come back (a new kwok for them): nothing live was lost, and a real removal works.
     let mut cmd = Command::new(testbed_env("KWOK"));
@@ -763,18 +778,17 @@ async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
     let ready = ready_ips(&ph.client, &ph.ns, &ph.app).await;
     eprintln!("Ready pods after the partition: {ready:?}");
     ph.proxy.assert_untouched(&ready);
-    assert_live_registered(&ph.nacos, &ph.svc, &ready).await;
+    ph.at.assert_live_registered(&ph.svc, &ready).await;
     // Conditions allow again: a pod that goes is taken offline.
     let gone = scale_and_diff(&ph.client, &ph.ns, &ph.app, 2).await;
-    let (nacos, svc) = (ph.nacos.as_str(), ph.svc.as_str());
     for ip in &gone {
         wait_for(
             &format!("{ip} offline"),
             Duration::from_secs(60),
-            || async move {
-                match nacos_instance(nacos, svc, ip, 8080).await {
+            || async {
+                match ph.at.held(&ph.svc, ip, 8080).await {
                     None => Some(()),
-                    Some(i) => (i["enabled"] == json!(false)).then_some(()),
+                    Some(h) => (!h.enabled).then_some(()),
                 }
             },
         )
@@ -788,7 +802,7 @@ async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
         .collect();
     eprintln!("every removal of the phase: {sent:#?}");
     ph.proxy.assert_untouched(&node_ips);
-    assert_live_registered(&ph.nacos, &ph.svc, &node_ips).await;
+    ph.at.assert_live_registered(&ph.svc, &node_ips).await;
     drop(op);
     kwok
 }

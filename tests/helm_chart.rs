@@ -927,12 +927,12 @@ fn helm_install_with_watched_namespaces_grants_nothing_cluster_wide_but_nodes_an
 /// The operator, run as a process with a TokenRequest token of the chart's ServiceAccount and the
 /// args and environment of the chart's Deployment (leader election on, JSON logs), completes the core
 /// scenario: the chart's RBAC is sufficient (Secret `get` included), not just minimal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instance_offline() {
+async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instance_offline(
+    server: common::Server,
+) {
     use common::{
-        binding_events, condition_is, create_binding, deploy, kube_client,
-        nacos_instance_with_token, nacos_login, register_http_with_token, scale_down, wait_binding,
-        wait_for, Operator,
+        binding_events, condition_is, create_binding, deploy, kube_client, scale_down,
+        wait_binding, wait_for, Operator, Registration,
     };
     let ns = unique("helm-run");
     let app = format!("{ns}-app");
@@ -995,35 +995,22 @@ async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instanc
     args.push("--kubeconfig".into());
     args.push(kubeconfig.to_string_lossy().into_owned());
 
-    // The core scenario against rnacos with auth on: credentials from a Secret the binding names.
+    // The core scenario on a server with auth on: credentials from a Secret the binding names.
     let client = kube_client().await;
-    let nacos = testbed_env("RNACOS_AUTH_ADDR");
-    let (user, password) = (testbed_env("NACOS_USERNAME"), testbed_env("NACOS_PASSWORD"));
-    let my_token = nacos_login(&nacos, &user, &password).await;
     let pods = deploy(&client, &app, "orders", 3, None).await;
     let svc = format!("{app}-orders");
     for (_, ip) in &pods {
-        register_http_with_token(&nacos, &my_token, &svc, ip, 8080).await;
+        server
+            .register_persistent(&Registration::new(&svc, ip, 8080))
+            .await;
     }
-    ok(
-        kubectl().args([
-            "create",
-            "secret",
-            "generic",
-            "nacos-auth",
-            "-n",
-            &app,
-            &format!("--from-literal=username={user}"),
-            &format!("--from-literal=password={password}"),
-        ]),
-        None,
-    );
+    server.create_credentials(&client, &app).await;
     create_binding(
         &client,
         &app,
         "orders",
         serde_json::json!({
-            "nacos": {"serverAddr": [nacos], "credentialsSecretRef": {"name": "nacos-auth"}},
+            "nacos": server.binding_nacos(),
             "services": [{"name": svc}],
             "pods": {"selector": {"matchLabels": {"app": "orders"}}},
             "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
@@ -1039,18 +1026,15 @@ async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instanc
     })
     .await;
     let victim = scale_down(&client, &app, "orders", 2).await;
-    let (n, t, s, v) = (nacos.clone(), my_token.clone(), svc.clone(), victim.clone());
     wait_for(
         "the removed pod's instance offline",
         Duration::from_secs(40),
-        || {
-            let (n, t, s, v) = (n.clone(), t.clone(), s.clone(), v.clone());
-            async move {
-                nacos_instance_with_token(&n, &t, &s, &v, 8080)
-                    .await
-                    .is_none()
-                    .then_some(())
-            }
+        || async {
+            server
+                .held(&svc, &victim, 8080)
+                .await
+                .is_none()
+                .then_some(())
         },
     )
     .await;
@@ -1101,6 +1085,10 @@ async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instanc
     );
     assert!(text.contains("became leader"), "{text}");
 }
+per_server!(
+    the_operator_as_the_charts_service_account_takes_a_removed_pods_instance_offline:
+    nacos_2_5_1, rnacos_auth
+);
 
 /// The chart's pods are admitted where the API server enforces the `restricted` Pod Security
 /// Standard, and the Deployment in the cluster carries every hardening setting.
