@@ -364,6 +364,21 @@ EOF
       || die "setting the address of node kwok-node-$i failed; read $STATE/logs/kwok.log"
   done
   wait_for kwok 60 kubectl_ wait --for=condition=Ready node --all --timeout=1s
+  # KWOK 0.8 renders a node's first status from the node as it first saw it, without the addresses
+  # set just above, and its patch then drops them (seen: a testbed node without an InternalIP for a
+  # whole run). Once KWOK has initialised the nodes, set them again until they stay.
+  local tries want have
+  for ((i = 0; i < KWOK_NODES; i++)); do
+    want="$NODE_IP_PREFIX.$((i + 1))"
+    for tries in $(seq 1 20); do
+      have=$(kubectl_ get node "kwok-node-$i" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+      [ "$have" = "$want" ] && [ "$tries" -gt 2 ] && break
+      [ "$have" = "$want" ] || kubectl_ patch node "kwok-node-$i" --subresource=status --type=merge -p "{\"status\":{\"addresses\":[
+        {\"type\":\"InternalIP\",\"address\":\"$want\"},{\"type\":\"Hostname\",\"address\":\"kwok-node-$i\"}]}}" >>"$STATE/logs/kwok.log" 2>&1
+      sleep 0.5
+    done
+    [ "$have" = "$want" ] || die "node kwok-node-$i keeps losing its InternalIP $want; read $STATE/logs/kwok.log"
+  done
 }
 
 start_rnacos() {
@@ -372,11 +387,8 @@ start_rnacos() {
   # raftapply.rs's StateApplyManager, reached before its managers are set; once seen three starts
   # in a row): start afresh, up to five times.
   for attempt in 1 2 3 4 5; do
-    port=$(free_port)
-    # rnacos serves gRPC on HTTP port + 1000; make sure that one is free too.
-    while ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port+1000))" 2>/dev/null; do
-      port=$(free_port)
-    done
+    # rnacos serves gRPC on HTTP port + 1000: the Nacos port picker keeps that one free too.
+    port=$(nacos_free_port)
     echo "$port" >"$STATE/ports/$name"
     rm -rf "${STATE:?}/$name" && mkdir -p "$STATE/$name"
     # Without auth, rnacos serves its console API on the HTTP port too: the one listing that shows
@@ -400,15 +412,20 @@ start_rnacos() {
 NACOS_TOKEN_SECRET=$(printf 'nacos-reconciler-testbed-token-secret-key!' | base64 -w0)
 
 nacos_free_port() {
-  local port
   # Nacos also listens on port + 1000 (SDK gRPC), + 1001 (cluster gRPC) and - 1000 (JRaft, even
-  # standalone).
-  while :; do
-    port=$(free_port)
-    [ "$port" -gt 2024 ] && [ "$port" -lt 64000 ] || continue
-    python3 -c "import socket; [socket.socket().bind(('127.0.0.1', $port + d)) for d in (1000, 1001, -1000)]" 2>/dev/null \
-      && { echo "$port"; return; }
-  done
+  # standalone). Below the kernel's ephemeral range (32768 up), where an outgoing connection of any
+  # process may take a port between this check and the server's bind.
+  python3 -c '
+import random, socket
+while True:
+    p = random.randrange(11000, 31000)
+    try:
+        for d in (0, 1000, 1001, -1000):
+            socket.socket().bind(("127.0.0.1", p + d))
+    except OSError:
+        continue
+    print(p)
+    break'
 }
 
 # launch_nacos NAME VERSION: starts Alibaba Nacos VERSION standalone with auth on, its own state

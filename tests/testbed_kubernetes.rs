@@ -42,6 +42,26 @@ async fn api_server_reports_the_pinned_version_and_kwok_nodes_are_ready() {
         "want {want} Ready KWOK nodes, have {}",
         ready.len()
     );
+    // Each keeps the InternalIP the testbed gave it (tests register node processes there).
+    let prefix = testbed_env("TESTBED_NODE_IP_PREFIX");
+    for i in 0..want {
+        let name = format!("kwok-node-{i}");
+        let node = nodes
+            .items
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("no node {name}"));
+        let ips: Vec<&str> = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .map(|a| a.address.as_str())
+            .collect();
+        assert_eq!(ips, [format!("{prefix}.{}", i + 1)], "{name}");
+    }
 }
 
 #[tokio::test]

@@ -21,10 +21,7 @@ pub struct PrivateNacos {
 impl PrivateNacos {
     /// Starts a server on a free HTTP port (gRPC on HTTP + 1000) and waits until it answers.
     pub async fn start(name: &str) -> Self {
-        let mut port = free_port();
-        while port > 64_000 || std::net::TcpListener::bind(("127.0.0.1", port + 1000)).is_err() {
-            port = free_port();
-        }
+        let port = nacos_port();
         let base = std::env::var("TESTBED_STATE")
             .map(PathBuf::from)
             .unwrap_or_else(|_| std::env::temp_dir());
@@ -130,13 +127,21 @@ impl PrivateNacos {
 /// The HTTP port of a server of the test's own: Alibaba Nacos also binds port - 1000 (Raft), + 1000
 /// (SDK gRPC) and + 1001 (cluster gRPC); rnacos + 1000 (gRPC).
 pub fn nacos_port() -> u16 {
+    // Below the kernel's ephemeral range (32768 up): an outgoing connection of any process may
+    // take a free port there between this check and the server's bind (seen: Nacos's cluster gRPC
+    // port, P + 1001, "Address already in use").
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    let mut candidate = seed;
     loop {
-        let port = free_port();
-        if !(2_000..64_000).contains(&port) {
-            continue;
-        }
+        candidate = candidate.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let port = 11_000 + (candidate >> 8) % 20_000; // 11000..31000
+        let port = port as u16;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port - 1000) && free(port + 1000) && free(port + 1001) {
+        if free(port) && free(port - 1000) && free(port + 1000) && free(port + 1001) {
             return port;
         }
     }
