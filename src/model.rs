@@ -134,6 +134,9 @@ pub struct PodTombstone {
     pub ips: Vec<IpAddr>,
     pub matches: bool,
     pub deleted_at: chrono::DateTime<chrono::Utc>,
+    /// The deleted pod's container ports (name, number): a named `pods.port` still resolves once
+    /// the binding's last pod is gone.
+    pub container_ports: Vec<(Option<String>, u16)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,6 +56,7 @@ pub struct TombstoneInfo {
     pub labels: BTreeMap<String, String>,
     pub ips: Vec<IpAddr>,
     pub deleted_at: DateTime<Utc>,
+    pub container_ports: Vec<(Option<String>, u16)>,
 }
 
 impl TombstoneInfo {
@@ -72,6 +73,7 @@ impl TombstoneInfo {
             labels: pod.labels.clone(),
             ips: pod.ips.clone(),
             deleted_at,
+            container_ports: pod.container_ports.clone(),
         }
     }
 
@@ -83,6 +85,7 @@ impl TombstoneInfo {
             ips: self.ips.clone(),
             matches,
             deleted_at: self.deleted_at,
+            container_ports: self.container_ports.clone(),
         }
     }
 }

@@ -109,7 +109,8 @@ pub(crate) struct ClusterIndex<'a> {
     tombstones_by_ip: BTreeMap<IpAddr, &'a PodTombstone>,
     /// The latest departure of a node address per IP (the node deleted, or the address changed).
     departures_by_ip: BTreeMap<IpAddr, &'a NodeDeparture>,
-    /// Numbers declared under each container port name by matching pods (for orphans, whose pod is gone).
+    /// Numbers declared under each container port name by matching pods and remembered deleted ones
+    /// (for orphans, whose pod is gone, also once the app is scaled to zero).
     named_ports: BTreeMap<&'a str, BTreeSet<u16>>,
 }
 
@@ -148,7 +149,7 @@ impl<'a> ClusterIndex<'a> {
             nodes_by_name,
             tombstones_by_ip: latest_tombstones(tombstones),
             departures_by_ip: latest_departures(departed),
-            named_ports: named_ports(pods),
+            named_ports: named_ports(pods, tombstones),
         }
     }
 
@@ -206,7 +207,15 @@ impl<'a> ClusterIndex<'a> {
             return Evidence::foreign("IP outside scope");
         }
         if !self.port_governed(&policy.port, &ip, instance.key.port) {
-            return Evidence::foreign("port not governed");
+            return Evidence::foreign(match &policy.port {
+                Some(PortFilter::Name(name)) if !self.named_ports.contains_key(name.as_str()) => {
+                    format!(
+                        "port name '{name}' unknown: no pod of the binding, present or recently \
+                         deleted, declares it (pods.port as a number governs these instances)"
+                    )
+                }
+                _ => "port not governed".to_string(),
+            });
         }
         let fallback = first_seen.unwrap_or(now);
         if let Some(node) = self.nodes_by_ip.get(&ip) {
@@ -356,13 +365,22 @@ fn tomb_order(t: &PodTombstone) -> (DateTime<Utc>, &str, &str, &str) {
 }
 
 /// The numbers each container port name stands for among the binding's pods.
-fn named_ports(pods: &[PodFacts]) -> BTreeMap<&str, BTreeSet<u16>> {
+fn named_ports<'a>(
+    pods: &'a [PodFacts],
+    tombstones: &'a [PodTombstone],
+) -> BTreeMap<&'a str, BTreeSet<u16>> {
+    let live = pods
+        .iter()
+        .filter(|p| p.matches)
+        .flat_map(|p| &p.container_ports);
+    let gone = tombstones
+        .iter()
+        .filter(|t| t.matches)
+        .flat_map(|t| &t.container_ports);
     let mut named: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| p.matches) {
-        for (name, number) in &pod.container_ports {
-            if let Some(name) = name {
-                named.entry(name.as_str()).or_default().insert(*number);
-            }
+    for (name, number) in live.chain(gone) {
+        if let Some(name) = name {
+            named.entry(name.as_str()).or_default().insert(*number);
         }
     }
     named

@@ -73,6 +73,7 @@ fn tombstone() -> impl Strategy<Value = PodTombstone> {
         ips: vec![format!("10.1.0.{i}").parse().unwrap()],
         matches,
         deleted_at: t(at),
+        container_ports: vec![(Some("http".into()), 8080)],
     })
 }
 

@@ -101,6 +101,7 @@ fn tomb(name: &str, addr: &str, deleted_at: i64) -> PodTombstone {
         ips: vec![ip(addr)],
         matches: true,
         deleted_at: t(deleted_at),
+        container_ports: vec![(Some("http".into()), 8080)],
     }
 }
 
@@ -1343,6 +1344,14 @@ fn rule8_scope_and_port_filter_make_foreign() {
             Verdict::Foreign,
         ),
         (
+            "orphan with no pod declaring the name on this number",
+            Some(PortFilter::Name("http".into())),
+            "10.1.0.50",
+            9090,
+            vec![mk_pod()],
+            Verdict::Foreign,
+        ),
+        (
             "outside scope",
             None,
             "172.16.0.1",
@@ -1371,6 +1380,40 @@ fn rule8_scope_and_port_filter_make_foreign() {
             assert_eq!(s.counts.foreign, 1, "{name}");
         }
     }
+}
+
+/// Issue 15, case 6: with `pods.port: <name>` and the app scaled to zero, the name still resolves
+/// through the deleted pods the view remembers, so their instances go instead of turning Foreign.
+#[test]
+fn named_port_with_no_pod_left_resolves_through_the_deleted_pods() {
+    let scaled_to_zero = |port: u16| {
+        let mut fx = Fx::new(vec![
+            inst_in("orders", "10.1.0.7", port),
+            inst_in("orders", "10.1.0.50", port),
+        ]);
+        fx.policy.port = Some(PortFilter::Name("http".into()));
+        fx.tombs = vec![tomb("orders-1", "10.1.0.7", -60)];
+        fx.run()
+    };
+    let p = scaled_to_zero(8080);
+    let verdicts: Vec<_> = p.services[0].instances.iter().map(|i| i.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Orphan, Verdict::Orphan]);
+    // The deleted pod's own instance is past grace; the other was first seen now.
+    assert_eq!(p.services[0].actions.len(), 1);
+    assert_eq!(p.services[0].actions[0].instance.ip, ip("10.1.0.7"));
+    assert_eq!(p.services[0].waiting.len(), 1);
+    // Another number under that name is still not governed.
+    let p = scaled_to_zero(9090);
+    assert!(p.services[0].actions.is_empty());
+    assert_eq!(p.services[0].counts.foreign, 2);
+    // Nothing remembers the name (an operator restarted after the scale-down): Foreign, and the
+    // reason says what to do.
+    let mut fx = Fx::new(vec![inst_in("orders", "10.1.0.50", 8080)]);
+    fx.policy.port = Some(PortFilter::Name("http".into()));
+    let p = fx.run();
+    let i = &p.services[0].instances[0];
+    assert_eq!(i.verdict, Verdict::Foreign);
+    assert!(i.reason.contains("port name 'http' unknown"), "{}", i.reason);
 }
 
 #[test]
