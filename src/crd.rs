@@ -926,6 +926,11 @@ impl NacosBindingSpec {
             .find(|s| s.governs_in(group, service_name))
     }
 
+    /// No `scope.cidrs`: the scope is derived from the Nodes (their podCIDRs and InternalIPs).
+    pub fn default_scope(&self) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.cidrs.is_empty())
+    }
+
     /// The explicit scope CIDRs; empty when the scope is to be derived from the Nodes.
     pub fn scope_networks(&self) -> Result<Vec<IpNet>, SpecError> {
         match &self.scope {

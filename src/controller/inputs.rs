@@ -104,7 +104,6 @@ pub fn nacos_config(
     Ok(cfg)
 }
 
-/// The scope of a binding: its CIDRs, or by default every node's pod CIDRs and InternalIPs.
 /// The binding's scope: its CIDRs, or every node's podCIDRs and InternalIPs, with those of nodes
 /// that went in the last hour (their instances are Gone, not Foreign).
 pub fn scope(
@@ -115,7 +114,7 @@ pub fn scope(
     let explicit = spec
         .scope_networks()
         .map_err(|e| InputError::Spec(e.to_string()))?;
-    if spec.scope.as_ref().is_some_and(|s| !s.cidrs.is_empty()) {
+    if !spec.default_scope() {
         return Ok(IpNet::aggregate(&explicit));
     }
     let mut nets: Vec<IpNet> = Vec::new();

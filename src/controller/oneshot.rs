@@ -48,7 +48,7 @@ pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<St
     match evaluate(&ctx, &binding, &mut state).await {
         Err(e) => Err(e.to_string()),
         Ok(Err(stop)) => Err(describe(&stop.problem)),
-        Ok(Ok(eval)) => Ok(render(&eval)),
+        Ok(Ok(eval)) => Ok(render(&eval, binding.spec.default_scope())),
     }
 }
 
@@ -99,7 +99,7 @@ fn actions_by_instance(
 }
 
 /// The table `nacos-reconciler plan` prints.
-pub fn render(eval: &Evaluation) -> String {
+pub fn render(eval: &Evaluation, default_scope: bool) -> String {
     let actions = actions_by_instance(&eval.plan, eval.now);
     let mut rows = vec![[
         "SERVICE".to_string(),
@@ -153,6 +153,9 @@ pub fn render(eval: &Evaluation) -> String {
     }
     for p in &eval.problems {
         let _ = writeln!(out, "warning: {}", describe(p));
+    }
+    if let Some(gap) = eval.plan.scope_gap(default_scope) {
+        let _ = writeln!(out, "warning: {gap}");
     }
     if eval.plan.frozen {
         let _ = writeln!(

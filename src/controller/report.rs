@@ -33,6 +33,9 @@ use crate::model::{InstanceKey, ServiceKey};
 use crate::nacos::{ApiGeneration, NacosError, RequestEvent, RequestObserver, ServerInfo};
 use crate::plan::{Action, ActionKind, Memory, Plan, Verdict};
 
+/// The condition reason and Warning Event reason of pods outside the scope.
+const SCOPE_GAP_REASON: &str = "PodsOutsideScope";
+
 /// Why a pass could not do its whole job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Problem {
@@ -394,6 +397,9 @@ pub struct Report<'a> {
     held: usize,
     /// Instances this pass took offline, per service.
     taken: BTreeMap<ServiceKey, Taken>,
+    /// Whether pods of the binding hold instances outside the scope (`Some(message)`); `None`
+    /// while this pass has not judged it.
+    scope_gap: Option<Option<String>>,
 }
 
 #[derive(Default)]
@@ -417,6 +423,7 @@ impl<'a> Report<'a> {
             planned: false,
             held: 0,
             taken: BTreeMap::new(),
+            scope_gap: None,
         }
     }
 
@@ -657,6 +664,11 @@ impl<'a> Report<'a> {
                 warn!(service = %sp.service, %why, "no action for this service");
             }
         }
+        let gap = plan.scope_gap(self.b.spec.default_scope());
+        if let Some(msg) = &gap {
+            self.event(EventType::Warning, SCOPE_GAP_REASON, msg).await;
+        }
+        self.scope_gap = Some(gap);
         if plan.frozen {
             self.event(
                 EventType::Warning,
@@ -767,6 +779,27 @@ impl<'a> Report<'a> {
             gen,
             now,
         ));
+        let scope = match &self.scope_gap {
+            Some(Some(msg)) => Some(cond(
+                &old,
+                "ScopeCoversPods",
+                false,
+                (SCOPE_GAP_REASON, msg),
+                gen,
+                now,
+            )),
+            Some(None) => Some(cond(
+                &old,
+                "ScopeCoversPods",
+                true,
+                ("PodsInScope", "every instance a pod of the binding holds is in scope"),
+                gen,
+                now,
+            )),
+            // Not judged in this pass: as the last pass found it.
+            None => old.iter().find(|c| c.type_ == "ScopeCoversPods").cloned(),
+        };
+        conds.extend(scope);
         let ready = self.problems.is_empty() && self.planned;
         let ready_msg = "every governed service was compared with the cluster";
         conds.push(cond(

@@ -186,6 +186,19 @@ impl<'a> ClusterIndex<'a> {
         }
     }
 
+    /// The pod of the binding (namespace/name) that holds `instance`'s address although the address
+    /// is outside the scope: the scope misses the pod network (e.g. the default scope where nodes
+    /// have no podCIDR), and the operator would never act on this app's instances.
+    pub fn pod_outside_scope(&self, instance: &Instance, policy: &Policy) -> Option<String> {
+        let ip = instance.key.ip;
+        if policy.scope.iter().any(|net| net.contains(&ip)) {
+            return None;
+        }
+        self.matching_pods(&ip)
+            .find(|p| !p.host_network && !is_finished(p))
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+    }
+
     /// The readiness of the node a pod runs on, when the node is known.
     fn node_of(&self, pod: &PodFacts) -> Option<&'a NodeFacts> {
         pod.node_name
@@ -204,7 +217,10 @@ impl<'a> ClusterIndex<'a> {
     ) -> Evidence {
         let ip = instance.key.ip;
         if !policy.scope.iter().any(|net| net.contains(&ip)) {
-            return Evidence::foreign("IP outside scope");
+            return Evidence::foreign(match self.pod_outside_scope(instance, policy) {
+                Some(pod) => format!("IP outside scope, though pod {pod} of this binding holds it"),
+                None => "IP outside scope".to_string(),
+            });
         }
         if !self.port_governed(&policy.port, &ip, instance.key.port) {
             return Evidence::foreign(match &policy.port {

@@ -128,6 +128,8 @@ pub struct InstanceVerdict {
     pub enabled: bool,
     /// Disabled by this binding.
     pub offline: bool,
+    /// A pod of the binding (namespace/name) holds this address although it is outside the scope.
+    pub pod_outside_scope: Option<String>,
 }
 
 /// `live + stale + foreign = total`; `offline` (disabled by us) overlaps them.
@@ -204,6 +206,33 @@ impl Plan {
     /// Dry-run: every action that would have been executed, service by service.
     pub fn would_act(&self) -> impl Iterator<Item = &Action> {
         self.services.iter().flat_map(|s| s.would_act.iter())
+    }
+
+    /// What to tell the user when pods of the binding hold instances outside the scope (issue 15,
+    /// case 7): the operator would silently never act on them. `default_scope`: the binding sets no
+    /// `scope.cidrs`, so the scope is the nodes' podCIDRs and InternalIPs.
+    pub fn scope_gap(&self, default_scope: bool) -> Option<String> {
+        let mut outside = self.services.iter().flat_map(|s| {
+            s.instances
+                .iter()
+                .filter_map(move |v| Some((&s.service, v, v.pod_outside_scope.as_ref()?)))
+        });
+        let (service, first, pod) = outside.next()?;
+        let more = outside.count();
+        let hint = if default_scope {
+            "the default scope is the nodes' podCIDRs and InternalIPs, and pod addresses outside \
+             them (VPC-native or routed CNIs, Calico IP pools, Cilium cluster-pool: nodes without \
+             podCIDR) need spec.scope.cidrs set to the pod network"
+        } else {
+            "spec.scope.cidrs does not cover the pod network"
+        };
+        Some(format!(
+            "{} instance(s) of this binding's pods are outside the scope and never taken offline, \
+             e.g. {}:{} of {service} (pod {pod}): {hint}",
+            more + 1,
+            first.instance.ip,
+            first.instance.port
+        ))
     }
 }
 
@@ -381,6 +410,7 @@ fn plan_instance(
         reason: evidence.reason,
         enabled: instance.enabled,
         offline: disabled_by_us(instance, input.binding_uid),
+        pod_outside_scope: index.pod_outside_scope(instance, input.policy),
     });
 }
 

@@ -1382,6 +1382,42 @@ fn rule8_scope_and_port_filter_make_foreign() {
     }
 }
 
+/// Issue 15, case 7: where the scope misses the pod network (nodes without podCIDR under the
+/// default scope), the binding's own pods' instances are Foreign; the plan says so instead of
+/// staying silent, and names nothing for addresses no pod of the binding holds.
+#[test]
+fn pods_outside_the_default_scope_are_reported_not_silently_ignored() {
+    let mut fx = Fx::new(vec![
+        inst_in("orders", "172.20.3.4", 8080),
+        inst_in("orders", "172.20.3.5", 8080),
+        inst_in("orders", "10.1.0.7", 8080),
+    ]);
+    fx.pods = vec![pod("orders-1", "172.20.3.4"), pod("orders-2", "10.1.0.7")];
+    let mut other = pod("billing-1", "172.20.3.5");
+    other.matches = false;
+    fx.pods.push(other);
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!(s.counts.foreign, 2);
+    assert!(s.actions.is_empty() && s.waiting.is_empty());
+    let flagged: Vec<_> = s
+        .instances
+        .iter()
+        .map(|v| v.pod_outside_scope.as_deref())
+        .collect();
+    assert_eq!(flagged, [None, Some("shop/orders-1"), None]);
+    let reason = &s.instances[1].reason;
+    assert!(reason.contains("pod shop/orders-1 of this binding"), "{reason}");
+    let msg = p.scope_gap(true).expect("a scope gap");
+    assert!(msg.starts_with("1 instance(s)"), "{msg}");
+    assert!(msg.contains("172.20.3.4:8080 of orders (pod shop/orders-1)"), "{msg}");
+    assert!(msg.contains("spec.scope.cidrs"), "{msg}");
+    assert!(p.scope_gap(false).unwrap().contains("does not cover"));
+    // Every pod in scope: nothing to say.
+    fx.pods.remove(0);
+    assert_eq!(fx.run().scope_gap(true), None);
+}
+
 /// Issue 15, case 6: with `pods.port: <name>` and the app scaled to zero, the name still resolves
 /// through the deleted pods the view remembers, so their instances go instead of turning Foreign.
 #[test]
