@@ -367,6 +367,9 @@ per_server!(
 
 // ------------------------------------------------------------------- (11) Disabled by someone else
 
+/// The port of the instance on an address another app's pod reused (that pod declares 8080).
+const OURS_PORT: u16 = 9090;
+
 /// (11) An instance an administrator disabled (enabled=false, no marker) whose pod is Live is never
 /// re-enabled; an instance the operator disabled itself (marker = the binding's UID) is re-enabled
 /// once a Ready pod of the binding holds its IP again, with the metadata an administrator gave it.
@@ -390,19 +393,27 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
         !theirs.enabled && theirs.disabled_by().is_none(),
         "{theirs:?}"
     );
-    // Ours: the IP is held by a pod of another app, so the operator disables the instance. An
-    // administrator gave it metadata of their own.
+    // Ours: the IP is held by a pod of another app that serves another port (it declares 8080,
+    // the instance is on 9090): the address was reused, so the operator disables the instance.
+    // An administrator gave it metadata of their own.
     let (ours_pod, ours_ip) = deploy(client, ns, "dock", 1, Some(STABLE_NODE)).await[0].clone();
-    let ours_reg = Registration::new(svc, &ours_ip, 8080);
+    let ours_reg = Registration::new(svc, &ours_ip, OURS_PORT);
     server.register_persistent(&ours_reg).await;
     set_metadata_by_hand(server, &ours_reg, "team", "shipping").await;
+    let ours_held = || server.held(svc, &ours_ip, OURS_PORT);
+    // A canary: a pod the binding's selector does not match, holding its address and declaring
+    // the instance's port. Evidence of life, not of reuse: never touched (issue 15, case 2).
+    let (_, canary_ip) = deploy(client, ns, "canary", 1, Some(STABLE_NODE)).await[0].clone();
+    server
+        .register_persistent(&Registration::new(svc, &canary_ip, 8080))
+        .await;
 
     let uid = scene.uid().await;
     let _operator = scene.operator();
     let ours = wait_for(
         "the operator to disable the instance on the other app's pod",
         Duration::from_secs(60),
-        || async { scene.held(&ours_ip).await.filter(|h| !h.enabled) },
+        || async { ours_held().await.filter(|h| !h.enabled) },
     )
     .await;
     assert_eq!(ours.disabled_by(), Some(uid.as_str()), "{ours:?}");
@@ -421,7 +432,7 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
     let ours: Held = wait_for(
         "our disabled instance to be re-enabled",
         Duration::from_secs(15),
-        || async { scene.held(&ours_ip).await.filter(|h| h.enabled) },
+        || async { ours_held().await.filter(|h| h.enabled) },
     )
     .await;
     eprintln!(
@@ -440,18 +451,33 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
     );
     assert_eq!(theirs.disabled_by(), None, "{theirs:?}");
     let s = status(&scene.bindings, &scene.app).await.unwrap();
-    // Both listed (these servers list disabled instances too): theirs was seen, and spared.
+    // All listed (these servers list disabled instances too): theirs was seen, and spared; the
+    // canary's is Foreign.
     assert_eq!(
-        (s.instances.total, s.instances.live, s.instances.offline),
-        (2, 2, 0),
+        (
+            s.instances.total,
+            s.instances.live,
+            s.instances.offline,
+            s.instances.foreign
+        ),
+        (3, 2, 0, 1),
         "{s:?}"
     );
-    assert_eq!(scene.consumers().await, vec![format!("{ours_ip}:8080")]);
+    let mut consumers = vec![
+        format!("{canary_ip}:8080"),
+        format!("{ours_ip}:{OURS_PORT}"),
+    ];
+    consumers.sort();
+    assert_eq!(scene.consumers().await, consumers);
+    let canary = scene.held(&canary_ip).await.expect("the canary's instance");
+    assert!(canary.enabled && canary.disabled_by().is_none(), "{canary:?}");
     let evs = events(client, ns).await;
-    assert!(
-        !evs.iter().any(|(_, m)| m.contains(&theirs_ip)),
-        "an Event names the instance someone else disabled: {evs:?}"
-    );
+    for (ip, whose) in [(&theirs_ip, "someone else disabled"), (&canary_ip, "a canary serves")] {
+        assert!(
+            !evs.iter().any(|(_, m)| m.contains(ip.as_str())),
+            "an Event names the instance {whose}: {evs:?}"
+        );
+    }
     // Checked last, so that the rest is checked on every server: the administrator's metadata
     // outlived our disable and enable.
     assert_eq!(

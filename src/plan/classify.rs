@@ -280,15 +280,20 @@ impl<'a> ClusterIndex<'a> {
             }
             None => match self.departures_by_ip.get(&ip) {
                 Some(gone) => departed_node_evidence(gone, ip, now),
-                None => self.orphan_evidence(&ip, fallback, now),
+                None => self.orphan_evidence(&ip, instance.key.port, fallback, now),
             },
         }
     }
 
-    /// No matching pod has the IP: deleted, or reused by a pod of another app.
+    /// No matching pod has the IP: deleted, or reused by a pod of another app. A live pod the
+    /// selector does not match may also be the instance's own (canary labels, a second namespace,
+    /// another team's binding on the same service): when it declares the instance's port, or
+    /// declares no ports and no pod of this binding was seen on the address, it is evidence of
+    /// life, not of reuse, and the instance is not this binding's to judge (issue 15, case 2).
     fn orphan_evidence(
         &self,
         ip: &IpAddr,
+        port: u16,
         fallback: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Evidence {
@@ -300,6 +305,22 @@ impl<'a> ClusterIndex<'a> {
             .into_iter()
             .flatten()
             .find(|p| !matches!(p.phase, PodPhase::Failed | PodPhase::Succeeded));
+        if let Some(o) = other.filter(|o| o.deletion_timestamp.is_none()) {
+            let declares = o.container_ports.iter().any(|(_, n)| *n == port);
+            if declares || (o.container_ports.is_empty() && tomb.is_none()) {
+                return Evidence::foreign(format!(
+                    "IP held by pod {}/{}, which this binding's selector does not match, {}: \
+                     evidence of life, not of reuse",
+                    o.namespace,
+                    o.name,
+                    if declares {
+                        format!("declaring port {port}")
+                    } else {
+                        "declaring no ports".to_string()
+                    }
+                ));
+            }
+        }
         let reason = match (tomb, other) {
             (Some(t), Some(o)) => format!(
                 "pod {}/{} deleted {} ago; IP now held by pod {}/{} of another app",

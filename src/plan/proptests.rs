@@ -53,14 +53,20 @@ fn pod_facts() -> impl Strategy<Value = PodFacts> {
         any::<bool>(),
         proptest::option::of(-400i64..400),
         proptest::option::of(-400i64..0),
+        0u8..3,
     )
-        .prop_map(|(a, matches, phase, ready, deleted, since)| {
+        .prop_map(|(a, matches, phase, ready, deleted, since, ports)| {
             let mut p = pod(&format!("p-{a}"), &a);
             p.matches = matches;
             p.phase = phase;
             p.ready = ready;
             p.deletion_timestamp = deleted.map(t);
             p.ready_since = since.map(t);
+            p.container_ports = match ports {
+                0 => vec![(Some("http".into()), 8080)],
+                1 => vec![(Some("grpc".into()), 9090)],
+                _ => vec![],
+            };
             p
         })
 }
@@ -203,6 +209,32 @@ proptest! {
                 } else {
                     prop_assert_eq!(v, Verdict::Live);
                 }
+            }
+        }
+    }
+
+    /// Issue 15, case 2: a Ready pod holding the address and declaring the instance's port is
+    /// evidence of life whichever selector matches it (unless its node is down, which makes the
+    /// Ready status stale).
+    #[test]
+    fn no_removal_of_an_address_a_ready_pod_holds_on_a_matching_port(fx in fixture()) {
+        let p = fx.run();
+        let node_ok = |name: &Option<String>| {
+            !fx.nodes.iter().any(|n| {
+                Some(&n.name) == name.as_ref() && n.readiness != NodeReadiness::Ready
+            })
+        };
+        for s in &p.services {
+            for a in all_actions(s).filter(|a| a.kind.is_removal()) {
+                let alive = fx.pods.iter().find(|pod| {
+                    pod.ips.contains(&a.instance.ip)
+                        && pod.phase == PodPhase::Running
+                        && pod.ready
+                        && pod.deletion_timestamp.is_none()
+                        && node_ok(&pod.node_name)
+                        && pod.container_ports.iter().any(|(_, n)| *n == a.instance.port)
+                });
+                prop_assert!(alive.is_none(), "{:?} of {} while {:?} serves it", a.kind, a.instance, alive);
             }
         }
     }

@@ -269,11 +269,14 @@ fn verdict_table_rows() {
         p.phase = PodPhase::Succeeded;
         p
     };
-    let other_app = {
+    // A pod the selector does not match, serving on another port than the instance's.
+    let other_app_on = |ports: Vec<(Option<String>, u16)>| {
         let mut p = pod("billing-1", "10.1.0.7");
         p.matches = false;
+        p.container_ports = ports;
         p
     };
+    let other_app = other_app_on(vec![(Some("http".into()), 9090)]);
     run_cases(vec![
         Case {
             name: "ready matching pod is Live",
@@ -341,6 +344,37 @@ fn verdict_table_rows() {
             pods: vec![other_app],
             tombs: vec![tomb("orders-1", "10.1.0.7", -5)],
             want: (Verdict::Orphan, Got::Wait(Deregister, 25)),
+            ..Case::default()
+        },
+        Case {
+            name: "another selector's pod declaring the instance's port is life, not reuse",
+            pods: vec![other_app_on(vec![(None, 8080)])],
+            tombs: vec![tomb("orders-1", "10.1.0.7", -60)],
+            want: (Verdict::Foreign, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "another selector's pod declaring no ports, never a pod of ours there: life",
+            pods: vec![other_app_on(vec![])],
+            want: (Verdict::Foreign, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
+            name: "another app's pod declaring no ports where our pod was deleted: reuse",
+            pods: vec![other_app_on(vec![])],
+            tombs: vec![tomb("orders-1", "10.1.0.7", -60)],
+            want: (Verdict::Orphan, Got::Act(Deregister)),
+            ..Case::default()
+        },
+        Case {
+            name: "another app's pod being deleted is no evidence of life",
+            pods: vec![{
+                let mut p = other_app_on(vec![(None, 8080)]);
+                p.deletion_timestamp = Some(t(-1));
+                p
+            }],
+            tombs: vec![tomb("orders-1", "10.1.0.7", -60)],
+            want: (Verdict::Orphan, Got::Act(Deregister)),
             ..Case::default()
         },
         Case {
@@ -1549,6 +1583,7 @@ fn counts_and_reasons() {
     let mut other = pod("billing-1", "10.1.0.7");
     other.matches = false;
     other.namespace = "pay".into();
+    other.container_ports = vec![(Some("http".into()), 9090)];
     fx.pods = vec![other];
     let v = &fx.run().services[0].instances[0];
     assert_eq!(v.reason, "IP now held by pod pay/billing-1 of another app");
