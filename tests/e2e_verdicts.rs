@@ -470,9 +470,15 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
     consumers.sort();
     assert_eq!(scene.consumers().await, consumers);
     let canary = scene.held(&canary_ip).await.expect("the canary's instance");
-    assert!(canary.enabled && canary.disabled_by().is_none(), "{canary:?}");
+    assert!(
+        canary.enabled && canary.disabled_by().is_none(),
+        "{canary:?}"
+    );
     let evs = events(client, ns).await;
-    for (ip, whose) in [(&theirs_ip, "someone else disabled"), (&canary_ip, "a canary serves")] {
+    for (ip, whose) in [
+        (&theirs_ip, "someone else disabled"),
+        (&canary_ip, "a canary serves"),
+    ] {
         assert!(
             !evs.iter().any(|(_, m)| m.contains(ip.as_str())),
             "an Event names the instance {whose}: {evs:?}"

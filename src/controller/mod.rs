@@ -9,6 +9,7 @@ mod execute;
 mod focus;
 pub mod inputs;
 mod oneshot;
+mod overlap;
 mod recheck;
 mod reconcile;
 mod report;
@@ -62,6 +63,8 @@ pub struct Context {
     pub recorder: Arc<report::EventRecorder>,
     /// Per binding UID.
     pub bindings: Mutex<HashMap<String, Arc<Mutex<BindingState>>>>,
+    /// What each binding governs, to find bindings that share services.
+    pub claims: overlap::Claims,
     /// False while this process is not the leader, or during the settle period after winning.
     pub acting_allowed: Arc<AtomicBool>,
 }
@@ -151,6 +154,7 @@ pub async fn run(
         metrics,
         recorder,
         bindings: Mutex::new(HashMap::new()),
+        claims: Default::default(),
         acting_allowed,
     });
     controller

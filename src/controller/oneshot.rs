@@ -42,6 +42,7 @@ pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<St
         view,
         metrics: Arc::new(Metrics::new()),
         bindings: Mutex::new(Default::default()),
+        claims: Default::default(),
         acting_allowed: Arc::new(AtomicBool::new(true)),
     };
     let mut state = BindingState::default();

@@ -551,6 +551,12 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     };
     let evaluated = started.elapsed();
     rep.server(&eval.server);
+    if let Some(kept) = &state.kept {
+        // Renewed by every pass; a binding gone (or stopped) for three resyncs no longer counts.
+        let claim = super::overlap::Claim::new(&b, key(&b), &kept.services);
+        ctx.claims.set(&uid, claim, resync * 3);
+    }
+    rep.overlap(ctx.claims.overlap(&uid)).await;
     for p in eval.problems.iter().cloned() {
         rep.problem(p).await;
     }

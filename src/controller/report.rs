@@ -35,6 +35,8 @@ use crate::plan::{Action, ActionKind, Memory, Plan, Verdict};
 
 /// The condition reason and Warning Event reason of pods outside the scope.
 const SCOPE_GAP_REASON: &str = "PodsOutsideScope";
+/// The condition reason and Warning Event reason of bindings sharing services.
+const OVERLAP_REASON: &str = "BindingsOverlap";
 
 /// Why a pass could not do its whole job.
 #[derive(Debug, Clone, PartialEq)]
@@ -400,6 +402,8 @@ pub struct Report<'a> {
     /// Whether pods of the binding hold instances outside the scope (`Some(message)`); `None`
     /// while this pass has not judged it.
     scope_gap: Option<Option<String>>,
+    /// Whether other bindings govern some of this one's services, judged as `scope_gap` is.
+    overlap: Option<Option<String>>,
 }
 
 #[derive(Default)]
@@ -424,6 +428,7 @@ impl<'a> Report<'a> {
             held: 0,
             taken: BTreeMap::new(),
             scope_gap: None,
+            overlap: None,
         }
     }
 
@@ -437,6 +442,14 @@ impl<'a> Report<'a> {
                 ApiGeneration::Auto => None,
             },
         });
+    }
+
+    /// Other bindings sharing services with this one (a message naming them), or none.
+    pub async fn overlap(&mut self, overlap: Option<String>) {
+        if let Some(msg) = &overlap {
+            self.event(EventType::Warning, OVERLAP_REASON, msg).await;
+        }
+        self.overlap = Some(overlap);
     }
 
     pub async fn problem(&mut self, p: Problem) {
@@ -779,27 +792,32 @@ impl<'a> Report<'a> {
             gen,
             now,
         ));
-        let scope = match &self.scope_gap {
-            Some(Some(msg)) => Some(cond(
-                &old,
-                "ScopeCoversPods",
-                false,
-                (SCOPE_GAP_REASON, msg),
-                gen,
-                now,
-            )),
-            Some(None) => Some(cond(
-                &old,
-                "ScopeCoversPods",
-                true,
-                ("PodsInScope", "every instance a pod of the binding holds is in scope"),
-                gen,
-                now,
-            )),
-            // Not judged in this pass: as the last pass found it.
-            None => old.iter().find(|c| c.type_ == "ScopeCoversPods").cloned(),
+        // Findings that do not stop a pass; one not judged in this pass stays as the last found it.
+        let finding = |type_: &str,
+                       judged: &Option<Option<String>>,
+                       bad: bool,
+                       reasons: [&str; 2],
+                       fine: &str| {
+            match judged {
+                Some(Some(msg)) => Some(cond(&old, type_, bad, (reasons[0], msg), gen, now)),
+                Some(None) => Some(cond(&old, type_, !bad, (reasons[1], fine), gen, now)),
+                None => old.iter().find(|c| c.type_ == type_).cloned(),
+            }
         };
-        conds.extend(scope);
+        conds.extend(finding(
+            "ScopeCoversPods",
+            &self.scope_gap,
+            false,
+            [SCOPE_GAP_REASON, "PodsInScope"],
+            "every instance a pod of the binding holds is in scope",
+        ));
+        conds.extend(finding(
+            "Overlapping",
+            &self.overlap,
+            true,
+            [OVERLAP_REASON, "Exclusive"],
+            "no other binding governs these services",
+        ));
         let ready = self.problems.is_empty() && self.planned;
         let ready_msg = "every governed service was compared with the cluster";
         conds.push(cond(

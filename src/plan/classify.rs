@@ -240,6 +240,12 @@ impl<'a> ClusterIndex<'a> {
         let best = self
             .matching_pods(&ip)
             .min_by_key(|p| (pod_rank(p), p.namespace.as_str(), p.name.as_str()));
+        if best.is_none_or(|p| !is_ready(p)) {
+            let ours_seen = best.is_some() || self.tombstones_by_ip.contains_key(&ip);
+            if let Some(alive) = self.held_by_another_selector(&ip, instance.key.port, ours_seen) {
+                return alive;
+            }
+        }
         match best {
             Some(pod) => {
                 let mut evidence = pod_evidence(pod, ip, first_seen, now);
@@ -280,20 +286,45 @@ impl<'a> ClusterIndex<'a> {
             }
             None => match self.departures_by_ip.get(&ip) {
                 Some(gone) => departed_node_evidence(gone, ip, now),
-                None => self.orphan_evidence(&ip, instance.key.port, fallback, now),
+                None => self.orphan_evidence(&ip, fallback, now),
             },
         }
     }
 
-    /// No matching pod has the IP: deleted, or reused by a pod of another app. A live pod the
-    /// selector does not match may also be the instance's own (canary labels, a second namespace,
-    /// another team's binding on the same service): when it declares the instance's port, or
-    /// declares no ports and no pod of this binding was seen on the address, it is evidence of
-    /// life, not of reuse, and the instance is not this binding's to judge (issue 15, case 2).
-    fn orphan_evidence(
+    /// No Ready pod of the binding has the IP, but a live pod the selector does not match does. It
+    /// may be the instance's own (canary labels, a second namespace, another team's binding on the
+    /// same service): when it declares the instance's port, or declares no ports and no pod of this
+    /// binding was seen on the address (`ours_seen`), it is evidence of life, not of reuse, and
+    /// the instance is not this binding's to judge (issue 15, case 2).
+    fn held_by_another_selector(
         &self,
         ip: &IpAddr,
         port: u16,
+        ours_seen: bool,
+    ) -> Option<Evidence> {
+        let other = self.pods_by_ip.get(ip).into_iter().flatten().find(|o| {
+            !o.matches
+                && o.deletion_timestamp.is_none()
+                && !is_finished(o)
+                && (o.container_ports.iter().any(|(_, n)| *n == port)
+                    || (o.container_ports.is_empty() && !ours_seen))
+        })?;
+        let declares = if other.container_ports.is_empty() {
+            "declaring no ports".to_string()
+        } else {
+            format!("declaring port {port}")
+        };
+        Some(Evidence::foreign(format!(
+            "IP held by pod {}/{}, which this binding's selector does not match, {declares}: \
+             evidence of life, not of reuse",
+            other.namespace, other.name
+        )))
+    }
+
+    /// No matching pod has the IP: deleted, or reused by a pod of another app.
+    fn orphan_evidence(
+        &self,
+        ip: &IpAddr,
         fallback: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Evidence {
@@ -305,22 +336,6 @@ impl<'a> ClusterIndex<'a> {
             .into_iter()
             .flatten()
             .find(|p| !matches!(p.phase, PodPhase::Failed | PodPhase::Succeeded));
-        if let Some(o) = other.filter(|o| o.deletion_timestamp.is_none()) {
-            let declares = o.container_ports.iter().any(|(_, n)| *n == port);
-            if declares || (o.container_ports.is_empty() && tomb.is_none()) {
-                return Evidence::foreign(format!(
-                    "IP held by pod {}/{}, which this binding's selector does not match, {}: \
-                     evidence of life, not of reuse",
-                    o.namespace,
-                    o.name,
-                    if declares {
-                        format!("declaring port {port}")
-                    } else {
-                        "declaring no ports".to_string()
-                    }
-                ));
-            }
-        }
         let reason = match (tomb, other) {
             (Some(t), Some(o)) => format!(
                 "pod {}/{} deleted {} ago; IP now held by pod {}/{} of another app",

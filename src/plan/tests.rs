@@ -367,6 +367,19 @@ fn verdict_table_rows() {
             ..Case::default()
         },
         Case {
+            name: "our pod terminating where another selector's pod declares the port: life",
+            pods: vec![
+                {
+                    let mut p = pod("orders-1", "10.1.0.7");
+                    p.deletion_timestamp = Some(t(-5));
+                    p
+                },
+                other_app_on(vec![(None, 8080)]),
+            ],
+            want: (Verdict::Foreign, Got::Nothing),
+            ..Case::default()
+        },
+        Case {
             name: "another app's pod being deleted is no evidence of life",
             pods: vec![{
                 let mut p = other_app_on(vec![(None, 8080)]);
@@ -1441,10 +1454,16 @@ fn pods_outside_the_default_scope_are_reported_not_silently_ignored() {
         .collect();
     assert_eq!(flagged, [None, Some("shop/orders-1"), None]);
     let reason = &s.instances[1].reason;
-    assert!(reason.contains("pod shop/orders-1 of this binding"), "{reason}");
+    assert!(
+        reason.contains("pod shop/orders-1 of this binding"),
+        "{reason}"
+    );
     let msg = p.scope_gap(true).expect("a scope gap");
     assert!(msg.starts_with("1 instance(s)"), "{msg}");
-    assert!(msg.contains("172.20.3.4:8080 of orders (pod shop/orders-1)"), "{msg}");
+    assert!(
+        msg.contains("172.20.3.4:8080 of orders (pod shop/orders-1)"),
+        "{msg}"
+    );
     assert!(msg.contains("spec.scope.cidrs"), "{msg}");
     assert!(p.scope_gap(false).unwrap().contains("does not cover"));
     // Every pod in scope: nothing to say.
@@ -1483,7 +1502,11 @@ fn named_port_with_no_pod_left_resolves_through_the_deleted_pods() {
     let p = fx.run();
     let i = &p.services[0].instances[0];
     assert_eq!(i.verdict, Verdict::Foreign);
-    assert!(i.reason.contains("port name 'http' unknown"), "{}", i.reason);
+    assert!(
+        i.reason.contains("port name 'http' unknown"),
+        "{}",
+        i.reason
+    );
 }
 
 #[test]
