@@ -763,3 +763,75 @@ per_server!(
     an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_enabled_on_return:
     nacos_2_5_1, nacos_3_0_3, rnacos, rnacos_auth
 );
+
+// ------------------------------------------------- Overlapping bindings, pods outside the scope
+
+/// Issue 15, cases 2 and 7, on the real API server: a second team's binding on the same service is
+/// reported on both bindings (`Overlapping=True`, a `BindingsOverlap` Warning naming the other), and
+/// a scope that misses the binding's pods says so (`ScopeCoversPods=False`, `PodsOutsideScope`)
+/// instead of leaving every instance silently Foreign. Nothing is written to Nacos for either.
+async fn overlapping_bindings_and_pods_outside_the_scope_are_reported(server: Server) {
+    // The scope is the Service network: the pods' addresses (10.244.x) are all outside it.
+    let scene = Scene::on(server, "twin")
+        .pods(1)
+        .on_node(STABLE_NODE)
+        .registered(By::Persistent)
+        .spec(json!({"resyncSeconds": 5, "scope": {"cidrs": ["10.96.0.0/16"]}}))
+        .build()
+        .await;
+    let (client, ns) = (&scene.client, &scene.ns);
+    let ip = scene.pods[0].1.clone();
+    let other = "twin-canary";
+    let mut spec = scene.binding_spec(&[&scene.svc], json!({"gracePeriodSeconds": 0}));
+    spec["pods"] = json!({"selector": {"matchLabels": {"app": "canary"}}});
+    spec["resyncSeconds"] = json!(5);
+    create_binding(client, ns, other, spec).await;
+    let _operator = scene.operator();
+
+    let overlapping = |s: &NacosBindingStatus, names: &str| {
+        s.conditions.iter().any(|c| {
+            c.type_ == "Overlapping"
+                && c.status == "True"
+                && c.reason == "BindingsOverlap"
+                && c.message.contains(names)
+        })
+    };
+    let mine = format!("{ns}/{}", scene.app);
+    let theirs = format!("{ns}/{other}");
+    let s = wait_status(
+        &scene.bindings,
+        &scene.app,
+        "Overlapping and ScopeCoversPods=False",
+        Duration::from_secs(60),
+        |s| {
+            overlapping(s, &theirs)
+                && s.conditions.iter().any(|c| {
+                    c.type_ == "ScopeCoversPods"
+                        && c.status == "False"
+                        && c.reason == "PodsOutsideScope"
+                        && c.message.contains(&format!("{ip}:8080"))
+                })
+        },
+    )
+    .await;
+    assert_eq!(s.instances.foreign, 1, "{s:?}");
+    wait_status(
+        &scene.bindings,
+        other,
+        "Overlapping on the other binding too",
+        Duration::from_secs(60),
+        |s| overlapping(s, &mine),
+    )
+    .await;
+    wait_event(client, ns, "BindingsOverlap", &[&theirs]).await;
+    wait_event(client, ns, "PodsOutsideScope", &[&ip, "spec.scope.cidrs"]).await;
+    // The other binding's selector matches no pod: to it the instance is an orphan, but the pod
+    // that holds the address declares its port, so it is no evidence of reuse.
+    wait_passes(&scene.bindings, other, 2, Duration::from_secs(30)).await;
+    let held = scene
+        .held(&ip)
+        .await
+        .expect("the instance is still registered");
+    assert!(held.enabled && held.disabled_by().is_none(), "{held:?}");
+}
+per_server!(overlapping_bindings_and_pods_outside_the_scope_are_reported: nacos_2_5_1, rnacos);
