@@ -156,7 +156,7 @@ async fn deregister_ineffective(scene: &Scene, ip: &str) -> String {
                 .into_iter()
                 .filter(|e| e.reason.as_deref() == Some("DeregisterIneffective"))
                 .filter_map(|e| e.note)
-                .find(|n| n.contains(ip))
+                .find(|n| n.contains(&format!("{ip}:")))
         },
     )
     .await

@@ -102,6 +102,16 @@ async fn events(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
 }
 
 /// Waits for an Event with this reason whose message contains every one of `words`.
+/// Whether `message` names `word` whole: an Event about 10.244.0.28 does not name 10.244.0.2.
+fn names(message: &str, word: &str) -> bool {
+    message.match_indices(word).any(|(i, _)| {
+        let before = message[..i].chars().next_back();
+        let after = message[i + word.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
 async fn wait_event(client: &kube::Client, ns: &str, reason: &str, words: &[&str]) -> String {
     wait_for(
         &format!("a {reason} Event naming {words:?} in {ns}"),
@@ -110,7 +120,7 @@ async fn wait_event(client: &kube::Client, ns: &str, reason: &str, words: &[&str
             events(client, ns)
                 .await
                 .into_iter()
-                .find(|(r, m)| r == reason && words.iter().all(|w| m.contains(w)))
+                .find(|(r, m)| r == reason && words.iter().all(|w| names(m, w)))
                 .map(|(_, m)| m)
         },
     )
@@ -351,7 +361,7 @@ async fn an_instance_outside_scope_is_never_touched_while_an_in_scope_orphan_is_
     assert_eq!(foreign.disabled_by(), None, "{foreign:?}");
     let evs = events(client, ns).await;
     assert!(
-        !evs.iter().any(|(_, m)| m.contains(foreign_ip)),
+        !evs.iter().any(|(_, m)| names(m, foreign_ip)),
         "an Event names the foreign instance: {evs:?}"
     );
     let live = scene
@@ -480,7 +490,7 @@ async fn a_live_instance_disabled_by_someone_else_stays_disabled_while_ours_is_r
         (&canary_ip, "a canary serves"),
     ] {
         assert!(
-            !evs.iter().any(|(_, m)| m.contains(ip.as_str())),
+            !evs.iter().any(|(_, m)| names(m, ip)),
             "an Event names the instance {whose}: {evs:?}"
         );
     }
@@ -754,7 +764,7 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
     let addr = format!("{node_ip}:9101");
     let evs = events(client, ns).await;
     assert!(
-        !evs.iter().any(|(_, m)| m.contains(&addr)),
+        !evs.iter().any(|(_, m)| names(m, &addr)),
         "an Event names the instance someone else disabled: {evs:?}"
     );
     node.delete(client).await;
