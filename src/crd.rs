@@ -602,6 +602,10 @@ pub struct NacosBindingStatus {
     /// The value of the nacos-reconciler.io/approve-removals annotation last consumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_token: Option<String>,
+
+    /// The last pass that found more than half of the nodes not Ready (node-based actions frozen). Nodes still down after it count as down only from then, also for a newly elected leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_at: Option<Time>,
 }
 
 /// The Nacos server as last seen.

@@ -127,6 +127,13 @@ pub fn memory_from_status(b: &NacosBinding) -> Memory {
             }
         }
         m.approval_consumed = s.approved_token.clone();
+        // Status keeps whole seconds: the next second, so that node evidence is never trusted
+        // from before the freeze ended.
+        m.frozen_at = s
+            .frozen_at
+            .as_ref()
+            .and_then(from_time)
+            .map(|t| t + chrono::TimeDelta::seconds(1));
     }
     m
 }
@@ -712,6 +719,7 @@ impl<'a> Report<'a> {
         self.status.pending = pending;
         self.status.removals = removal_records(memory);
         self.status.approved_token = memory.approval_consumed.clone();
+        self.status.frozen_at = memory.frozen_at.and_then(to_time);
         self.held = held;
     }
 
@@ -1002,6 +1010,47 @@ mod tests {
             uid: Some(format!("uid-{name}")),
             ..Default::default()
         }
+    }
+
+    /// Issue 15, case 4: a leader elected during a partition starts from the freeze its
+    /// predecessor saw, as from the budget and the approval.
+    #[test]
+    fn a_new_leader_restores_the_freeze_the_budget_and_the_approval_from_status() {
+        let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let mut memory = Memory::default();
+        memory
+            .removals
+            .insert(ServiceKey::new("DEFAULT_GROUP", "orders"), vec![at(0)]);
+        memory.approval_consumed = Some("7".into());
+        memory.frozen_at = Some(at(30));
+        let mut status = NacosBindingStatus {
+            removals: removal_records(&memory),
+            approved_token: memory.approval_consumed.clone(),
+            frozen_at: memory.frozen_at.and_then(to_time),
+            ..Default::default()
+        };
+        let mut b: NacosBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
+            "metadata": {"name": "orders", "namespace": "shop"},
+            "spec": {
+                "nacos": {"serverAddr": ["http://127.0.0.1:8848"]},
+                "services": [{"name": "orders"}],
+                "pods": {"selector": {"matchLabels": {"app": "orders"}}}
+            }
+        }))
+        .unwrap();
+        b.status = Some(status.clone());
+        let restored = memory_from_status(&b);
+        assert_eq!(restored.removals, memory.removals);
+        assert_eq!(restored.approval_consumed, memory.approval_consumed);
+        assert_eq!(
+            restored.frozen_at,
+            Some(at(31)),
+            "never earlier than the freeze"
+        );
+        status.frozen_at = None;
+        b.status = Some(status);
+        assert_eq!(memory_from_status(&b).frozen_at, None);
     }
 
     #[test]
