@@ -4,9 +4,12 @@
 //! planner is told `acting_allowed = false` unless this replica holds the Lease and has held it for a
 //! settle period, so a new leader first sees a full, fresh picture before it removes anything.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -15,6 +18,61 @@ use kube::{Api, Client};
 use tracing::{info, warn};
 
 use crate::time::{chrono_to_micro, micro_to_chrono};
+
+/// Whether this replica may write to Nacos: the leader, settled, and only until its last Lease
+/// renewal is too old for nobody else to have taken over. The deadline is checked on every read,
+/// so a leader whose API connection hangs stops acting by itself (fencing by time), even while its
+/// election loop waits on the API server.
+#[derive(Debug)]
+pub struct ActingGate {
+    allowed: AtomicBool,
+    until: Mutex<Option<Instant>>,
+}
+
+impl ActingGate {
+    /// Without leader election: always allowed.
+    pub fn always() -> Self {
+        Self {
+            allowed: AtomicBool::new(true),
+            until: Mutex::new(None),
+        }
+    }
+
+    /// With leader election: not allowed until the election says so.
+    pub fn standby() -> Self {
+        Self {
+            allowed: AtomicBool::new(false),
+            until: Mutex::new(None),
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.allowed.load(Ordering::Relaxed)
+            && self
+                .until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none_or(|t| Instant::now() < t)
+    }
+
+    /// Allows acting until `until` (or forbids it); returns whether that changed anything.
+    fn set(&self, allowed: bool, until: Option<Instant>) -> bool {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+        self.allowed.swap(allowed, Ordering::Relaxed) != allowed
+    }
+}
+
+/// A Lease round that has not answered within `limit` failed: the kube client has no read
+/// timeout, and a half-open connection would otherwise hold the election loop forever.
+async fn bounded<T>(
+    limit: Duration,
+    round: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, round).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from the API server within {limit:?}")),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -125,21 +183,21 @@ async fn round(api: &Api<Lease>, cfg: &LeaderConfig) -> Result<bool, kube::Error
     }
 }
 
-/// Runs forever, keeping `acting_allowed` true only while this replica leads and has settled.
-/// `leader` (the metric) follows `acting_allowed`.
+/// Runs forever, letting `gate` allow acting only while this replica leads and has settled, and
+/// only until its last renewal could have expired. `leader` (the metric) follows the gate.
 pub async fn run(
     client: Client,
     cfg: LeaderConfig,
-    acting_allowed: Arc<AtomicBool>,
+    gate: Arc<ActingGate>,
     leader: prometheus_client::metrics::gauge::Gauge,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let renew_every = (cfg.lease_duration / 3).max(Duration::from_millis(500));
-    let mut leading_since: Option<tokio::time::Instant> = None;
-    let mut last_renewal: Option<tokio::time::Instant> = None;
+    let mut leading_since: Option<Instant> = None;
+    let mut last_renewal: Option<Instant> = None;
     loop {
-        let now = tokio::time::Instant::now();
-        match round(&api, &cfg).await {
+        let now = Instant::now();
+        match bounded(renew_every, round(&api, &cfg)).await {
             Ok(true) => {
                 if leading_since.is_none() {
                     info!(identity = %cfg.identity, settle = ?cfg.settle, "became leader; settling before acting");
@@ -154,14 +212,16 @@ pub async fn run(
             }
             Err(e) => warn!(error = %e, "leader election round failed"),
         }
-        // Act only while the last renewal is fresh enough that nobody else can have taken over.
-        let fresh = last_renewal.is_some_and(|t| t.elapsed() + renew_every < cfg.lease_duration);
+        // Act only while the last renewal is fresh enough that nobody else can have taken over;
+        // the gate itself stops at that moment, whatever this loop is doing then.
+        let fresh_until = last_renewal.map(|t| t + cfg.lease_duration.saturating_sub(renew_every));
+        let fresh = fresh_until.is_some_and(|t| Instant::now() < t);
         if !fresh {
             leading_since = None;
         }
         let settled = leading_since.is_some_and(|t| t.elapsed() >= cfg.settle);
         leader.set(i64::from(fresh && settled));
-        if acting_allowed.swap(fresh && settled, Ordering::Relaxed) != (fresh && settled) {
+        if gate.set(fresh && settled, fresh_until) {
             info!(
                 acting = fresh && settled,
                 "leadership changed what this replica may do"
@@ -174,6 +234,24 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15, case 3: a leader whose renewals stop answering stops acting by itself.
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_closes_when_the_renewal_deadline_passes_and_a_hung_round_fails() {
+        let gate = ActingGate::standby();
+        assert!(!gate.allowed());
+        assert!(gate.set(true, Some(Instant::now() + Duration::from_secs(10))));
+        assert!(gate.allowed());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(gate.allowed());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!gate.allowed(), "past the deadline with no renewal");
+        assert!(ActingGate::always().allowed());
+        // A round that never answers (a half-open connection) fails after the limit.
+        let hung = std::future::pending::<Result<bool, kube::Error>>();
+        let r = bounded(Duration::from_secs(5), hung).await;
+        assert!(r.unwrap_err().contains("no answer"));
+    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()

@@ -1,13 +1,13 @@
 //! nacos-reconciler: the command line. `run` the controller, print a one-shot `plan`, print the `crd`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nacos_reconciler::cluster::{ClusterViewConfig, WatchNamespaces};
 use nacos_reconciler::controller::{self, RunOptions};
-use nacos_reconciler::leader::{self, LeaderConfig};
+use nacos_reconciler::leader::{self, ActingGate, LeaderConfig};
 use nacos_reconciler::metrics::Metrics;
 use nacos_reconciler::server::{self, Health};
 use tracing_subscriber::EnvFilter;
@@ -147,7 +147,11 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
         },
         ..ClusterViewConfig::default()
     };
-    let acting_allowed = Arc::new(AtomicBool::new(!args.leader_elect));
+    let acting_allowed = Arc::new(if args.leader_elect {
+        ActingGate::standby()
+    } else {
+        ActingGate::always()
+    });
     if args.leader_elect {
         tokio::spawn(leader::run(
             client.clone(),

@@ -125,7 +125,14 @@ pub async fn execute(
                 Ok(()) => {
                     // Never closed, so a slot always comes.
                     let _slot = writing.acquire().await;
-                    match ip.map_or(Ok(()), |ip| check.cache(ip)) {
+                    // The leadership, checked again right before the write: a leader whose
+                    // Lease renewals stopped answering must not go on writing.
+                    let leading = if ctx.acting_allowed() {
+                        Ok(())
+                    } else {
+                        Err("no longer the settled leader with a fresh Lease".to_string())
+                    };
+                    match leading.and_then(|()| ip.map_or(Ok(()), |ip| check.cache(ip))) {
                         Err(why) => Result::NotConfirmed(why),
                         Ok(()) => apply(nacos, uid, action, instance, memory).await,
                     }

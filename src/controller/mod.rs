@@ -16,7 +16,7 @@ mod report;
 mod status_lane;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::cluster::{binding_triggers, ClusterView, ClusterViewConfig, PodScope, RetryBackoff};
 use crate::crd::NacosBinding;
+use crate::leader::ActingGate;
 use crate::metrics::Metrics;
 use crate::nacos::NacosClient;
 use crate::plan::Memory;
@@ -65,13 +66,14 @@ pub struct Context {
     pub bindings: Mutex<HashMap<String, Arc<Mutex<BindingState>>>>,
     /// What each binding governs, to find bindings that share services.
     pub claims: overlap::Claims,
-    /// False while this process is not the leader, or during the settle period after winning.
-    pub acting_allowed: Arc<AtomicBool>,
+    /// Closed while this process is not the leader, during the settle period after winning, and
+    /// once its last Lease renewal is too old.
+    pub acting_allowed: Arc<ActingGate>,
 }
 
 impl Context {
     pub fn acting_allowed(&self) -> bool {
-        self.acting_allowed.load(Ordering::Relaxed)
+        self.acting_allowed.allowed()
     }
 
     async fn binding_state(&self, uid: &str) -> Arc<Mutex<BindingState>> {
@@ -95,7 +97,7 @@ pub async fn run(
     opts: RunOptions,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    acting_allowed: Arc<AtomicBool>,
+    acting_allowed: Arc<ActingGate>,
 ) {
     let (view, changes) = ClusterView::start(client.clone(), &opts.cluster);
     {

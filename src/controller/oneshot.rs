@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicBool;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<St
         metrics: Arc::new(Metrics::new()),
         bindings: Mutex::new(Default::default()),
         claims: Default::default(),
-        acting_allowed: Arc::new(AtomicBool::new(true)),
+        acting_allowed: Arc::new(crate::leader::ActingGate::always()),
     };
     let mut state = BindingState::default();
     match evaluate(&ctx, &binding, &mut state).await {
