@@ -1,7 +1,6 @@
 //! nacos-reconciler: the command line. `run` the controller, print a one-shot `plan`, print the `crd`.
 
 use std::net::SocketAddr;
-
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};

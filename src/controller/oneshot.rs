@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
 use std::sync::Arc;
 use std::time::Duration;
 
