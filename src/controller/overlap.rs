@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use crate::crd::NacosBinding;
 use crate::model::ServiceKey;
+use crate::nacos::normalize_base_url;
 
 /// What one binding governs, as its last full listing found it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     /// `namespace/name` of the binding.
     pub binding: String,
-    /// The server addresses, normalised (scheme and host lower case, no trailing `/` or `/nacos`).
+    /// The server addresses, normalised as the Nacos client does (no trailing `/` or `/nacos`).
     servers: BTreeSet<String>,
     /// The Nacos namespace id (`public` for the public one).
     namespace: String,
@@ -34,7 +35,12 @@ impl Claim {
         };
         Self {
             binding,
-            servers: nacos.server_addr.iter().map(|a| normalise(a)).collect(),
+            // As the client will call them (an address the client rejects stands for itself).
+            servers: nacos
+                .server_addr
+                .iter()
+                .map(|a| normalize_base_url(a).unwrap_or_else(|_| a.clone()))
+                .collect(),
             namespace,
             services: services.iter().cloned().collect(),
         }
@@ -57,11 +63,6 @@ impl Claim {
             .map(|(service, _)| service.clone())
             .collect()
     }
-}
-
-fn normalise(addr: &str) -> String {
-    let a = addr.trim().trim_end_matches('/').to_ascii_lowercase();
-    a.strip_suffix("/nacos").unwrap_or(&a).to_string()
 }
 
 /// The claims of every binding this process serves, each forgotten when not renewed in time (a
@@ -167,6 +168,9 @@ mod tests {
         assert!(a.shared_with(&other_ns).is_empty());
         let other_server = claim("team/e", "http://nacos-2:8848", "", &[("orders", &[])]);
         assert!(a.shared_with(&other_server).is_empty());
+        // Written without a scheme, the same server as the client sees it.
+        let bare = claim("team/f", "nacos:8848", "", &[("orders", &[])]);
+        assert_eq!(names(a.shared_with(&bare)), ["orders"]);
     }
 
     #[test]
