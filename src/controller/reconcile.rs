@@ -318,6 +318,11 @@ pub async fn evaluate(
                 Ok(s) => s,
                 Err(e) => return Ok(Err(nacos_stop(&e))),
             };
+            // What this binding governs, renewed by every full pass (not copied on every focused
+            // one); a binding gone or stopped for three resyncs no longer counts.
+            let claim = super::overlap::Claim::new(b, key(b), &services);
+            ctx.claims
+                .set(&b.uid().unwrap_or_default(), claim, resync * 3);
             let listings = list(&nacos, &server, &services, &memory, &mut problems).await;
             state
                 .rechecks
@@ -551,11 +556,6 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     };
     let evaluated = started.elapsed();
     rep.server(&eval.server);
-    if let Some(kept) = &state.kept {
-        // Renewed by every pass; a binding gone (or stopped) for three resyncs no longer counts.
-        let claim = super::overlap::Claim::new(&b, key(&b), &kept.services);
-        ctx.claims.set(&uid, claim, resync * 3);
-    }
     rep.overlap(ctx.claims.overlap(&uid)).await;
     for p in eval.problems.iter().cloned() {
         rep.problem(p).await;

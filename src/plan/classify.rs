@@ -60,6 +60,9 @@ pub(crate) struct Evidence {
     /// Based on node state (Unreachable, or a pod not Ready on a node that is not Ready): frozen
     /// while the cluster looks partitioned.
     pub node_based: bool,
+    /// Foreign because the address is outside the scope, though this pod of the binding
+    /// (namespace/name) holds it: the scope misses the pod network.
+    pub pod_outside_scope: Option<String>,
 }
 
 impl Evidence {
@@ -72,6 +75,7 @@ impl Evidence {
             may_enable: false,
             track_stale: false,
             node_based: false,
+            pod_outside_scope: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Evidence {
             may_enable: true,
             track_stale: false,
             node_based: false,
+            pod_outside_scope: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl Evidence {
             may_enable: false,
             track_stale: true,
             node_based: false,
+            pod_outside_scope: None,
         }
     }
 }
@@ -186,19 +192,6 @@ impl<'a> ClusterIndex<'a> {
         }
     }
 
-    /// The pod of the binding (namespace/name) that holds `instance`'s address although the address
-    /// is outside the scope: the scope misses the pod network (e.g. the default scope where nodes
-    /// have no podCIDR), and the operator would never act on this app's instances.
-    pub fn pod_outside_scope(&self, instance: &Instance, policy: &Policy) -> Option<String> {
-        let ip = instance.key.ip;
-        if policy.scope.iter().any(|net| net.contains(&ip)) {
-            return None;
-        }
-        self.matching_pods(&ip)
-            .find(|p| !p.host_network && !is_finished(p))
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-    }
-
     /// The readiness of the node a pod runs on, when the node is known.
     fn node_of(&self, pod: &PodFacts) -> Option<&'a NodeFacts> {
         pod.node_name
@@ -217,10 +210,21 @@ impl<'a> ClusterIndex<'a> {
     ) -> Evidence {
         let ip = instance.key.ip;
         if !policy.scope.iter().any(|net| net.contains(&ip)) {
-            return Evidence::foreign(match self.pod_outside_scope(instance, policy) {
-                Some(pod) => format!("IP outside scope, though pod {pod} of this binding holds it"),
-                None => "IP outside scope".to_string(),
-            });
+            // A pod of the binding there means the scope misses the pod network (e.g. the default
+            // scope where nodes have no podCIDR): the operator would never act on this app.
+            let holder = self
+                .matching_pods(&ip)
+                .find(|p| !p.host_network && !is_finished(p))
+                .map(|p| format!("{}/{}", p.namespace, p.name));
+            let Some(pod) = holder else {
+                return Evidence::foreign("IP outside scope");
+            };
+            return Evidence {
+                pod_outside_scope: Some(pod.clone()),
+                ..Evidence::foreign(format!(
+                    "IP outside scope, though pod {pod} of this binding holds it"
+                ))
+            };
         }
         if !self.port_governed(&policy.port, &ip, instance.key.port) {
             return Evidence::foreign(match &policy.port {

@@ -410,9 +410,7 @@ fn plan_instance(
         reason: evidence.reason,
         enabled: instance.enabled,
         offline: disabled_by_us(instance, input.binding_uid),
-        pod_outside_scope: (evidence.verdict == Verdict::Foreign)
-            .then(|| index.pod_outside_scope(instance, input.policy))
-            .flatten(),
+        pod_outside_scope: evidence.pod_outside_scope,
     });
 }
 
