@@ -7,8 +7,8 @@
 //! (410 Gone on its watch). The first empty relist is not believed, the second is; then every
 //! instance looks stale, and the direct check before each removal finds the pod: nothing may be
 //! written. Two ways in, so both kinds of direct check run:
-//! - the fault strikes a running operator: its cache saw every pod go (tombstones), so each is
-//!   fetched by name (a GET the proxy passes through);
+//! - the fault strikes a running operator: its cache saw every pod go (tombstones); each of the
+//!   4 addresses is asked about by address (`status.podIP=...`, a list the proxy passes through);
 //! - the operator starts while the fault is on: its first list is empty and there is nothing to
 //!   compare it with, so no pod was seen going; 20 instances are then asked about by address, in one
 //!   paged list of the scope's unfinished pods (`status.phase!=...`, not the informer's list form).
@@ -186,10 +186,13 @@ async fn empty_relist(server: Server, n: usize, from_start: bool) {
         });
         (lists, 1)
     } else {
-        let gets = kube.count_since(fault, |e| {
-            e.what == PodRequest::Other && e.method == "GET" && e.path.contains("/pods/")
+        let by_address = kube.count_since(fault, |e| {
+            e.what == PodRequest::List
+                && e.params
+                    .get("fieldSelector")
+                    .is_some_and(|f| f.starts_with("status.podIP="))
         });
-        (gets, pods.len())
+        (by_address, pods.len())
     };
     assert!(
         checks >= expected,

@@ -211,6 +211,11 @@ impl ClusterView {
         self.shared.read(|s| s.pods_with_ip(ip))
     }
 
+    /// See [`ViewState::is_dual_stack`].
+    pub fn is_dual_stack(&self) -> bool {
+        self.shared.read(ViewState::is_dual_stack)
+    }
+
     pub fn node_with_ip(&self, ip: &IpAddr) -> Option<NodeFacts> {
         self.shared.read(|s| s.node_with_ip(ip))
     }

@@ -294,6 +294,22 @@ impl ViewState {
             .collect()
     }
 
+    /// Whether pods may have an address of a second family: a pod or a node of the cache has both.
+    /// The API server's `status.podIP` field selector matches a pod's first address only.
+    pub fn is_dual_stack(&self) -> bool {
+        fn both(mut ips: impl Iterator<Item = IpAddr>) -> bool {
+            let Some(first) = ips.next() else {
+                return false;
+            };
+            ips.any(|ip| ip.is_ipv6() != first.is_ipv6())
+        }
+        self.pods.values().any(|p| both(p.ips.iter().copied()))
+            || self
+                .nodes
+                .values()
+                .any(|n| both(n.pod_cidrs.iter().map(|c| c.addr())))
+    }
+
     pub fn pod_count(&self) -> usize {
         self.pods.len()
     }
@@ -591,6 +607,23 @@ mod tests {
         .unwrap();
         v.apply_slices(&slices_id(), Update::Relist(vec![s]));
         v
+    }
+
+    #[test]
+    fn dual_stack_is_seen_on_a_pod_or_a_node_with_addresses_of_both_families() {
+        let mut v = synced_view();
+        assert!(!v.is_dual_stack());
+        let dual = pod_info(&pod("shop", "d", &["10.244.1.9", "fd00::9"], &[])).unwrap();
+        v.apply_pods(&pods_id(None), Update::Apply(dual), t0());
+        assert!(v.is_dual_stack());
+        let mut v = synced_view();
+        let mut n = node_facts(&node("node-b", "192.168.1.11", "True")).unwrap();
+        n.pod_cidrs = vec![
+            "10.244.2.0/24".parse().unwrap(),
+            "fd00:2::/64".parse().unwrap(),
+        ];
+        v.apply_nodes(&nodes_id(), Update::Apply(n), t0());
+        assert!(v.is_dual_stack());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The second signal. Before an instance is taken offline because the watch cache has no live pod of
-//! the binding on its IP, the API server is asked directly (a GET of the pod the cache saw go, or a
-//! list by address); and right before the write the cache is asked once more, since a new pod may
+//! the binding on its IP, the API server is asked directly who holds the IP now (by address, not
+//! only about the pod the cache saw go: a new pod may have taken the address before the watch
+//! delivered it); and right before the write the cache is asked once more, since a new pod may
 //! have taken the IP while earlier writes of the pass went out.
 
 use std::collections::HashMap;
@@ -9,16 +10,15 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
-use super::Context;
-use crate::cluster::{PodInfo, PodScope, TombstoneInfo};
+use crate::cluster::{ClusterView, PodInfo, PodScope};
 use crate::model::PodPhase;
 
 /// From this many instances to confirm in one pass, one paged listing of the scope's pods answers
-/// for all of those asked by address: a listing filtered by `status.podIP` makes the API server scan
-/// every pod of the namespace, once per instance (after an operator restart, every orphan is asked so).
+/// for all of them: a listing filtered by `status.podIP` makes the API server scan every pod of the
+/// namespace, once per instance (after an operator restart, every orphan is asked so).
 const LIST_FROM: usize = 16;
 /// How long such a listing stands for the API server's word; older, it is listed again.
 const LISTING_TTL: Duration = Duration::from_secs(2);
@@ -28,67 +28,35 @@ const PAGE: u32 = 500;
 type Listing = (Instant, HashMap<IpAddr, String>);
 
 pub(super) struct PodCheck<'a> {
-    ctx: &'a Context,
+    client: Client,
+    view: &'a ClusterView,
     scope: Option<&'a PodScope>,
+    /// Set when the addresses are asked about through one listing instead of one by one.
     listing: Option<Mutex<Option<Listing>>>,
 }
 
 impl<'a> PodCheck<'a> {
     /// `ips`: the addresses this pass will ask about.
     pub fn new(
-        ctx: &'a Context,
+        client: Client,
+        view: &'a ClusterView,
         scope: Option<&'a PodScope>,
         ips: impl IntoIterator<Item = IpAddr>,
     ) -> Self {
-        let mut me = Self {
-            ctx,
+        // The `status.podIP` field selector sees a pod's first address only: where pods have
+        // addresses of two families, only the listing (all of `status.podIPs`) can answer.
+        let listed = ips.into_iter().count() >= LIST_FROM || view.is_dual_stack();
+        Self {
+            client,
+            view,
             scope,
-            listing: None,
-        };
-        // Only the addresses no pod was seen leaving are asked about by address.
-        let by_address = ips
-            .into_iter()
-            .filter(|ip| me.seen_leaving(*ip).is_empty())
-            .count();
-        me.listing = (by_address >= LIST_FROM).then(|| Mutex::new(None));
-        me
+            listing: listed.then(|| Mutex::new(None)),
+        }
     }
 
-    /// The pods of the scope the cache saw leave `ip` (none without a valid scope).
-    fn seen_leaving(&self, ip: IpAddr) -> Vec<TombstoneInfo> {
-        let Some(scope) = self.scope else {
-            return Vec::new();
-        };
-        self.ctx
-            .view
-            .tombstones_for_ip(&ip)
-            .into_iter()
-            .filter(|t| scope.matches(&t.namespace, &t.labels))
-            .collect()
-    }
-
-    /// `Err(why)` when the API server has a live pod of the scope on `ip`, or cannot say. The
-    /// pods the cache saw leave this address are fetched one by one (cheap at any cluster size);
-    /// when it saw none (the pod went while nobody watched), the API server is asked by address.
+    /// `Err(why)` when the API server has a live pod of the scope on `ip`, or cannot say.
     pub async fn api_server(&self, ip: IpAddr) -> Result<(), String> {
         let scope = self.scope()?;
-        let gone = self.seen_leaving(ip);
-        if !gone.is_empty() {
-            for t in gone {
-                let pod = Api::<Pod>::namespaced(self.ctx.client.clone(), &t.namespace)
-                    .get_opt(&t.name)
-                    .await
-                    .map_err(|e| format!("confirming with the API server failed: {e}"))?;
-                // A pod of that name may be back (a StatefulSet's), on this address or another.
-                if pod.is_some_and(|p| holds_ip(&p, scope) && pod_ips(&p).contains(&ip)) {
-                    return Err(format!(
-                        "the API server still has pod {}/{} on {ip}",
-                        t.namespace, t.name
-                    ));
-                }
-            }
-            return Ok(());
-        }
         let holder = match &self.listing {
             Some(listing) => {
                 let mut guard = listing.lock().await;
@@ -114,11 +82,10 @@ impl<'a> PodCheck<'a> {
     /// since the pass read it (then it can vouch for nothing).
     pub fn cache(&self, ip: IpAddr) -> Result<(), String> {
         let scope = self.scope()?;
-        if !self.ctx.view.is_synced() {
+        if !self.view.is_synced() {
             return Err("the watch caches lost their sync while the pass was writing".into());
         }
         match self
-            .ctx
             .view
             .pods_with_ip(&ip)
             .into_iter()
@@ -142,7 +109,7 @@ impl<'a> PodCheck<'a> {
     async fn find_live(&self, scope: &PodScope, ip: IpAddr) -> Result<Option<String>, String> {
         let params = ListParams::default().fields(&format!("status.podIP={ip}"));
         for ns in scope.namespaces() {
-            let listed = Api::<Pod>::namespaced(self.ctx.client.clone(), ns)
+            let listed = Api::<Pod>::namespaced(self.client.clone(), ns)
                 .list(&params)
                 .await
                 .map_err(|e| format!("confirming with the API server failed: {e}"))?;
@@ -159,7 +126,7 @@ impl<'a> PodCheck<'a> {
     async fn list_live(&self, scope: &PodScope) -> Result<HashMap<IpAddr, String>, String> {
         let mut by_ip = HashMap::new();
         for ns in scope.namespaces() {
-            let api = Api::<Pod>::namespaced(self.ctx.client.clone(), ns);
+            let api = Api::<Pod>::namespaced(self.client.clone(), ns);
             let mut params = ListParams::default()
                 .fields("status.phase!=Succeeded,status.phase!=Failed")
                 .limit(PAGE);
@@ -218,6 +185,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use serde_json::json;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn scope() -> PodScope {
         let selector = LabelSelector {
@@ -257,6 +225,160 @@ mod tests {
                 "fd00::1".parse().unwrap()
             ]
         );
+    }
+
+    /// Pods as the API server has them; the cache (the view) may not have seen them yet.
+    struct FakeApiServer {
+        pods: Vec<Pod>,
+        /// The field selector of every pod listing asked.
+        asked: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl FakeApiServer {
+        /// Answers pod listings of namespace `shop` as an API server does: the `status.podIP`
+        /// field selector matches a pod's first address only; other selectors list every pod.
+        fn list(&self, query: &str) -> serde_json::Value {
+            let selector = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "fieldSelector")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            self.asked.lock().unwrap().push(selector.clone());
+            let wanted = selector.strip_prefix("status.podIP=").map(str::to_string);
+            let items: Vec<&Pod> = self
+                .pods
+                .iter()
+                .filter(|p| {
+                    let primary = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                    wanted.is_none() || primary == wanted
+                })
+                .collect();
+            json!({"apiVersion": "v1", "kind": "PodList",
+                   "metadata": {"resourceVersion": "7"}, "items": items})
+        }
+
+        async fn start(self) -> (Client, Arc<FakeApiServer>) {
+            let me = Arc::new(self);
+            let served = me.clone();
+            let app = axum::Router::new().route(
+                "/api/v1/namespaces/shop/pods",
+                axum::routing::get(move |req: axum::extract::Request| {
+                    let served = served.clone();
+                    async move {
+                        let list = served.list(req.uri().query().unwrap_or_default());
+                        ([("content-type", "application/json")], list.to_string())
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let config = kube::Config::new(url.parse().unwrap());
+            (Client::try_from(config).unwrap(), me)
+        }
+    }
+
+    fn api_pod(name: &str, app: &str, ips: &[&str]) -> Pod {
+        let pod_ips: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
+            "status": {"phase": "Running", "podIP": ips[0], "podIPs": pod_ips}
+        }))
+        .unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A synced view that saw `gone` deleted and holds `live`.
+    fn view(gone: &[Pod], live: &[Pod]) -> ClusterView {
+        use crate::cluster::{StreamId, Update, ViewState, WatchedKind};
+        let id = StreamId::new(WatchedKind::Pod, None);
+        let mut state = ViewState::new(Default::default());
+        state.register(id.clone());
+        let info = |p: &Pod| crate::cluster::pod_info(p).unwrap();
+        let all = gone.iter().chain(live).map(info).collect();
+        state.apply_pods(&id, Update::Relist(all), chrono::Utc::now());
+        for p in gone {
+            state.apply_pods(&id, Update::Delete(info(p)), chrono::Utc::now());
+        }
+        ClusterView::from_state(state)
+    }
+
+    /// Issue 15, case 5: the cache saw orders-1 leave 10.0.0.1; orders-2 took the address and
+    /// registered before the watch delivered it. The pod that left is gone for good, but the API
+    /// server has a pod of the binding on the address now: no removal.
+    #[tokio::test]
+    async fn case_5_a_new_pod_on_the_address_the_watch_has_not_delivered_stops_the_removal() {
+        let old = api_pod("orders-1", "orders", &["10.0.0.1"]);
+        let (client, _) = FakeApiServer {
+            pods: vec![api_pod("orders-2", "orders", &["10.0.0.1"])],
+            asked: Default::default(),
+        }
+        .start()
+        .await;
+        let view = view(&[old], &[]);
+        assert_eq!(view.tombstones_for_ip(&ip("10.0.0.1")).len(), 1);
+        assert!(view.pods_with_ip(&ip("10.0.0.1")).is_empty());
+        let s = scope();
+        let check = PodCheck::new(client, &view, Some(&s), [ip("10.0.0.1")]);
+        let why = check.api_server(ip("10.0.0.1")).await.unwrap_err();
+        assert!(why.contains("shop/orders-2"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn an_address_no_pod_of_the_scope_holds_is_confirmed_free_one_by_one_or_in_one_listing() {
+        let (client, api) = FakeApiServer {
+            pods: vec![api_pod("billing-1", "billing", &["10.0.0.1"])],
+            asked: Default::default(),
+        }
+        .start()
+        .await;
+        let view = view(&[], &[]);
+        let s = scope();
+        let check = PodCheck::new(client.clone(), &view, Some(&s), [ip("10.0.0.1")]);
+        assert_eq!(check.api_server(ip("10.0.0.1")).await, Ok(()));
+        assert_eq!(
+            api.asked.lock().unwrap().as_slice(),
+            ["status.podIP=10.0.0.1"]
+        );
+        // Many addresses: one listing answers for all of them.
+        let many: Vec<IpAddr> = (1..=LIST_FROM as u8)
+            .map(|i| IpAddr::from([10, 0, 0, i]))
+            .collect();
+        let check = PodCheck::new(client, &view, Some(&s), many.clone());
+        for ip in many {
+            assert_eq!(check.api_server(ip).await, Ok(()));
+        }
+        let asked = api.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        assert!(asked[1].starts_with("status.phase!="), "{asked:?}");
+    }
+
+    /// Issue 15, case 10: on a dual-stack cluster the API server's `status.podIP` selector does
+    /// not find a pod by its second address; the check lists the scope's pods instead.
+    #[tokio::test]
+    async fn case_10_a_pod_holding_the_address_as_its_second_family_stops_the_removal() {
+        let dual = api_pod("orders-2", "orders", &["10.0.0.2", "fd00::2"]);
+        let (client, _) = FakeApiServer {
+            pods: vec![dual.clone()],
+            asked: Default::default(),
+        }
+        .start()
+        .await;
+        let s = scope();
+        // Where the cache shows no dual-stack pod, the field selector alone misses it.
+        let single = view(&[], &[api_pod("orders-9", "orders", &["10.0.0.9"])]);
+        let blind = PodCheck::new(client.clone(), &single, Some(&s), [ip("fd00::2")]);
+        assert_eq!(blind.api_server(ip("fd00::2")).await, Ok(()));
+        // A dual-stack pod in the cache (any pod, here one of another app): the listing finds it.
+        let dual_view = view(
+            &[],
+            &[api_pod("billing-1", "billing", &["10.0.0.3", "fd00::3"])],
+        );
+        let check = PodCheck::new(client, &dual_view, Some(&s), [ip("fd00::2")]);
+        let why = check.api_server(ip("fd00::2")).await.unwrap_err();
+        assert!(why.contains("shop/orders-2"), "{why}");
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub async fn execute(
         Confirm::NoLivePodWithIp(ip) => Some(ip),
         Confirm::None => None,
     });
-    let check = PodCheck::new(ctx, scope.as_ref(), to_confirm);
+    let check = PodCheck::new(ctx.client.clone(), &ctx.view, scope.as_ref(), to_confirm);
     let (check, memory, binding, writing) = (&check, &memory, &binding, &writing);
     let actions: Vec<_> = work
         .into_iter()
