@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-/// The metadata key that marks an instance as disabled by this operator; its value is the binding's UID.
+/// The metadata key that marks an instance as disabled by this operator; its value is the binding's
+/// UID, a space and the binding's `namespace/name` (markers of earlier versions hold the UID alone).
 pub const DISABLED_BY_KEY: &str = "nacos-reconciler.io/disabled-by";
 
 /// A Nacos service inside one Nacos namespace.
@@ -70,7 +71,40 @@ pub struct Instance {
 impl Instance {
     /// The binding UID recorded when this operator disabled the instance, if any.
     pub fn disabled_by(&self) -> Option<&str> {
-        self.metadata.get(DISABLED_BY_KEY).map(String::as_str)
+        self.marker().map(|(uid, _)| uid)
+    }
+
+    /// The marker's UID and, where it names one, the binding's `namespace/name`.
+    fn marker(&self) -> Option<(&str, Option<&str>)> {
+        let value = self.metadata.get(DISABLED_BY_KEY)?;
+        Some(match value.split_once(' ') {
+            Some((uid, binding)) => (uid, Some(binding)),
+            None => (value.as_str(), None),
+        })
+    }
+}
+
+/// A binding as the disabled-by markers name it, and which markers it takes as its own.
+#[derive(Debug, Clone, Copy)]
+pub struct MarkerOwner<'a> {
+    pub uid: &'a str,
+    /// `namespace/name`
+    pub binding: &'a str,
+}
+
+impl MarkerOwner<'_> {
+    /// The marker's value this binding writes.
+    pub fn marker(&self) -> String {
+        format!("{} {}", self.uid, self.binding)
+    }
+
+    /// Disabled under this binding's UID, or under its `namespace/name`: names are unique in a
+    /// cluster, so a marker of that name and another UID is its predecessor's, deleted and created
+    /// again (a GitOps replace, a restore), whose instances it takes over.
+    pub fn owns(&self, instance: &Instance) -> bool {
+        instance
+            .marker()
+            .is_some_and(|(uid, binding)| uid == self.uid || binding == Some(self.binding))
     }
 }
 

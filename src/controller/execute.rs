@@ -73,7 +73,7 @@ fn remember(memory: &SharedMemory<'_>, update: impl FnOnce(&mut Memory)) {
 pub async fn execute(
     ctx: &Context,
     b: &NacosBinding,
-    uid: &str,
+    marker: &str,
     nacos: &NacosClient,
     plan: &Plan,
     snapshots: &BTreeMap<ServiceKey, &ServiceSnapshot>,
@@ -134,7 +134,7 @@ pub async fn execute(
                     };
                     match leading.and_then(|()| ip.map_or(Ok(()), |ip| check.cache(ip))) {
                         Err(why) => Result::NotConfirmed(why),
-                        Ok(()) => apply(nacos, uid, action, instance, memory).await,
+                        Ok(()) => apply(nacos, marker, action, instance, memory).await,
                     }
                 }
             };
@@ -218,7 +218,7 @@ fn instance_address(key: &crate::model::InstanceKey) -> String {
 
 async fn apply(
     nacos: &NacosClient,
-    uid: &str,
+    marker: &str,
     action: &Action,
     instance: &Instance,
     memory: &SharedMemory<'_>,
@@ -237,7 +237,7 @@ async fn apply(
                     // Answered `ok`, still listed: a live gRPC owner (Nacos 2.x/3.x) or a 1.x
                     // client re-registering. Disabling is what takes it away from consumers.
                     remember(memory, |m| m.mark_ineffective(&instance.key));
-                    let disabled = disable(nacos, uid, &still).await.is_ok();
+                    let disabled = disable(nacos, marker, &still).await.is_ok();
                     if disabled {
                         remember(memory, |m| m.record_disabled(&instance.key));
                     }
@@ -246,7 +246,7 @@ async fn apply(
                 Err(e) => Result::Failed(format!("verifying the deregistration: {e}")),
             }
         }
-        ActionKind::Disable => match disable(nacos, uid, instance).await {
+        ActionKind::Disable => match disable(nacos, marker, instance).await {
             Ok(()) => {
                 remember(memory, |m| m.record_disabled(&instance.key));
                 Result::Done
@@ -275,11 +275,11 @@ async fn apply(
 /// `enabled=false` with our marker, verified by reading the instance back.
 async fn disable(
     nacos: &NacosClient,
-    uid: &str,
+    marker: &str,
     instance: &Instance,
 ) -> std::result::Result<(), String> {
     nacos
-        .disable(instance, uid)
+        .disable(instance, marker)
         .await
         .map_err(|e| e.to_string())?;
     match nacos

@@ -164,7 +164,7 @@ impl Kept {
     /// registry as it is (an instance we disabled must look disabled, or a pod taking its address
     /// again would not call for re-enabling it). A write that failed or was not confirmed changed
     /// nothing.
-    pub fn record_writes(&mut self, outcomes: &[Outcome], uid: &str) {
+    pub fn record_writes(&mut self, outcomes: &[Outcome], marker: &str) {
         for o in outcomes {
             let key = &o.action.instance;
             let Some(snap) = self
@@ -190,7 +190,7 @@ impl Kept {
                 i.enabled = !disabled;
                 if disabled {
                     i.metadata
-                        .insert(DISABLED_BY_KEY.to_string(), uid.to_string());
+                        .insert(DISABLED_BY_KEY.to_string(), marker.to_string());
                 } else {
                     i.metadata.remove(DISABLED_BY_KEY);
                 }

@@ -22,7 +22,7 @@ use super::Context;
 use crate::cluster::Changed;
 use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
 use crate::metrics::BindingLabels;
-use crate::model::ServiceKey;
+use crate::model::{MarkerOwner, ServiceKey};
 use crate::nacos::{NacosClient, NacosError, NamespaceCheck, ServerInfo};
 use crate::plan::{self, Memory, Plan, PlanInput, ServiceListing, UnreadyAction};
 
@@ -500,10 +500,13 @@ fn judge(
     let scope =
         inputs::scope(&b.spec, &facts.nodes, &facts.departed_nodes).map_err(|e| e.to_string())?;
     let policy = inputs::policy(&b.spec, scope).map_err(|e| e.to_string())?;
-    let uid = b.uid().unwrap_or_default();
+    let (uid, name) = (b.uid().unwrap_or_default(), key(b));
     let approval = approval_token(b);
     let plan = plan::plan(&PlanInput {
-        binding_uid: &uid,
+        owner: MarkerOwner {
+            uid: &uid,
+            binding: &name,
+        },
         policy: &policy,
         caches_synced: synced,
         acting_allowed: ctx.acting_allowed(),
@@ -579,10 +582,16 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         }
     }
     let budgeted = started.elapsed();
+    let binding = key(&b);
+    let marker = MarkerOwner {
+        uid: &uid,
+        binding: &binding,
+    }
+    .marker();
     let outcomes: Vec<Outcome> = execute(
         &ctx,
         &b,
-        &uid,
+        &marker,
         &eval.nacos,
         &eval.plan,
         &snapshots,
@@ -593,7 +602,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     follow_up(&ctx, &b, &mut state, &eval, &snapshots, &outcomes);
     state.memory = Some(memory.clone());
     if let Some(kept) = &mut state.kept {
-        kept.record_writes(&outcomes, &uid);
+        kept.record_writes(&outcomes, &marker);
     }
     rep.outcomes(&outcomes);
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::model::Instance;
+use crate::model::{Instance, MarkerOwner};
 
 use super::classify::{Evidence, Verdict};
 use super::memory::Memory;
@@ -38,15 +38,15 @@ pub(crate) struct Decision {
 /// Everything the decision reads besides the instance and its evidence.
 pub(crate) struct DecideCtx<'a> {
     pub policy: &'a Policy,
-    pub uid: &'a str,
+    pub owner: &'a MarkerOwner<'a>,
     pub memory: &'a Memory,
     pub frozen: bool,
     pub now: DateTime<Utc>,
 }
 
 /// Disabled by this binding: ours to re-enable, and needing nothing more while stale.
-pub(crate) fn disabled_by_us(instance: &Instance, uid: &str) -> bool {
-    !instance.enabled && instance.disabled_by() == Some(uid)
+pub(crate) fn disabled_by_us(instance: &Instance, owner: &MarkerOwner<'_>) -> bool {
+    !instance.enabled && owner.owns(instance)
 }
 
 /// The action an instance calls for, if any.
@@ -55,7 +55,7 @@ pub(crate) fn decide(
     evidence: &Evidence,
     ctx: &DecideCtx<'_>,
 ) -> Option<Decision> {
-    let ours = disabled_by_us(instance, ctx.uid);
+    let ours = disabled_by_us(instance, ctx.owner);
     if evidence.verdict == Verdict::Live {
         return (evidence.may_enable && ours).then_some(Decision {
             kind: ActionKind::Enable,

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Instance, InstanceKey, NodeDeparture, NodeFacts, NodeReadiness, PodFacts, PodTombstone,
-    ServiceKey, ServiceSnapshot,
+    Instance, InstanceKey, MarkerOwner, NodeDeparture, NodeFacts, NodeReadiness, PodFacts,
+    PodTombstone, ServiceKey, ServiceSnapshot,
 };
 
 pub use classify::{Confirm, Verdict};
@@ -74,8 +74,8 @@ impl ServiceListing {
 /// Everything one pass decides from.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
-    /// The binding's UID: the value of our disabled-by marker.
-    pub binding_uid: &'a str,
+    /// The binding as our disabled-by markers name it.
+    pub owner: MarkerOwner<'a>,
     pub policy: &'a Policy,
     /// Every watch cache has synced; until then absence proves nothing.
     pub caches_synced: bool,
@@ -395,7 +395,7 @@ fn plan_instance(
     }
     let ctx = DecideCtx {
         policy: input.policy,
-        uid: input.binding_uid,
+        owner: &input.owner,
         memory,
         frozen,
         now: input.now,
@@ -403,13 +403,13 @@ fn plan_instance(
     if let Some(decision) = decide(instance, &evidence, &ctx) {
         route(out, removals, instance, &evidence, decision, input.now);
     }
-    count(&mut out.counts, instance, &evidence, input.binding_uid);
+    count(&mut out.counts, instance, &evidence, &input.owner);
     out.instances.push(InstanceVerdict {
         instance: instance.key.clone(),
         verdict: evidence.verdict,
         reason: evidence.reason,
         enabled: instance.enabled,
-        offline: disabled_by_us(instance, input.binding_uid),
+        offline: disabled_by_us(instance, &input.owner),
         pod_outside_scope: evidence.pod_outside_scope,
     });
 }
@@ -460,14 +460,14 @@ fn route(
     }
 }
 
-fn count(counts: &mut Counts, instance: &Instance, evidence: &Evidence, uid: &str) {
+fn count(counts: &mut Counts, instance: &Instance, evidence: &Evidence, owner: &MarkerOwner<'_>) {
     counts.total += 1;
     match evidence.verdict {
         Verdict::Live => counts.live += 1,
         Verdict::Foreign => counts.foreign += 1,
         _ => counts.stale += 1,
     }
-    if disabled_by_us(instance, uid) {
+    if disabled_by_us(instance, owner) {
         counts.offline += 1;
     }
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::model::{PodPhase, DISABLED_BY_KEY};
+use crate::model::{MarkerOwner, PodPhase, DISABLED_BY_KEY};
 
 pub(super) const UID: &str = "binding-uid";
+/// The binding's `namespace/name`.
+pub(super) const BINDING: &str = "shop/orders";
 
 pub(super) fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0)
@@ -160,7 +162,10 @@ impl Fx {
 
     pub fn run(&self) -> Plan {
         plan(&PlanInput {
-            binding_uid: UID,
+            owner: MarkerOwner {
+                uid: UID,
+                binding: BINDING,
+            },
             policy: &self.policy,
             caches_synced: self.synced,
             acting_allowed: self.acting,
@@ -239,6 +244,56 @@ fn run_cases(cases: Vec<Case>) {
         let got = outcome(&fx.run());
         assert_eq!(got, case.want, "case {}", case.name);
     }
+}
+
+/// Issue 15, case 9: a binding deleted and created again under the same namespace/name (a GitOps
+/// replace, a restore) has a new UID; it takes over what its predecessor disabled, and nothing else.
+#[test]
+fn case_9_a_re_created_binding_re_enables_what_its_predecessor_disabled() {
+    let marked = |marker: &str| disabled(inst("10.1.0.7"), Some(marker));
+    for (name, instance, want) in [
+        (
+            "our name under another UID (our predecessor's): ours, re-enabled",
+            marked("old-uid shop/orders"),
+            Got::Act(ActionKind::Enable),
+        ),
+        (
+            "our UID, with our name",
+            marked(&format!("{UID} {BINDING}")),
+            Got::Act(ActionKind::Enable),
+        ),
+        (
+            "our UID alone (a marker of an earlier version)",
+            marked(UID),
+            Got::Act(ActionKind::Enable),
+        ),
+        (
+            "another binding's name: not ours",
+            marked("old-uid shop/billing"),
+            Got::Nothing,
+        ),
+        (
+            "a name in another namespace: not ours",
+            marked("old-uid staging/orders"),
+            Got::Nothing,
+        ),
+        (
+            "another UID alone (an earlier version's marker, no name to go by): not ours",
+            marked("old-uid"),
+            Got::Nothing,
+        ),
+    ] {
+        let mut fx = Fx::new(vec![instance]);
+        fx.pods = vec![pod("orders-1", "10.1.0.7")];
+        assert_eq!(outcome(&fx.run()), (Verdict::Live, want), "{name}");
+    }
+    // Stale, disabled by the predecessor: already offline, counted so, nothing more to do.
+    let mut fx = Fx::new(vec![marked("old-uid shop/orders")]);
+    fx.tombs = vec![tomb("orders-1", "10.1.0.7", -60)];
+    let plan = fx.run();
+    assert_eq!(outcome(&plan).1, Got::Nothing);
+    assert!(plan.services[0].instances[0].offline, "{plan:?}");
+    assert_eq!(plan.services[0].counts.offline, 1);
 }
 
 fn ready_nodes_plus(extra: NodeFacts) -> Vec<NodeFacts> {
