@@ -30,6 +30,17 @@ pub enum Update<T> {
     Error(String),
 }
 
+impl<T> Update<T> {
+    fn map(self, mut f: impl FnMut(T) -> T) -> Self {
+        match self {
+            Update::Apply(t) => Update::Apply(f(t)),
+            Update::Delete(t) => Update::Delete(f(t)),
+            Update::Relist(ts) => Update::Relist(ts.into_iter().map(f).collect()),
+            Update::Error(e) => Update::Error(e),
+        }
+    }
+}
+
 /// What applying an update produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -100,6 +111,9 @@ impl ViewState {
             ),
             Update::Relist(_) | Update::Error(_) => None,
         };
+        // Dated before it is stored: a deletion seen as it happened dates the tombstone too.
+        let live = !matches!(update, Update::Relist(_));
+        let update = update.map(|pod| self.dated_pod(pod, live, now));
         let (applied, removed) =
             apply_update(&mut self.pods, &mut self.sync, id, update, pod_change);
         let anything = applied
@@ -125,6 +139,8 @@ impl ViewState {
         update: Update<NodeFacts>,
         now: DateTime<Utc>,
     ) -> Applied {
+        let live = !matches!(update, Update::Relist(_));
+        let update = update.map(|node| self.dated_node(node, live, now));
         let before = match &update {
             Update::Apply(node) => self.nodes.get(&node.name).cloned(),
             _ => None,
@@ -177,6 +193,41 @@ impl ViewState {
             self.journal.touch_all();
         }
         applied
+    }
+
+    /// `pod` with its readiness and deletion dated as this operator saw them (see [`observed_since`]).
+    fn dated_pod(&self, mut pod: PodInfo, live: bool, now: DateTime<Utc>) -> PodInfo {
+        let before = self.pods.get(&pod.key()).filter(|old| old.uid == pod.uid);
+        pod.ready_since = observed_since(
+            before.map(|old| (old.ready == pod.ready, old.ready_since)),
+            pod.ready_since,
+            live,
+            now,
+        );
+        if pod.deletion_timestamp.is_some() {
+            pod.deletion_timestamp = observed_since(
+                before.map(|old| {
+                    let deleting = old.deletion_timestamp.is_some();
+                    (deleting, old.deletion_timestamp)
+                }),
+                pod.deletion_timestamp,
+                live,
+                now,
+            );
+        }
+        pod
+    }
+
+    /// `node` with its readiness dated as this operator saw it (see [`observed_since`]).
+    fn dated_node(&self, mut node: NodeFacts, live: bool, now: DateTime<Utc>) -> NodeFacts {
+        let before = self.nodes.get(&node.name);
+        node.readiness_since = observed_since(
+            before.map(|old| (old.readiness == node.readiness, old.readiness_since)),
+            node.readiness_since,
+            live,
+            now,
+        );
+        node
     }
 
     /// Drops departures past their time, and addresses a node holds again.
@@ -432,6 +483,25 @@ fn pod_change(previous: Option<&PodInfo>, pod: &PodInfo) -> Option<ClusterChange
 
 /// Applies one update to one index. `describe(previous, current)` names the change for an object that
 /// actually changed (for a deletion, `current` is the deleted object). Returns the removed objects.
+/// When a state began, as this operator dates it. The times the API server, the kubelets and the
+/// controller-manager write (a Ready transition, a deletionTimestamp) are on their clocks: one behind
+/// ours would shorten a grace period or `nodeUnreachableSeconds` second for second. A change a watch
+/// delivers as it happens is dated no earlier than its arrival here; a state unchanged keeps the date
+/// it was given; a state first seen in a listing (at start-up, after a watch gap) has only the
+/// reported time to go by. `before`: whether the state is the one held before, and its date then.
+fn observed_since(
+    before: Option<(bool, Option<DateTime<Utc>>)>,
+    reported: Option<DateTime<Utc>>,
+    live: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match before {
+        Some((true, kept)) => kept.max(reported),
+        Some((false, _)) if live => Some(reported.map_or(now, |r| r.max(now))),
+        _ => reported,
+    }
+}
+
 fn apply_update<T>(
     index: &mut IpIndex<T>,
     sync: &mut SyncTracker,
@@ -607,6 +677,61 @@ mod tests {
         .unwrap();
         v.apply_slices(&slices_id(), Update::Relist(vec![s]));
         v
+    }
+
+    /// Issue 15, case 11: clocks of the kubelets, the controller-manager or the API server behind
+    /// ours (here by 120 s) do not shorten `nodeUnreachableSeconds` or a grace period where the
+    /// operator saw the change happen; a state first seen in a listing keeps the reported time.
+    #[test]
+    fn case_11_a_change_seen_as_it_happens_is_dated_no_earlier_than_its_arrival() {
+        let mut v = synced_view();
+        let behind = |at: DateTime<Utc>| at - chrono::TimeDelta::seconds(120);
+        let at = utc(1_000);
+        // The node goes Unknown; the controller-manager's clock says two minutes ago.
+        let mut n = v.nodes()[0].clone();
+        n.readiness = NodeReadiness::Unknown;
+        n.readiness_since = Some(behind(at));
+        v.apply_nodes(&nodes_id(), Update::Apply(n.clone()), at);
+        assert_eq!(v.nodes()[0].readiness_since, Some(at));
+        // Later updates in the same state keep that date; a relist too.
+        v.apply_nodes(&nodes_id(), Update::Apply(n.clone()), utc(1_050));
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![n.clone()]), utc(1_060));
+        assert_eq!(v.nodes()[0].readiness_since, Some(at));
+        // A clock ahead of ours: the later, reported time stands.
+        let mut ahead = n.clone();
+        ahead.name = "node-z".into();
+        ahead.readiness = NodeReadiness::Ready;
+        v.apply_nodes(&nodes_id(), Update::Apply(ahead.clone()), at);
+        ahead.readiness = NodeReadiness::NotReady;
+        ahead.readiness_since = Some(utc(1_030));
+        v.apply_nodes(&nodes_id(), Update::Apply(ahead), utc(1_010));
+        let z = v.nodes().into_iter().find(|n| n.name == "node-z").unwrap();
+        assert_eq!(z.readiness_since, Some(utc(1_030)));
+        // First seen in a listing (a restarted operator): only the reported time to go by.
+        let mut fresh = synced_view();
+        fresh.apply_nodes(&nodes_id(), Update::Relist(vec![n]), at);
+        assert_eq!(fresh.nodes()[0].readiness_since, Some(behind(at)));
+
+        // A pod goes not Ready, then is deleted at once, both with the API server's clock behind.
+        let mut pod = p("shop", "orders-1", "10.244.1.7", "orders");
+        pod.ready = false;
+        pod.ready_since = Some(behind(at));
+        v.apply_pods(&pods_id(None), Update::Apply(pod.clone()), at);
+        assert_eq!(v.pods_with_ip(&ip("10.244.1.7"))[0].ready_since, Some(at));
+        pod.deletion_timestamp = Some(behind(utc(1_100)));
+        v.apply_pods(&pods_id(None), Update::Delete(pod.clone()), utc(1_100));
+        let tomb = &v.tombstones_for_ip(&ip("10.244.1.7"), utc(1_100))[0];
+        assert_eq!(tomb.deleted_at, utc(1_100));
+        // The same deletion found by a relist after a watch gap: the deletionTimestamp, when earlier,
+        // stands for it (the grace must not restart because the watch was late).
+        let mut gap = synced_view();
+        let mut terminating = p("shop", "orders-1", "10.244.1.7", "orders");
+        terminating.deletion_timestamp = Some(utc(900));
+        gap.apply_pods(&pods_id(None), Update::Relist(vec![terminating]), utc(900));
+        gap.apply_pods(&pods_id(None), Update::Relist(vec![]), utc(1_100));
+        gap.apply_pods(&pods_id(None), Update::Relist(vec![]), utc(1_101));
+        let tomb = &gap.tombstones_for_ip(&ip("10.244.1.7"), utc(1_101))[0];
+        assert_eq!(tomb.deleted_at, utc(900));
     }
 
     #[test]
@@ -831,13 +956,15 @@ mod tests {
     fn deleted_pod_becomes_a_tombstone() {
         let mut v = synced_view();
         let mut gone = p("shop", "orders-1", "10.244.1.7", "orders");
-        gone.deletion_timestamp = Some(utc(90));
-        let applied = v.apply_pods(&pods_id(None), Update::Delete(gone), utc(100));
+        // Seen terminating (its deletionTimestamp 10 s ahead: the termination grace), then gone.
+        gone.deletion_timestamp = Some(utc(100));
+        v.apply_pods(&pods_id(None), Update::Apply(gone.clone()), utc(90));
+        let applied = v.apply_pods(&pods_id(None), Update::Delete(gone), utc(95));
         assert_eq!(applied.changes.len(), 1);
         assert!(v.pods_with_ip(&ip("10.244.1.7")).is_empty());
         let tombs = v.tombstones_for_ip(&ip("10.244.1.7"), utc(100));
         assert_eq!(tombs.len(), 1);
-        assert_eq!(tombs[0].deleted_at, utc(90));
+        assert_eq!(tombs[0].deleted_at, utc(95));
         // A delete for an unknown pod changes nothing and records nothing.
         let applied = v.apply_pods(
             &pods_id(None),
