@@ -1,7 +1,9 @@
 //! End-to-end: two replicas with leader election. Exactly one writes to Nacos; when it dies, the
-//! other takes over within the lease duration, and no instance is acted on twice.
+//! other takes over within the lease duration, and no instance is acted on twice; a leader cut off
+//! from the API server (a half-open connection) stops acting before its standby takes over.
 
 mod common;
+mod faults;
 
 /// The testbed's own KWOK node the pods run on. Other tests create nodes of their own (OwnKwokNode)
 /// and stop or delete them; a pod the scheduler put there would go Pending, be evicted and come back
@@ -11,12 +13,30 @@ const SHARED_NODE: &str = "kwok-node-0";
 use std::time::{Duration, Instant};
 
 use common::*;
+use faults::kube_proxy::KubeFaultProxy;
+use faults::FaultProxy;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 use serde_json::json;
 
 const LEASE_SECONDS: u64 = 6;
+
+/// `run` flags of a replica in `ns` with a short lease.
+fn leader_flags(ns: &str) -> Vec<String> {
+    [
+        "--leader-elect",
+        "--lease-namespace",
+        ns,
+        "--lease-duration-seconds",
+        &LEASE_SECONDS.to_string(),
+        "--settle-seconds",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
 
 async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
     let lease = Api::<Lease>::namespaced(client.clone(), ns)
@@ -56,16 +76,8 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
         .build()
         .await;
     let (client, ns) = (&scene.client, scene.ns.as_str());
-    let lease_secs = LEASE_SECONDS.to_string();
-    let flags = [
-        "--leader-elect",
-        "--lease-namespace",
-        ns,
-        "--lease-duration-seconds",
-        &lease_secs,
-        "--settle-seconds",
-        "2",
-    ];
+    let flags = leader_flags(ns);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let first = Operator::start_with(ns, "replica-a", &flags);
     wait_for("replica-a to lead", Duration::from_secs(30), || async {
         (holder(client, ns).await.as_deref() == Some("replica-a")).then_some(())
@@ -164,3 +176,114 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
     }
 }
 per_server!(only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration: nacos_2_5_1, rnacos);
+
+/// Issue 15, case 3. The leader's connection to the API server goes half-open: nothing it asks is
+/// answered and its watches go silent but stay open, so its caches still count as synced, while
+/// Nacos stays reachable. Its cache keeps a node NotReady that is Ready again meanwhile; with
+/// nothing else to stop it, it would disable the node's instance, live again, once the node's
+/// `nodeUnreachableSeconds` passed. It must stop acting once its last Lease renewal is older than
+/// the lease duration (before its standby takes over), so no write ever reaches that instance.
+async fn a_leader_cut_off_from_the_api_server_stops_acting_before_the_standby_takes_over(
+    server: Server,
+) {
+    let threshold = 25u64;
+    let proxy = FaultProxy::start(&server.addr()).await;
+    let scene = Scene::on(server, "fence")
+        .bare_pods(0)
+        .registered(By::Nothing)
+        .policy(
+            json!({"onNodeUnreachable": "Disable", "nodeUnreachableSeconds": threshold,
+                       "gracePeriodSeconds": 2, "maxRemovals": "100%"}),
+        )
+        .spec(json!({"resyncSeconds": 5}))
+        .through(&proxy.addr)
+        .build()
+        .await;
+    let (client, ns, svc) = (&scene.client, scene.ns.as_str(), &scene.svc);
+    let node_name = unique("fence-node");
+    let node_ip = match server {
+        Server::Nacos2 => "10.245.80.1",
+        _ => "10.245.80.2",
+    };
+    // Deleted when the test ends, also when it fails (see OwnKwokNode's Drop).
+    let mut node = OwnKwokNode::start(client, &node_name, node_ip).await;
+    let nodes = Api::<Node>::all(client.clone());
+    server
+        .register_persistent(&Registration::new(svc, node_ip, 9100))
+        .await;
+
+    let kube = KubeFaultProxy::start(&testbed_env("KUBECONFIG")).await;
+    let dir = std::env::temp_dir();
+    let flags = leader_flags(ns);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let _a = Operator::start_with_kubeconfig(
+        ns,
+        "fenced-a",
+        kube.kubeconfig(&dir).to_str().unwrap(),
+        &flags,
+    );
+    wait_for("fenced-a to lead", Duration::from_secs(30), || async {
+        (holder(client, ns).await.as_deref() == Some("fenced-a")).then_some(())
+    })
+    .await;
+    let _b = Operator::start_with(ns, "fenced-b", &flags);
+    scene.wait_ready_live(1).await;
+
+    // The node drops off; the leader sees it and waits for the threshold.
+    wait_safe_to_stop_a_node(&nodes).await;
+    node.stop();
+    let (_, down_since) = wait_for(
+        "the node to turn NotReady/Unknown",
+        Duration::from_secs(60),
+        || async {
+            node_ready_since(&nodes, &node_name)
+                .await
+                .filter(|(s, _)| s != "True")
+        },
+    )
+    .await;
+    // Its watch delivers that within milliseconds (nothing in status shows a node before its
+    // threshold: the instance is Live until then). The test fails without the fence (tried once).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Its API connection hangs; the node comes back, which only the standby can see.
+    kube.freeze(true);
+    let frozen = Instant::now();
+    node.resume();
+    wait_for(
+        "the node to be Ready again",
+        Duration::from_secs(60),
+        || async {
+            node_ready_since(&nodes, &node_name)
+                .await
+                .filter(|(s, _)| s == "True")
+        },
+    )
+    .await;
+    wait_for(
+        "fenced-b to lead",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        || async { (holder(client, ns).await.as_deref() == Some("fenced-b")).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "{server}: fenced-b leads {:?} after the freeze",
+        frozen.elapsed()
+    );
+
+    // Past the moment the frozen cache calls the node unreachable, and some more.
+    let due = down_since + chrono::Duration::seconds(threshold as i64 + 10);
+    while chrono::Utc::now() < due {
+        proxy.assert_untouched(&[node_ip.to_string()]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    proxy.assert_untouched(&[node_ip.to_string()]);
+    let held = server
+        .held(svc, node_ip, 9100)
+        .await
+        .expect("the node's instance is kept");
+    assert!(held.enabled && held.disabled_by().is_none(), "{held:?}");
+    kube.freeze(false);
+    node.delete(client).await;
+}
+per_server!(a_leader_cut_off_from_the_api_server_stops_acting_before_the_standby_takes_over: nacos_2_5_1, rnacos);

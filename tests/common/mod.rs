@@ -3,12 +3,15 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod java;
+pub mod nodes;
 pub mod private;
 pub mod scene;
 pub mod servers;
 
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use java::{JavaApp, Provider, Sdk};
+#[allow(unused_imports)]
+pub use nodes::{node_ready_since, not_ready_nodes, wait_safe_to_stop_a_node, DeleteNodeOnDrop};
 #[allow(unused_imports)]
 pub use private::{PrivateAlibabaNacos, PrivateNacos, PrivateServer};
 #[allow(unused_imports)]

@@ -10,6 +10,9 @@
 //! watches and answers the next pod watch with a 410 Gone ERROR event, as an API server does when a
 //! watch's resourceVersion is too old, so the informer lists again.
 //!
+//! [`KubeFaultProxy::freeze`] models a half-open connection: while frozen, no request is answered
+//! and open responses (watches) deliver nothing more, though they stay open.
+//!
 //! Everything else, watches included, is streamed through as it comes.
 
 use std::collections::BTreeMap;
@@ -65,6 +68,8 @@ struct Inner {
     expire_next_watch: AtomicBool,
     /// Bumped to end the pod watches open at the time.
     cut: watch::Sender<u64>,
+    /// Nothing is answered or delivered while set.
+    frozen: watch::Sender<bool>,
     log: Mutex<Vec<KubeEntry>>,
 }
 
@@ -104,6 +109,7 @@ impl KubeFaultProxy {
             empty_lists: AtomicBool::new(false),
             expire_next_watch: AtomicBool::new(false),
             cut: watch::Sender::new(0),
+            frozen: watch::Sender::new(false),
             log: Mutex::new(Vec::new()),
         });
         let addr = super::serve_local(
@@ -149,6 +155,12 @@ impl KubeFaultProxy {
     pub fn force_relist(&self) {
         self.inner.expire_next_watch.store(true, Ordering::SeqCst);
         self.inner.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Whether the connection hangs from now on: requests (of any kind) wait unanswered and open
+    /// watches deliver nothing, until thawed.
+    pub fn freeze(&self, on: bool) {
+        self.inner.frozen.send_replace(on);
     }
 
     /// Every pod request so far.
@@ -203,7 +215,14 @@ fn emptied(body: &[u8]) -> Option<(Vec<u8>, usize)> {
     Some((serde_json::to_vec(&list).ok()?, had))
 }
 
+/// Resolves once the proxy is not frozen.
+async fn thawed(p: &Inner) {
+    let mut frozen = p.frozen.subscribe();
+    let _ = frozen.wait_for(|f| !*f).await;
+}
+
 async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
+    thawed(&p).await;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -285,7 +304,14 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
         _ => PodRequest::Other,
     };
     record(what, status);
-    let stream = upstream.bytes_stream();
+    let gate = p.clone();
+    let stream = upstream.bytes_stream().then(move |chunk| {
+        let gate = gate.clone();
+        async move {
+            thawed(&gate).await;
+            chunk
+        }
+    });
     let body = if watching {
         let mut cut = cut;
         let ended = async move {
