@@ -14,7 +14,7 @@ use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::metrics::BindingLabels;
 use crate::model::{Instance, ServiceKey, ServiceSnapshot};
-use crate::nacos::NacosClient;
+use crate::nacos::{NacosClient, Registry};
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 
 /// What became of one planned action.
@@ -217,7 +217,7 @@ fn instance_address(key: &crate::model::InstanceKey) -> String {
 }
 
 async fn apply(
-    nacos: &NacosClient,
+    nacos: &impl Registry,
     marker: &str,
     action: &Action,
     instance: &Instance,
@@ -274,7 +274,7 @@ async fn apply(
 
 /// `enabled=false` with our marker, verified by reading the instance back.
 async fn disable(
-    nacos: &NacosClient,
+    nacos: &impl Registry,
     marker: &str,
     instance: &Instance,
 ) -> std::result::Result<(), String> {
@@ -291,5 +291,251 @@ async fn disable(
         // Gone by itself in the meantime: offline all the same.
         Ok(None) => Ok(()),
         Err(e) => Err(format!("verifying the disable: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InstanceKey, DISABLED_BY_KEY};
+    use crate::nacos::fake::{Behaviour, FakeRegistry};
+    use crate::plan::Verdict;
+
+    const MARKER: &str = "uid-1 shop/orders";
+
+    fn instance(enabled: bool) -> Instance {
+        let mut metadata = BTreeMap::from([("app".to_string(), "orders".to_string())]);
+        if !enabled {
+            metadata.insert(DISABLED_BY_KEY.into(), MARKER.into());
+        }
+        Instance {
+            key: InstanceKey {
+                service: ServiceKey::new("DEFAULT_GROUP", "orders"),
+                cluster: "DEFAULT".into(),
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 8080,
+            },
+            listed_ip: "10.0.0.1".into(),
+            ephemeral: true,
+            enabled,
+            healthy: true,
+            weight: 1.0,
+            metadata,
+        }
+    }
+
+    fn action(kind: ActionKind) -> Action {
+        Action {
+            kind,
+            instance: instance(true).key,
+            ephemeral: true,
+            verdict: Verdict::Orphan,
+            reason: "pod shop/orders-1 deleted 3s ago".into(),
+            evidence_at: Utc::now(),
+            confirm: Confirm::None,
+            replaces_deregister: false,
+        }
+    }
+
+    /// Runs `apply` of a `kind` on the instance held by a registry behaving so; the memory as
+    /// the planner leaves it for that action (a Deregister is recorded when planned).
+    async fn run(kind: ActionKind, behaviour: Behaviour, held: Option<Instance>) -> Run {
+        let target = held.clone().unwrap_or_else(|| instance(true));
+        let nacos = FakeRegistry::with(behaviour, held);
+        let mut memory = Memory::default();
+        if kind == ActionKind::Deregister {
+            memory.record_deregistration(&target.key, Utc::now());
+        }
+        let result = {
+            let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
+            apply(&nacos, MARKER, &action(kind), &target, &shared).await
+        };
+        Run {
+            result,
+            after: nacos.get(&target.key),
+            writes: nacos.writes(),
+            memory,
+        }
+    }
+
+    struct Run {
+        result: Result,
+        after: Option<Instance>,
+        writes: Vec<String>,
+        memory: Memory,
+    }
+
+    fn key() -> InstanceKey {
+        instance(true).key
+    }
+
+    #[tokio::test]
+    async fn a_deregistration_that_took_is_done_and_stays_remembered_for_a_re_registration() {
+        let r = run(
+            ActionKind::Deregister,
+            Behaviour::default(),
+            Some(instance(true)),
+        )
+        .await;
+        assert_eq!(r.result, Result::Done);
+        assert_eq!(r.writes, ["deregister 10.0.0.1:8080"]);
+        assert_eq!(r.after, None);
+        // A 1.x client that registers it again seconds later is caught by the next pass: the
+        // deregistration is still on record, so its re-appearance turns into a Disable.
+        let window = chrono::TimeDelta::seconds(300);
+        assert!(r.memory.deregister_ineffective(&key(), Utc::now(), window));
+        assert!(!r.memory.ineffective.contains(&key()));
+    }
+
+    /// The gRPC owner's case (Nacos 2.x/3.x), or a client that registered it again before the
+    /// read-back: the DELETE is answered `ok` and the instance is still listed.
+    #[tokio::test]
+    async fn a_delete_answered_ok_that_did_nothing_falls_back_to_disabling() {
+        let ignored = Behaviour {
+            deletes_ignored: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, ignored, Some(instance(true))).await;
+        assert_eq!(r.result, Result::Ineffective { disabled: true });
+        assert_eq!(
+            r.writes,
+            [
+                "deregister 10.0.0.1:8080",
+                &format!("disable 10.0.0.1:8080 by {MARKER}")
+            ]
+        );
+        let after = r.after.expect("still listed");
+        assert!(!after.enabled);
+        assert_eq!(after.disabled_by(), Some("uid-1"));
+        assert!(r.memory.ineffective.contains(&key()));
+        assert!(r.memory.disabled.contains(&key()));
+    }
+
+    #[tokio::test]
+    async fn a_fallback_that_fails_is_reported_as_not_disabled() {
+        let refused = Behaviour {
+            deletes_ignored: true,
+            disables_refused: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, refused, Some(instance(true))).await;
+        assert_eq!(r.result, Result::Ineffective { disabled: false });
+        assert!(r.after.expect("still listed").enabled);
+        // Next time it is a Disable straight away.
+        assert!(r.memory.ineffective.contains(&key()));
+        assert!(!r.memory.disabled.contains(&key()));
+    }
+
+    /// A timeout after the DELETE was sent: nothing is assumed (no fallback), and the
+    /// deregistration is forgotten, so its instance listed next time is no re-appearance.
+    #[tokio::test]
+    async fn a_delete_whose_answer_is_lost_assumes_nothing() {
+        let lost = Behaviour {
+            answers_lost: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, lost, Some(instance(true))).await;
+        assert!(
+            matches!(&r.result, Result::Failed(why) if why.contains("timed out")),
+            "{:?}",
+            r.result
+        );
+        assert_eq!(r.writes, ["deregister 10.0.0.1:8080"]);
+        assert!(!r.memory.deregistered.contains_key(&key()));
+        assert!(!r.memory.ineffective.contains(&key()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_back_assumes_nothing() {
+        let blind = Behaviour {
+            reads_fail: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, blind, Some(instance(true))).await;
+        assert!(
+            matches!(&r.result, Result::Failed(why) if why.starts_with("verifying the deregistration")),
+            "{:?}",
+            r.result
+        );
+        assert!(!r.memory.ineffective.contains(&key()));
+        assert!(!r.memory.disabled.contains(&key()));
+        // A Disable whose read-back fails is not counted as done either.
+        let r = run(ActionKind::Disable, blind, Some(instance(true))).await;
+        assert!(
+            matches!(&r.result, Result::Failed(why) if why.starts_with("verifying the disable")),
+            "{:?}",
+            r.result
+        );
+        assert!(!r.memory.disabled.contains(&key()));
+    }
+
+    #[tokio::test]
+    async fn a_disable_is_marked_verified_and_remembered() {
+        let r = run(
+            ActionKind::Disable,
+            Behaviour::default(),
+            Some(instance(true)),
+        )
+        .await;
+        assert_eq!(r.result, Result::Done);
+        assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
+        let after = r.after.expect("still listed");
+        assert!(!after.enabled && after.disabled_by() == Some("uid-1"));
+        assert_eq!(
+            after.metadata.get("app").map(String::as_str),
+            Some("orders")
+        );
+        assert!(r.memory.disabled.contains(&key()));
+    }
+
+    #[tokio::test]
+    async fn a_write_to_an_instance_gone_before_it_fails_and_records_nothing() {
+        let r = run(ActionKind::Disable, Behaviour::default(), None).await;
+        assert!(
+            matches!(&r.result, Result::Failed(why) if why.contains("not found")),
+            "{:?}",
+            r.result
+        );
+        assert!(r.memory.disabled.is_empty());
+        let r = run(ActionKind::Enable, Behaviour::default(), None).await;
+        assert!(matches!(&r.result, Result::Failed(_)), "{:?}", r.result);
+    }
+
+    #[tokio::test]
+    async fn an_enable_is_verified_and_forgets_the_instance_was_ours() {
+        let r = run(
+            ActionKind::Enable,
+            Behaviour::default(),
+            Some(instance(false)),
+        )
+        .await;
+        assert_eq!(r.result, Result::Done);
+        let after = r.after.expect("listed");
+        assert!(after.enabled && after.disabled_by().is_none());
+        assert!(!r.memory.disabled.contains(&key()));
+        // Answered `ok` and still disabled: a failure, nothing forgotten.
+        let ignored = Behaviour {
+            enables_ignored: true,
+            ..Behaviour::default()
+        };
+        let nacos = FakeRegistry::with(ignored, [instance(false)]);
+        let mut memory = Memory::default();
+        memory.record_disabled(&key());
+        let result = {
+            let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
+            apply(
+                &nacos,
+                MARKER,
+                &action(ActionKind::Enable),
+                &instance(false),
+                &shared,
+            )
+            .await
+        };
+        assert_eq!(
+            result,
+            Result::Failed("the instance is not enabled after the write".into())
+        );
+        assert!(memory.disabled.contains(&key()));
     }
 }

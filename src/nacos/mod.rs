@@ -22,6 +22,8 @@ pub mod auth;
 mod config;
 mod detect;
 mod error;
+#[cfg(test)]
+pub mod fake;
 mod rnacos;
 mod transport;
 mod v1;
