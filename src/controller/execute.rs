@@ -154,11 +154,7 @@ pub async fn execute(
 
 /// Counts, times and logs one action's result.
 fn record(ctx: &Context, binding: &str, action: &Action, result: Result) -> Outcome {
-    let label = match action.kind {
-        ActionKind::Deregister => "deregister",
-        ActionKind::Disable => "disable",
-        ActionKind::Enable => "enable",
-    };
+    let label = action.kind.verb();
     let result_label = match &result {
         Result::Done => "success",
         Result::Ineffective { .. } => "ineffective",

@@ -16,7 +16,7 @@ use crate::cluster::{ClusterView, ClusterViewConfig};
 use crate::crd::NacosBinding;
 use crate::metrics::Metrics;
 use crate::model::InstanceKey;
-use crate::plan::{Action, ActionKind, Plan};
+use crate::plan::{Action, Plan};
 
 /// Evaluates `namespace/name` once against the cluster and Nacos and renders the table.
 pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<String, String> {
@@ -63,14 +63,6 @@ fn describe(p: &Problem) -> String {
     }
 }
 
-fn verb(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::Deregister => "deregister",
-        ActionKind::Disable => "disable",
-        ActionKind::Enable => "enable",
-    }
-}
-
 /// What the plan would do with each instance, in words.
 fn actions_by_instance(
     plan: &Plan,
@@ -82,17 +74,17 @@ fn actions_by_instance(
     };
     for sp in &plan.services {
         for a in &sp.actions {
-            put(a, format!("{} now", verb(a.kind)));
+            put(a, format!("{} now", a.kind.verb()));
         }
         for a in &sp.would_act {
-            put(a, format!("{} (dry run)", verb(a.kind)));
+            put(a, format!("{} (dry run)", a.kind.verb()));
         }
         for a in &sp.held {
-            put(a, format!("{} held by budget", verb(a.kind)));
+            put(a, format!("{} held by budget", a.kind.verb()));
         }
         for w in &sp.waiting {
             let secs = (w.due_at - now).num_seconds().max(0);
-            put(&w.action, format!("{} in {secs}s", verb(w.action.kind)));
+            put(&w.action, format!("{} in {secs}s", w.action.kind.verb()));
         }
     }
     out

@@ -551,11 +551,7 @@ impl<'a> Report<'a> {
                 ),
             ),
             Applied::Done => {
-                let (reason, verb) = match a.kind {
-                    ActionKind::Deregister => ("Deregistered", "deregistered"),
-                    ActionKind::Disable => ("Disabled", "disabled"),
-                    ActionKind::Enable => ("Enabled", "enabled"),
-                };
+                let (reason, verb) = (a.kind.done_reason(), a.kind.done());
                 (
                     EventType::Normal,
                     reason,
@@ -586,7 +582,7 @@ impl<'a> Report<'a> {
             Applied::Failed(why) => (
                 EventType::Warning,
                 "ActionFailed",
-                format!("{target}: {} failed: {why}", verb_of(a.kind)),
+                format!("{target}: {} failed: {why}", a.kind.noun()),
             ),
         };
         if o.took_offline() {
@@ -646,11 +642,7 @@ impl<'a> Report<'a> {
             for a in &sp.would_act {
                 pending.push(pending_of(a, PendingState::DryRun, None));
                 let target = describe(&a.instance);
-                let (reason, verb) = match a.kind {
-                    ActionKind::Deregister => ("WouldDeregister", "would be deregistered"),
-                    ActionKind::Disable => ("WouldDisable", "would be disabled"),
-                    ActionKind::Enable => ("WouldEnable", "would be enabled"),
-                };
+                let (reason, verb) = (a.kind.would_reason(), format!("would be {}", a.kind.done()));
                 self.event_about(
                     EventType::Normal,
                     reason,
@@ -896,14 +888,6 @@ fn cond(
 
 fn describe(k: &InstanceKey) -> String {
     k.to_string()
-}
-
-fn verb_of(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::Deregister => "deregistration",
-        ActionKind::Disable => "disabling",
-        ActionKind::Enable => "enabling",
-    }
 }
 
 fn pending_of(a: &Action, state: PendingState, due: Option<DateTime<Utc>>) -> PendingAction {

@@ -23,6 +23,53 @@ impl ActionKind {
     pub fn is_removal(self) -> bool {
         !matches!(self, ActionKind::Enable)
     }
+
+    /// The words for it, one table: (verb as metrics and the plan table name it, past participle,
+    /// noun, Event reason when done, Event reason in a dry run).
+    fn words(self) -> [&'static str; 5] {
+        match self {
+            ActionKind::Deregister => [
+                "deregister",
+                "deregistered",
+                "deregistration",
+                "Deregistered",
+                "WouldDeregister",
+            ],
+            ActionKind::Disable => [
+                "disable",
+                "disabled",
+                "disabling",
+                "Disabled",
+                "WouldDisable",
+            ],
+            ActionKind::Enable => ["enable", "enabled", "enabling", "Enabled", "WouldEnable"],
+        }
+    }
+
+    /// `deregister`, `disable`, `enable`: the metrics label and the plan table's verb.
+    pub fn verb(self) -> &'static str {
+        self.words()[0]
+    }
+
+    /// `deregistered`, `disabled`, `enabled`.
+    pub fn done(self) -> &'static str {
+        self.words()[1]
+    }
+
+    /// `deregistration`, `disabling`, `enabling`.
+    pub fn noun(self) -> &'static str {
+        self.words()[2]
+    }
+
+    /// The reason of the Event that says it was done: `Deregistered`, `Disabled`, `Enabled`.
+    pub fn done_reason(self) -> &'static str {
+        self.words()[3]
+    }
+
+    /// The reason of the Event a dry run emits instead: `WouldDeregister`, ...
+    pub fn would_reason(self) -> &'static str {
+        self.words()[4]
+    }
 }
 
 /// What an instance needs, before budget and blocking are applied.
