@@ -9,6 +9,7 @@ use kube::ResourceExt;
 use tracing::{info, warn};
 
 use super::confirm::PodCheck;
+use super::outcome::{key, Outcome, Written};
 use super::Context;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
@@ -16,36 +17,6 @@ use crate::metrics::BindingLabels;
 use crate::model::{Instance, ServiceKey, ServiceSnapshot};
 use crate::nacos::{NacosClient, Registry};
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
-
-/// What became of one planned action.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Result {
-    /// Written and seen to take.
-    Done,
-    /// A DELETE Nacos answered but did not apply; `disabled` says whether the fallback took.
-    Ineffective { disabled: bool },
-    /// The second signal contradicted the cache: nothing was written.
-    NotConfirmed(String),
-    /// The write or its verification failed: nothing is assumed.
-    Failed(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub action: Action,
-    pub result: Result,
-}
-
-impl Outcome {
-    /// Taken offline, by the planned action or by the fallback.
-    pub fn took_offline(&self) -> bool {
-        self.action.kind.is_removal()
-            && matches!(
-                self.result,
-                Result::Done | Result::Ineffective { disabled: true }
-            )
-    }
-}
 
 /// Actions whose second-signal check may run at once, ahead of the writes. A check is one GET to
 /// the API server, which answers slowly while it is busy (a mass deletion): with 16, the checks held
@@ -79,7 +50,7 @@ pub async fn execute(
     snapshots: &BTreeMap<ServiceKey, &ServiceSnapshot>,
     memory: &mut Memory,
 ) -> Vec<Outcome> {
-    let binding = super::reconcile::key(b);
+    let binding = key(b);
     let scope = PodScope::new(
         &b.namespace().unwrap_or_default(),
         &b.spec.pods.selector,
@@ -121,7 +92,7 @@ pub async fn execute(
                 None => Ok(()),
             };
             let result = match confirmed {
-                Err(why) => Result::NotConfirmed(why),
+                Err(why) => Written::NotConfirmed(why),
                 Ok(()) => {
                     // Never closed, so a slot always comes.
                     let _slot = writing.acquire().await;
@@ -133,12 +104,12 @@ pub async fn execute(
                         Err("no longer the settled leader with a fresh Lease".to_string())
                     };
                     match leading.and_then(|()| ip.map_or(Ok(()), |ip| check.cache(ip))) {
-                        Err(why) => Result::NotConfirmed(why),
+                        Err(why) => Written::NotConfirmed(why),
                         Ok(()) => apply(nacos, marker, action, instance, memory).await,
                     }
                 }
             };
-            if action.kind == ActionKind::Deregister && matches!(result, Result::NotConfirmed(_)) {
+            if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
                 // Nothing was sent: the instance listed again next time is no re-appearance
                 // (which would turn the next attempt into a Disable).
                 remember(memory, |m| m.forget_deregistration(&instance.key));
@@ -153,13 +124,13 @@ pub async fn execute(
 }
 
 /// Counts, times and logs one action's result.
-fn record(ctx: &Context, binding: &str, action: &Action, result: Result) -> Outcome {
+fn record(ctx: &Context, binding: &str, action: &Action, result: Written) -> Outcome {
     let label = action.kind.verb();
     let result_label = match &result {
-        Result::Done => "success",
-        Result::Ineffective { .. } => "ineffective",
-        Result::NotConfirmed(_) => "not_confirmed",
-        Result::Failed(_) => "failed",
+        Written::Done => "success",
+        Written::Ineffective { .. } => "ineffective",
+        Written::NotConfirmed(_) => "not_confirmed",
+        Written::Failed(_) => "failed",
     };
     ctx.metrics.count_action(binding, label, result_label);
     let outcome = Outcome {
@@ -183,7 +154,7 @@ fn record(ctx: &Context, binding: &str, action: &Action, result: Result) -> Outc
     let key = &action.instance;
     let address = instance_address(key);
     match &outcome.result {
-        Result::Done | Result::Ineffective { .. } => info!(
+        Written::Done | Written::Ineffective { .. } => info!(
             binding = %binding,
             service = %key.service,
             instance = %address,
@@ -193,7 +164,7 @@ fn record(ctx: &Context, binding: &str, action: &Action, result: Result) -> Outc
             reason = %action.reason,
             "applied"
         ),
-        Result::NotConfirmed(why) | Result::Failed(why) => warn!(
+        Written::NotConfirmed(why) | Written::Failed(why) => warn!(
             binding = %binding,
             service = %key.service,
             instance = %address,
@@ -218,17 +189,17 @@ async fn apply(
     action: &Action,
     instance: &Instance,
     memory: &SharedMemory<'_>,
-) -> Result {
+) -> Written {
     match action.kind {
         ActionKind::Deregister => {
             if let Err(e) = nacos.deregister(instance).await {
                 remember(memory, |m| m.forget_deregistration(&instance.key));
-                return Result::Failed(e.to_string());
+                return Written::Failed(e.to_string());
             }
             // Decided on a listing the server refreshed after the DELETE: right after it, Nacos
             // 2.x/3.x still list an instance they did remove.
             match nacos.read_back(instance, |seen| seen.is_none()).await {
-                Ok(None) => Result::Done,
+                Ok(None) => Written::Done,
                 Ok(Some(still)) => {
                     // Answered `ok`, still listed: a live gRPC owner (Nacos 2.x/3.x) or a 1.x
                     // client re-registering. Disabling is what takes it away from consumers.
@@ -237,21 +208,21 @@ async fn apply(
                     if disabled {
                         remember(memory, |m| m.record_disabled(&instance.key));
                     }
-                    Result::Ineffective { disabled }
+                    Written::Ineffective { disabled }
                 }
-                Err(e) => Result::Failed(format!("verifying the deregistration: {e}")),
+                Err(e) => Written::Failed(format!("verifying the deregistration: {e}")),
             }
         }
         ActionKind::Disable => match disable(nacos, marker, instance).await {
             Ok(()) => {
                 remember(memory, |m| m.record_disabled(&instance.key));
-                Result::Done
+                Written::Done
             }
-            Err(e) => Result::Failed(e),
+            Err(e) => Written::Failed(e),
         },
         ActionKind::Enable => {
             if let Err(e) = nacos.enable(instance).await {
-                return Result::Failed(e.to_string());
+                return Written::Failed(e.to_string());
             }
             match nacos
                 .read_back(instance, |seen| seen.is_some_and(|i| i.enabled))
@@ -259,10 +230,10 @@ async fn apply(
             {
                 Ok(Some(i)) if i.enabled => {
                     remember(memory, |m| m.forget_disabled(&instance.key));
-                    Result::Done
+                    Written::Done
                 }
-                Ok(_) => Result::Failed("the instance is not enabled after the write".into()),
-                Err(e) => Result::Failed(format!("verifying the enable: {e}")),
+                Ok(_) => Written::Failed("the instance is not enabled after the write".into()),
+                Err(e) => Written::Failed(format!("verifying the enable: {e}")),
             }
         }
     }
@@ -355,7 +326,7 @@ mod tests {
     }
 
     struct Run {
-        result: Result,
+        result: Written,
         after: Option<Instance>,
         writes: Vec<String>,
         memory: Memory,
@@ -373,7 +344,7 @@ mod tests {
             Some(instance(true)),
         )
         .await;
-        assert_eq!(r.result, Result::Done);
+        assert_eq!(r.result, Written::Done);
         assert_eq!(r.writes, ["deregister 10.0.0.1:8080"]);
         assert_eq!(r.after, None);
         // A 1.x client that registers it again seconds later is caught by the next pass: the
@@ -392,7 +363,7 @@ mod tests {
             ..Behaviour::default()
         };
         let r = run(ActionKind::Deregister, ignored, Some(instance(true))).await;
-        assert_eq!(r.result, Result::Ineffective { disabled: true });
+        assert_eq!(r.result, Written::Ineffective { disabled: true });
         assert_eq!(
             r.writes,
             [
@@ -415,7 +386,7 @@ mod tests {
             ..Behaviour::default()
         };
         let r = run(ActionKind::Deregister, refused, Some(instance(true))).await;
-        assert_eq!(r.result, Result::Ineffective { disabled: false });
+        assert_eq!(r.result, Written::Ineffective { disabled: false });
         assert!(r.after.expect("still listed").enabled);
         // Next time it is a Disable straight away.
         assert!(r.memory.ineffective.contains(&key()));
@@ -432,7 +403,7 @@ mod tests {
         };
         let r = run(ActionKind::Deregister, lost, Some(instance(true))).await;
         assert!(
-            matches!(&r.result, Result::Failed(why) if why.contains("timed out")),
+            matches!(&r.result, Written::Failed(why) if why.contains("timed out")),
             "{:?}",
             r.result
         );
@@ -449,7 +420,7 @@ mod tests {
         };
         let r = run(ActionKind::Deregister, blind, Some(instance(true))).await;
         assert!(
-            matches!(&r.result, Result::Failed(why) if why.starts_with("verifying the deregistration")),
+            matches!(&r.result, Written::Failed(why) if why.starts_with("verifying the deregistration")),
             "{:?}",
             r.result
         );
@@ -458,7 +429,7 @@ mod tests {
         // A Disable whose read-back fails is not counted as done either.
         let r = run(ActionKind::Disable, blind, Some(instance(true))).await;
         assert!(
-            matches!(&r.result, Result::Failed(why) if why.starts_with("verifying the disable")),
+            matches!(&r.result, Written::Failed(why) if why.starts_with("verifying the disable")),
             "{:?}",
             r.result
         );
@@ -473,7 +444,7 @@ mod tests {
             Some(instance(true)),
         )
         .await;
-        assert_eq!(r.result, Result::Done);
+        assert_eq!(r.result, Written::Done);
         assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
         let after = r.after.expect("still listed");
         assert!(!after.enabled && after.disabled_by() == Some("uid-1"));
@@ -488,13 +459,13 @@ mod tests {
     async fn a_write_to_an_instance_gone_before_it_fails_and_records_nothing() {
         let r = run(ActionKind::Disable, Behaviour::default(), None).await;
         assert!(
-            matches!(&r.result, Result::Failed(why) if why.contains("not found")),
+            matches!(&r.result, Written::Failed(why) if why.contains("not found")),
             "{:?}",
             r.result
         );
         assert!(r.memory.disabled.is_empty());
         let r = run(ActionKind::Enable, Behaviour::default(), None).await;
-        assert!(matches!(&r.result, Result::Failed(_)), "{:?}", r.result);
+        assert!(matches!(&r.result, Written::Failed(_)), "{:?}", r.result);
     }
 
     #[tokio::test]
@@ -505,7 +476,7 @@ mod tests {
             Some(instance(false)),
         )
         .await;
-        assert_eq!(r.result, Result::Done);
+        assert_eq!(r.result, Written::Done);
         let after = r.after.expect("listed");
         assert!(after.enabled && after.disabled_by().is_none());
         assert!(!r.memory.disabled.contains(&key()));
@@ -530,7 +501,7 @@ mod tests {
         };
         assert_eq!(
             result,
-            Result::Failed("the instance is not enabled after the write".into())
+            Written::Failed("the instance is not enabled after the write".into())
         );
         assert!(memory.disabled.contains(&key()));
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::execute::{Outcome, Result as Written};
+use super::outcome::{Outcome, Written};
 use crate::cluster::Changed;
 use crate::model::{NodeFacts, NodeReadiness, ServiceKey, DISABLED_BY_KEY};
 use crate::nacos::ServerInfo;

@@ -9,6 +9,7 @@ mod execute;
 mod focus;
 pub mod inputs;
 mod oneshot;
+mod outcome;
 mod overlap;
 mod recheck;
 mod reconcile;

@@ -14,9 +14,10 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use super::execute::{execute, Outcome};
+use super::execute::execute;
 use super::focus::{self, Kept, PassKind};
 use super::inputs::{self, InputError, SecretData};
+use super::outcome::{key, Outcome, Written};
 use super::report::{self, Problem};
 use super::Context;
 use crate::cluster::Changed;
@@ -45,10 +46,6 @@ pub fn error_policy(b: Arc<NacosBinding>, e: &ReconcileError, ctx: Arc<Context>)
         .get_or_create(&BindingLabels { binding: key(&b) })
         .inc();
     Requeue::requeue(Duration::from_secs(15))
-}
-
-pub(super) fn key(b: &NacosBinding) -> String {
-    format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
 }
 
 /// Reads the Secrets the binding references, in its own namespace only.
@@ -648,7 +645,6 @@ fn follow_up(
     snapshots: &BTreeMap<ServiceKey, &crate::model::ServiceSnapshot>,
     outcomes: &[Outcome],
 ) {
-    use super::execute::Result as Written;
     let now = Utc::now();
     for o in outcomes {
         if o.action.kind != crate::plan::ActionKind::Deregister || o.result != Written::Done {

@@ -20,8 +20,7 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::event_fold::{Admit, EventFolds, FOLD_WINDOW, OWN_EVENTS_PER_WINDOW};
-use super::execute::{Outcome, Result as Applied};
-use super::reconcile::key;
+use super::outcome::{key, Outcome, Written};
 use super::Context;
 use crate::crd::{
     InstanceCounts, NacosApi, NacosBinding, NacosBindingStatus, NacosServerStatus, PendingAction,
@@ -541,7 +540,7 @@ impl<'a> Report<'a> {
         let a = &o.action;
         let target = describe(&a.instance);
         let event = match &o.result {
-            Applied::Done if a.replaces_deregister => (
+            Written::Done if a.replaces_deregister => (
                 EventType::Warning,
                 "DeregisterIneffective",
                 format!(
@@ -550,7 +549,7 @@ impl<'a> Report<'a> {
                     a.reason
                 ),
             ),
-            Applied::Done => {
+            Written::Done => {
                 let (reason, verb) = (a.kind.done_reason(), a.kind.done());
                 (
                     EventType::Normal,
@@ -558,7 +557,7 @@ impl<'a> Report<'a> {
                     format!("{target} {verb}: {}", a.reason),
                 )
             }
-            Applied::Ineffective { disabled } => {
+            Written::Ineffective { disabled } => {
                 let then = if *disabled {
                     "disabled it instead (enabled=false)"
                 } else {
@@ -574,12 +573,12 @@ impl<'a> Report<'a> {
                     ),
                 )
             }
-            Applied::NotConfirmed(why) => (
+            Written::NotConfirmed(why) => (
                 EventType::Normal,
                 "NotConfirmed",
                 format!("{target} left alone: {why}"),
             ),
-            Applied::Failed(why) => (
+            Written::Failed(why) => (
                 EventType::Warning,
                 "ActionFailed",
                 format!("{target}: {} failed: {why}", a.kind.noun()),
@@ -591,7 +590,7 @@ impl<'a> Report<'a> {
             // where it is now, so the status describes the registry after this pass.
             let entry = self.taken.entry(a.instance.service.clone()).or_default();
             match (a.kind, &o.result) {
-                (ActionKind::Deregister, Applied::Done) => entry.deregistered += 1,
+                (ActionKind::Deregister, Written::Done) => entry.deregistered += 1,
                 _ => entry.disabled += 1,
             }
         }

@@ -57,7 +57,7 @@ impl StatusLane {
         *locked(&self.pending) = Some(status);
         let lane = self.clone();
         let api = binding_api(&ctx, b);
-        let (name, binding) = (b.name_any(), super::reconcile::key(b));
+        let (name, binding) = (b.name_any(), super::outcome::key(b));
         tokio::spawn(async move {
             let _turn = lane.writing.lock().await;
             let Some(status) = locked(&lane.pending).take() else {
