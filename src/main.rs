@@ -106,15 +106,31 @@ fn init_logs(format: LogFormat, level: &str) {
     }
 }
 
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow_like::Result<kube::Client> {
-    let config = match kubeconfig {
+async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow_like::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
         }
         None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
+}
+
+/// How long a request to the API server (not a watch) may wait for its answer. Without a limit a
+/// half-open connection holds a pass, and what it holds, until the kernel gives the connection up.
+const API_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A client for requests, whose answers must come within [`API_REQUEST_TIMEOUT`], and one for
+/// watches, which may stay quiet for minutes (kube's watcher has an idle timeout of its own).
+async fn kube_clients(
+    kubeconfig: Option<&std::path::Path>,
+) -> anyhow_like::Result<(kube::Client, kube::Client)> {
+    let config = kube_config(kubeconfig).await?;
+    let watches = kube::Client::try_from(config.clone())?;
+    let mut requests = config;
+    requests.read_timeout = Some(API_REQUEST_TIMEOUT);
+    requests.reset_reader_on_write = true;
+    Ok((kube::Client::try_from(requests)?, watches))
 }
 
 /// Start-up errors: printed once, exit code 1.
@@ -124,7 +140,7 @@ mod anyhow_like {
 
 async fn run(args: RunArgs) -> anyhow_like::Result<()> {
     init_logs(args.log_format, &args.log_level);
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let (client, watches) = kube_clients(args.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let server = tokio::spawn(server::serve(
@@ -170,6 +186,7 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
     tokio::select! {
         _ = controller::run(
             client,
+            watches,
             RunOptions {
                 cluster,
                 binding_namespaces: namespaces,
@@ -190,8 +207,8 @@ async fn run(args: RunArgs) -> anyhow_like::Result<()> {
 
 async fn plan(args: PlanArgs) -> anyhow_like::Result<()> {
     init_logs(LogFormat::Text, "warn");
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
-    let table = controller::plan_once(client, &args.namespace, &args.name).await?;
+    let (client, watches) = kube_clients(args.kubeconfig.as_deref()).await?;
+    let table = controller::plan_once(client, watches, &args.namespace, &args.name).await?;
     print!("{table}");
     Ok(())
 }

@@ -634,6 +634,9 @@ async fn an_instance_on_an_unreachable_node_is_disabled_after_the_threshold_and_
         (at - due).num_seconds()
     );
     assert_eq!(disabled.disabled_by(), Some(uid.as_str()), "{disabled:?}");
+    // The marker names the binding too: a binding re-created under that name takes it over.
+    let marker = format!("{uid} {ns}/{}", scene.app);
+    assert_eq!(disabled.marker(), Some(marker.as_str()), "{disabled:?}");
     let msg = wait_event(client, ns, "Disabled", &[&node_ip, &node_name]).await;
     assert!(msg.contains("unreachable"), "{msg}");
     // Disabled, not deregistered, and only that one.

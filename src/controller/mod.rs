@@ -93,14 +93,16 @@ pub struct RunOptions {
 }
 
 /// Runs the controller until a termination signal.
+/// `client` makes requests (with a timeout), `watches` watches.
 pub async fn run(
     client: Client,
+    watches: Client,
     opts: RunOptions,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     acting_allowed: Arc<ActingGate>,
 ) {
-    let (view, changes) = ClusterView::start(client.clone(), &opts.cluster);
+    let (view, changes) = ClusterView::start(watches.clone(), &opts.cluster);
     {
         // /readyz follows the cluster view's sync state.
         let (view, health) = (view.clone(), health.clone());
@@ -115,8 +117,8 @@ pub async fn run(
     }
 
     let api: Api<NacosBinding> = match opts.binding_namespaces.as_slice() {
-        [ns] => Api::namespaced(client.clone(), ns),
-        _ => Api::all(client.clone()),
+        [ns] => Api::namespaced(watches, ns),
+        _ => Api::all(watches),
     };
     let watched = opts.binding_namespaces.clone();
     // Reconcile on spec (generation) and annotation (approval) changes only: our own status writes

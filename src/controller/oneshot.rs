@@ -19,12 +19,17 @@ use crate::model::InstanceKey;
 use crate::plan::{Action, Plan};
 
 /// Evaluates `namespace/name` once against the cluster and Nacos and renders the table.
-pub async fn plan_once(client: Client, namespace: &str, name: &str) -> Result<String, String> {
+pub async fn plan_once(
+    client: Client,
+    watches: Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, String> {
     let binding = Api::<NacosBinding>::namespaced(client.clone(), namespace)
         .get(name)
         .await
         .map_err(|e| format!("reading NacosBinding {namespace}/{name}: {e}"))?;
-    let (view, _changes) = ClusterView::start(client.clone(), &ClusterViewConfig::default());
+    let (view, _changes) = ClusterView::start(watches, &ClusterViewConfig::default());
     tokio::time::timeout(Duration::from_secs(60), view.wait_until_synced())
         .await
         .map_err(|_| "the cluster caches did not sync within 60s".to_string())?

@@ -97,7 +97,13 @@ pub struct Held {
 }
 
 impl Held {
+    /// The UID in our marker (`<uid> <namespace>/<name>`, or the UID alone), as the operator reads it.
     pub fn disabled_by(&self) -> Option<&str> {
+        self.marker().map(|m| m.split(' ').next().unwrap_or(m))
+    }
+
+    /// Our marker's whole value.
+    pub fn marker(&self) -> Option<&str> {
         self.metadata
             .get("nacos-reconciler.io/disabled-by")
             .map(String::as_str)
