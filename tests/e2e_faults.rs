@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use faults::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use nacos_reconciler::crd::PendingState;
@@ -356,14 +355,6 @@ per_server!(
 // ------------------------------------------------------------------------------------------------
 // (5) The leader killed during a mass deletion: the new leader respects the budget already spent.
 
-async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
-    let lease = Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("nacos-reconciler")
-        .await
-        .ok()??;
-    lease.spec?.holder_identity
-}
-
 async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget(server: Server) {
     let at = NacosAt::shared(server);
     let proxy = FaultProxy::start(&server.addr()).await;
@@ -381,24 +372,11 @@ async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget
         .through(&proxy.addr)
         .build()
         .await;
-    let flags = [
-        "--leader-elect",
-        "--lease-namespace",
-        &scene.ns,
-        "--lease-duration-seconds",
-        "6",
-        "--settle-seconds",
-        "2",
-    ];
-    let first = Operator::start_with(&scene.ns, "replica-a", &flags);
+    let kubeconfig = testbed_env("KUBECONFIG");
+    let first = Operator::replica(&scene.ns, "replica-a", &kubeconfig);
     let (client, ns) = (&scene.client, scene.ns.as_str());
-    wait_for(
-        "replica-a to lead",
-        Duration::from_secs(30),
-        || async move { (holder(client, ns).await.as_deref() == Some("replica-a")).then_some(()) },
-    )
-    .await;
-    let second = Operator::start_with(&scene.ns, "replica-b", &flags);
+    wait_leader(client, ns, "replica-a", Duration::from_secs(30)).await;
+    let second = Operator::replica(&scene.ns, "replica-b", &kubeconfig);
     scene.wait_ready_live(10).await;
 
     // 8 of 10 pods go; each DELETE takes 3 s, and the leader dies right after the first ones,
@@ -421,12 +399,7 @@ async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget
     let (survivors, gone) = scene.scale_to(2).await;
     assert_eq!(gone.len(), 8);
     proxy.set_delete_delay(Duration::ZERO);
-    wait_for(
-        "replica-b to lead",
-        Duration::from_secs(20),
-        || async move { (holder(client, ns).await.as_deref() == Some("replica-b")).then_some(()) },
-    )
-    .await;
+    wait_leader(client, ns, "replica-b", Duration::from_secs(20)).await;
     eprintln!(
         "{server}: replica-b leads {:?} after the kill",
         killed.elapsed()

@@ -15,36 +15,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use faults::kube_proxy::KubeFaultProxy;
 use faults::FaultProxy;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 use serde_json::json;
-
-const LEASE_SECONDS: u64 = 6;
-
-/// `run` flags of a replica in `ns` with a short lease.
-fn leader_flags(ns: &str) -> Vec<String> {
-    [
-        "--leader-elect",
-        "--lease-namespace",
-        ns,
-        "--lease-duration-seconds",
-        &LEASE_SECONDS.to_string(),
-        "--settle-seconds",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
-    let lease = Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("nacos-reconciler")
-        .await
-        .ok()??;
-    lease.spec?.holder_identity
-}
 
 /// (reporting instance, note) of every Deregistered Event in `ns`.
 async fn deregistered_events(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
@@ -76,14 +50,10 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
         .build()
         .await;
     let (client, ns) = (&scene.client, scene.ns.as_str());
-    let flags = leader_flags(ns);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let first = Operator::start_with(ns, "replica-a", &flags);
-    wait_for("replica-a to lead", Duration::from_secs(30), || async {
-        (holder(client, ns).await.as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
-    let _second = Operator::start_with(ns, "replica-b", &flags);
+    let kubeconfig = testbed_env("KUBECONFIG");
+    let first = Operator::replica(ns, "replica-a", &kubeconfig);
+    wait_leader(client, ns, "replica-a", Duration::from_secs(30)).await;
+    let _second = Operator::replica(ns, "replica-b", &kubeconfig);
 
     // One pod goes (scaling down: KWOK may give a deleted pod's replacement the same IP): the
     // leader, and only it, takes its instance offline. (Persistent instances: a DELETE removes
@@ -122,10 +92,11 @@ async fn only_the_leader_acts_and_a_standby_takes_over_within_the_lease_duration
     // The leader dies; the standby takes over within the lease duration (plus one renewal period).
     drop(first);
     let killed = Instant::now();
-    wait_for(
-        "replica-b to lead",
+    wait_leader(
+        client,
+        ns,
+        "replica-b",
         Duration::from_secs(LEASE_SECONDS + 5),
-        || async { (holder(client, ns).await.as_deref() == Some("replica-b")).then_some(()) },
     )
     .await;
     let handover = killed.elapsed();
@@ -216,20 +187,10 @@ async fn a_leader_cut_off_from_the_api_server_stops_acting_before_the_standby_ta
         .await;
 
     let kube = KubeFaultProxy::start(&testbed_env("KUBECONFIG")).await;
-    let dir = std::env::temp_dir();
-    let flags = leader_flags(ns);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let _a = Operator::start_with_kubeconfig(
-        ns,
-        "fenced-a",
-        kube.kubeconfig(&dir).to_str().unwrap(),
-        &flags,
-    );
-    wait_for("fenced-a to lead", Duration::from_secs(30), || async {
-        (holder(client, ns).await.as_deref() == Some("fenced-a")).then_some(())
-    })
-    .await;
-    let _b = Operator::start_with(ns, "fenced-b", &flags);
+    let through_proxy = kube.kubeconfig(&std::env::temp_dir());
+    let _a = Operator::replica(ns, "fenced-a", through_proxy.to_str().unwrap());
+    wait_leader(client, ns, "fenced-a", Duration::from_secs(30)).await;
+    let _b = Operator::replica(ns, "fenced-b", &testbed_env("KUBECONFIG"));
     scene.wait_ready_live(1).await;
 
     // The node drops off; the leader sees it and waits for the threshold.
@@ -263,10 +224,11 @@ async fn a_leader_cut_off_from_the_api_server_stops_acting_before_the_standby_ta
         },
     )
     .await;
-    wait_for(
-        "fenced-b to lead",
+    wait_leader(
+        client,
+        ns,
+        "fenced-b",
         Duration::from_secs(LEASE_SECONDS * 3),
-        || async { (holder(client, ns).await.as_deref() == Some("fenced-b")).then_some(()) },
     )
     .await;
     eprintln!(

@@ -15,23 +15,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use nacos_reconciler::crd::NacosBinding;
 use serde_json::json;
 
-const LEASE_SECONDS: u64 = 6;
 /// Own nodes, all taken down: with the testbed's 3 they are most of the nodes.
 const NODES: usize = 5;
-
-async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
-    let lease = Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("nacos-reconciler")
-        .await
-        .ok()??;
-    lease.spec?.holder_identity
-}
 
 async fn frozen_at(bindings: &Api<NacosBinding>, name: &str) -> Option<DateTime<Utc>> {
     let t = bindings.get(name).await.ok()?.status?.frozen_at?.0;
@@ -65,22 +55,10 @@ async fn a_replica_taking_over_as_a_partition_heals_counts_the_last_node_down_fr
             .await;
         ips.push(ip);
     }
-    let lease = LEASE_SECONDS.to_string();
-    let flags = [
-        "--leader-elect",
-        "--lease-namespace",
-        ns,
-        "--lease-duration-seconds",
-        &lease,
-        "--settle-seconds",
-        "2",
-    ];
-    let first = Operator::start_with(ns, "part-a", &flags);
-    wait_for("part-a to lead", Duration::from_secs(30), || async {
-        (holder(client, ns).await.as_deref() == Some("part-a")).then_some(())
-    })
-    .await;
-    let _second = Operator::start_with(ns, "part-b", &flags);
+    let kubeconfig = testbed_env("KUBECONFIG");
+    let first = Operator::replica(ns, "part-a", &kubeconfig);
+    wait_leader(client, ns, "part-a", Duration::from_secs(30)).await;
+    let _second = Operator::replica(ns, "part-b", &kubeconfig);
     scene.wait_ready_live(NODES as u32).await;
 
     // The partition: every own node at once.
@@ -132,12 +110,7 @@ async fn a_replica_taking_over_as_a_partition_heals_counts_the_last_node_down_fr
         n.resume();
     }
     let last = &ips[0];
-    wait_for(
-        "part-b to lead",
-        Duration::from_secs(LEASE_SECONDS * 3),
-        || async { (holder(client, ns).await.as_deref() == Some("part-b")).then_some(()) },
-    )
-    .await;
+    wait_leader(client, ns, "part-b", Duration::from_secs(LEASE_SECONDS * 3)).await;
 
     // The last node down counts from the freeze: disabled a threshold after it, not at once.
     let disabled = wait_for(

@@ -338,6 +338,26 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The Lease duration of replicas started by [`Operator::replica`]: short, for quick hand-overs.
+pub const LEASE_SECONDS: u64 = 6;
+
+/// Who holds the operator's Lease in `ns`.
+pub async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns)
+        .get_opt("nacos-reconciler")
+        .await
+        .ok()??;
+    lease.spec?.holder_identity
+}
+
+/// Waits until replica `who` holds the Lease in `ns`.
+pub async fn wait_leader(client: &kube::Client, ns: &str, who: &str, timeout: Duration) {
+    wait_for(&format!("{who} to lead"), timeout, || async {
+        (lease_holder(client, ns).await.as_deref() == Some(who)).then_some(())
+    })
+    .await
+}
+
 /// The operator binary, run as a process against the testbed, watching `namespace`.
 pub struct Operator {
     pub metrics_addr: String,
@@ -352,6 +372,22 @@ impl Operator {
     /// Starts one replica named `name` with extra `run` flags; its log file carries the name.
     pub fn start_with(namespace: &str, name: &str, extra: &[&str]) -> Self {
         Self::start_with_kubeconfig(namespace, name, &testbed_env("KUBECONFIG"), extra)
+    }
+
+    /// One of several replicas electing a leader on the Lease `nacos-reconciler` in `namespace`
+    /// ([`LEASE_SECONDS`], a 2 s settle), reaching the API server through `kubeconfig`.
+    pub fn replica(namespace: &str, name: &str, kubeconfig: &str) -> Self {
+        let lease = LEASE_SECONDS.to_string();
+        let flags = [
+            "--leader-elect",
+            "--lease-namespace",
+            namespace,
+            "--lease-duration-seconds",
+            &lease,
+            "--settle-seconds",
+            "2",
+        ];
+        Self::start_with_kubeconfig(namespace, name, kubeconfig, &flags)
     }
 
     /// As `start_with`, reaching the API server through `kubeconfig` (a ServiceAccount's, a proxy's).
