@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::change::ClusterChange;
 use super::index::{Indexed, IpIndex, TombstoneLimits, Tombstones};
@@ -486,9 +486,10 @@ fn pod_change(previous: Option<&PodInfo>, pod: &PodInfo) -> Option<ClusterChange
 /// When a state began, as this operator dates it. The times the API server, the kubelets and the
 /// controller-manager write (a Ready transition, a deletionTimestamp) are on their clocks: one behind
 /// ours would shorten a grace period or `nodeUnreachableSeconds` second for second. A change a watch
-/// delivers as it happens is dated no earlier than its arrival here; a state unchanged keeps the date
-/// it was given; a state first seen in a listing (at start-up, after a watch gap) has only the
-/// reported time to go by. `before`: whether the state is the one held before, and its date then.
+/// delivers as it happens is dated no earlier than its arrival here, less the second those times
+/// are truncated to (closer than that, the written time is as good as ours); a state unchanged keeps
+/// the date it was given; a state first seen in a listing (at start-up, after a watch gap) has only
+/// the reported time to go by. `before`: whether the state is the one held before, and its date then.
 fn observed_since(
     before: Option<(bool, Option<DateTime<Utc>>)>,
     reported: Option<DateTime<Utc>>,
@@ -497,10 +498,17 @@ fn observed_since(
 ) -> Option<DateTime<Utc>> {
     match before {
         Some((true, kept)) => kept.max(reported),
-        Some((false, _)) if live => Some(reported.map_or(now, |r| r.max(now))),
+        Some((false, _)) if live => Some(
+            reported
+                .filter(|r| now - *r <= TIMESTAMP_RESOLUTION)
+                .unwrap_or(now),
+        ),
         _ => reported,
     }
 }
+
+/// Kubernetes writes its timestamps in whole seconds.
+const TIMESTAMP_RESOLUTION: TimeDelta = TimeDelta::seconds(1);
 
 fn apply_update<T>(
     index: &mut IpIndex<T>,
@@ -707,6 +715,20 @@ mod tests {
         v.apply_nodes(&nodes_id(), Update::Apply(ahead), utc(1_010));
         let z = v.nodes().into_iter().find(|n| n.name == "node-z").unwrap();
         assert_eq!(z.readiness_since, Some(utc(1_030)));
+        // Within the second Kubernetes truncates its times to, the written time stands.
+        let mut near = n.clone();
+        near.name = "node-y".into();
+        near.readiness = NodeReadiness::Ready;
+        v.apply_nodes(&nodes_id(), Update::Apply(near.clone()), at);
+        near.readiness = NodeReadiness::NotReady;
+        near.readiness_since = Some(utc(1_020));
+        v.apply_nodes(
+            &nodes_id(),
+            Update::Apply(near),
+            utc(1_020) + chrono::TimeDelta::milliseconds(900),
+        );
+        let y = v.nodes().into_iter().find(|n| n.name == "node-y").unwrap();
+        assert_eq!(y.readiness_since, Some(utc(1_020)));
         // First seen in a listing (a restarted operator): only the reported time to go by.
         let mut fresh = synced_view();
         fresh.apply_nodes(&nodes_id(), Update::Relist(vec![n]), at);
