@@ -16,7 +16,7 @@ mod reconcile;
 mod report;
 mod status_lane;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +81,20 @@ impl Context {
         let mut map = self.bindings.lock().await;
         map.entry(uid.to_string()).or_default().clone()
     }
+
+    /// Drops what the passes of bindings that no longer exist left behind: their memory, Nacos
+    /// client, kept listings and claims (a deleted binding no longer overlaps anyone's).
+    async fn forget_bindings_except(&self, existing: &HashSet<String>) {
+        self.bindings
+            .lock()
+            .await
+            .retain(|uid, _| existing.contains(uid));
+        self.claims.retain(|uid| existing.contains(uid));
+    }
 }
+
+/// How often the state of deleted bindings is dropped.
+const FORGET_EVERY: Duration = Duration::from_secs(30);
 
 /// Options of `nacos-reconciler run` that the controller needs.
 pub struct RunOptions {
@@ -134,6 +147,7 @@ pub async fn run(
             Default::default(),
         );
     let controller = Controller::for_stream(bindings, store.clone());
+    let known = store.clone();
     let triggers = binding_triggers(changes, move || {
         store
             .state()
@@ -162,6 +176,21 @@ pub async fn run(
         claims: Default::default(),
         acting_allowed,
     });
+    {
+        // Nothing is dropped before the binding cache has listed: until then, absence means nothing.
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if known.wait_until_ready().await.is_err() {
+                return;
+            }
+            loop {
+                tokio::time::sleep(FORGET_EVERY).await;
+                let existing: HashSet<String> =
+                    known.state().iter().filter_map(|b| b.uid()).collect();
+                ctx.forget_bindings_except(&existing).await;
+            }
+        });
+    }
     controller
         .reconcile_on(triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(opts.concurrency))
@@ -188,4 +217,54 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{TombstoneLimits, ViewState};
+
+    #[tokio::test]
+    async fn the_state_of_a_deleted_binding_is_dropped() {
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let ctx = Context {
+            recorder: Arc::new(report::EventRecorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "test".into(),
+                    instance: None,
+                },
+            )),
+            client,
+            view: ClusterView::from_state(ViewState::new(TombstoneLimits::default())),
+            metrics: Arc::new(Metrics::new()),
+            bindings: Mutex::new(HashMap::new()),
+            claims: Default::default(),
+            acting_allowed: Arc::new(ActingGate::always()),
+        };
+        let b: NacosBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
+            "metadata": {"name": "orders", "namespace": "shop", "uid": "uid-gone"},
+            "spec": {"nacos": {"serverAddr": ["http://127.0.0.1:8848"]},
+                     "services": [{"name": "orders"}],
+                     "pods": {"selector": {"matchLabels": {"app": "orders"}}}}
+        }))
+        .unwrap();
+        for uid in ["uid-kept", "uid-gone"] {
+            ctx.binding_state(uid).await;
+            let claim = overlap::Claim::new(&b, format!("shop/{uid}"), &[]);
+            ctx.claims.set(uid, claim, Duration::from_secs(600));
+        }
+        ctx.forget_bindings_except(&HashSet::from(["uid-kept".to_string()]))
+            .await;
+        let left: Vec<String> = ctx.bindings.lock().await.keys().cloned().collect();
+        assert_eq!(left, ["uid-kept"]);
+        let mut claims = Vec::new();
+        ctx.claims.retain(|uid| {
+            claims.push(uid.to_string());
+            true
+        });
+        assert_eq!(claims, ["uid-kept"]);
+    }
 }

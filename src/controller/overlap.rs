@@ -77,6 +77,12 @@ impl Claims {
         map.insert(uid.to_string(), (claim, Instant::now(), ttl));
     }
 
+    /// Keeps the claims of the bindings `exists` accepts (the others were deleted).
+    pub fn retain(&self, mut exists: impl FnMut(&str) -> bool) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|uid, _| exists(uid));
+    }
+
     /// A message naming each other binding that shares services with `uid`'s, or `None`.
     pub fn overlap(&self, uid: &str) -> Option<String> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
