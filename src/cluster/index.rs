@@ -354,7 +354,7 @@ mod tests {
     }
 
     fn tomb(name: &str, ip_s: &str) -> TombstoneInfo {
-        TombstoneInfo::from_pod(&info("a", name, &[ip_s]), utc(0))
+        TombstoneInfo::from_pod(&info("a", name, &[ip_s]), utc(0), true)
     }
 
     #[test]

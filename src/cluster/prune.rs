@@ -10,6 +10,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::model::{NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
 
+/// Kubernetes writes its timestamps in whole seconds: closer than that, a written time is as good
+/// as the moment this operator saw the change.
+pub(super) const TIMESTAMP_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 /// A pod as the view stores it: the planner's [`PodFacts`] minus `matches`, plus the labels needed to
 /// compute `matches` per binding.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,11 +65,15 @@ pub struct TombstoneInfo {
 
 impl TombstoneInfo {
     /// deleted_at is when the view learned of the deletion, or the pod's deletionTimestamp when that is
-    /// earlier (the grace clock should not restart because the watch was late).
-    pub fn from_pod(pod: &PodInfo, observed_at: DateTime<Utc>) -> Self {
-        let deleted_at = pod
-            .deletion_timestamp
-            .map_or(observed_at, |ts| ts.min(observed_at));
+    /// earlier: from a listing, the grace clock should not restart because the watch was late. A
+    /// deletion a watch delivered as it happened (`live`) is dated by its arrival, less the second
+    /// Kubernetes truncates its times to: a deletionTimestamp further back than that is a clock of
+    /// the API server's behind ours, which would shorten the grace (issue 15, case 11).
+    pub fn from_pod(pod: &PodInfo, observed_at: DateTime<Utc>, live: bool) -> Self {
+        let deleted_at = match pod.deletion_timestamp {
+            Some(ts) if !live || observed_at - ts <= TIMESTAMP_RESOLUTION => ts.min(observed_at),
+            _ => observed_at,
+        };
         Self {
             uid: pod.uid.clone(),
             namespace: pod.namespace.clone(),
@@ -560,14 +568,27 @@ pub(crate) mod tests {
     #[test]
     fn tombstone_uses_the_earlier_of_deletion_timestamp_and_observation() {
         let mut info = pod_info(&pod("shop", "p", &["10.0.0.1"], &[])).unwrap();
+        for live in [false, true] {
+            let tomb = TombstoneInfo::from_pod(&info, utc(100), live);
+            assert_eq!(tomb.deleted_at, utc(100));
+        }
+        // Found in a listing after a watch gap: the deletionTimestamp stands for the deletion.
+        info.deletion_timestamp = Some(utc(40));
+        let tomb = TombstoneInfo::from_pod(&info, utc(100), false);
+        assert_eq!(tomb.deleted_at, utc(40));
+        // Delivered as it happened: a deletionTimestamp a minute back is the API server's clock
+        // behind ours (case 11); within the second timestamps are truncated to, it stands.
         assert_eq!(
-            TombstoneInfo::from_pod(&info, utc(100)).deleted_at,
+            TombstoneInfo::from_pod(&info, utc(100), true).deleted_at,
             utc(100)
         );
-        info.deletion_timestamp = Some(utc(40));
-        assert_eq!(TombstoneInfo::from_pod(&info, utc(100)).deleted_at, utc(40));
+        let just = utc(40) + chrono::TimeDelta::milliseconds(800);
+        assert_eq!(
+            TombstoneInfo::from_pod(&info, just, true).deleted_at,
+            utc(40)
+        );
         info.deletion_timestamp = Some(utc(400));
-        let tomb = TombstoneInfo::from_pod(&info, utc(100));
+        let tomb = TombstoneInfo::from_pod(&info, utc(100), true);
         assert_eq!(tomb.deleted_at, utc(100));
         let facts = tomb.facts(false);
         assert_eq!((facts.name.as_str(), facts.matches), ("p", false));

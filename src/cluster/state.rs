@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::change::ClusterChange;
 use super::index::{Indexed, IpIndex, TombstoneLimits, Tombstones};
 use super::journal::{ChangeJournal, Changed};
-use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo};
+use super::prune::{EndpointFacts, PodInfo, SliceInfo, TombstoneInfo, TIMESTAMP_RESOLUTION};
 use super::selector::PodScope;
 use super::sync::{RelistDecision, StreamId, StreamState, SyncTracker};
 use crate::model::{NodeDeparture, NodeFacts, NodeReadiness, PodFacts, PodPhase, PodTombstone};
@@ -111,7 +111,6 @@ impl ViewState {
             ),
             Update::Relist(_) | Update::Error(_) => None,
         };
-        // Dated before it is stored: a deletion seen as it happened dates the tombstone too.
         let live = !matches!(update, Update::Relist(_));
         let update = update.map(|pod| self.dated_pod(pod, live, now));
         let (applied, removed) =
@@ -127,7 +126,7 @@ impl ViewState {
         }
         for pod in &removed {
             self.tombstones
-                .record(TombstoneInfo::from_pod(pod, now), now);
+                .record(TombstoneInfo::from_pod(pod, now, live), now);
         }
         self.tombstones.evict(now);
         applied
@@ -195,7 +194,8 @@ impl ViewState {
         applied
     }
 
-    /// `pod` with its readiness and deletion dated as this operator saw them (see [`observed_since`]).
+    /// `pod` with its readiness dated as this operator saw it (see [`observed_since`]). Its deletion
+    /// is dated where it ends, in its tombstone ([`TombstoneInfo::from_pod`]).
     fn dated_pod(&self, mut pod: PodInfo, live: bool, now: DateTime<Utc>) -> PodInfo {
         let before = self.pods.get(&pod.key()).filter(|old| old.uid == pod.uid);
         pod.ready_since = observed_since(
@@ -204,17 +204,6 @@ impl ViewState {
             live,
             now,
         );
-        if pod.deletion_timestamp.is_some() {
-            pod.deletion_timestamp = observed_since(
-                before.map(|old| {
-                    let deleting = old.deletion_timestamp.is_some();
-                    (deleting, old.deletion_timestamp)
-                }),
-                pod.deletion_timestamp,
-                live,
-                now,
-            );
-        }
         pod
     }
 
@@ -506,9 +495,6 @@ fn observed_since(
         _ => reported,
     }
 }
-
-/// Kubernetes writes its timestamps in whole seconds.
-const TIMESTAMP_RESOLUTION: TimeDelta = TimeDelta::seconds(1);
 
 fn apply_update<T>(
     index: &mut IpIndex<T>,
