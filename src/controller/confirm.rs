@@ -181,19 +181,9 @@ fn pod_ips(p: &Pod) -> Vec<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fake_api::{api_pod, ip, scope, view, FakeApiServer};
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use serde_json::json;
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
-    fn scope() -> PodScope {
-        let selector = LabelSelector {
-            match_labels: Some(BTreeMap::from([("app".into(), "orders".into())])),
-            match_expressions: None,
-        };
-        PodScope::new("shop", &selector, &[]).unwrap()
-    }
 
     fn pod(ns: &str, app: &str, phase: &str, deleting: bool) -> Pod {
         let mut p = json!({
@@ -227,96 +217,15 @@ mod tests {
         );
     }
 
-    /// Pods as the API server has them; the cache (the view) may not have seen them yet.
-    struct FakeApiServer {
-        pods: Vec<Pod>,
-        /// The field selector of every pod listing asked.
-        asked: std::sync::Mutex<Vec<String>>,
-    }
-
-    impl FakeApiServer {
-        /// Answers pod listings of namespace `shop` as an API server does: the `status.podIP`
-        /// field selector matches a pod's first address only; other selectors list every pod.
-        fn list(&self, query: &str) -> serde_json::Value {
-            let selector = url::form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| k == "fieldSelector")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            self.asked.lock().unwrap().push(selector.clone());
-            let wanted = selector.strip_prefix("status.podIP=").map(str::to_string);
-            let items: Vec<&Pod> = self
-                .pods
-                .iter()
-                .filter(|p| {
-                    let primary = p.status.as_ref().and_then(|s| s.pod_ip.clone());
-                    wanted.is_none() || primary == wanted
-                })
-                .collect();
-            json!({"apiVersion": "v1", "kind": "PodList",
-                   "metadata": {"resourceVersion": "7"}, "items": items})
-        }
-
-        async fn start(self) -> (Client, Arc<FakeApiServer>) {
-            let me = Arc::new(self);
-            let served = me.clone();
-            let app = axum::Router::new().route(
-                "/api/v1/namespaces/shop/pods",
-                axum::routing::get(move |req: axum::extract::Request| {
-                    let served = served.clone();
-                    async move {
-                        let list = served.list(req.uri().query().unwrap_or_default());
-                        ([("content-type", "application/json")], list.to_string())
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(async move { axum::serve(listener, app).await });
-            let config = kube::Config::new(url.parse().unwrap());
-            (Client::try_from(config).unwrap(), me)
-        }
-    }
-
-    fn api_pod(name: &str, app: &str, ips: &[&str]) -> Pod {
-        let pod_ips: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}},
-            "status": {"phase": "Running", "podIP": ips[0], "podIPs": pod_ips}
-        }))
-        .unwrap()
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    /// A synced view that saw `gone` deleted and holds `live`.
-    fn view(gone: &[Pod], live: &[Pod]) -> ClusterView {
-        use crate::cluster::{StreamId, Update, ViewState, WatchedKind};
-        let id = StreamId::new(WatchedKind::Pod, None);
-        let mut state = ViewState::new(Default::default());
-        state.register(id.clone());
-        let info = |p: &Pod| crate::cluster::pod_info(p).unwrap();
-        let all = gone.iter().chain(live).map(info).collect();
-        state.apply_pods(&id, Update::Relist(all), chrono::Utc::now());
-        for p in gone {
-            state.apply_pods(&id, Update::Delete(info(p)), chrono::Utc::now());
-        }
-        ClusterView::from_state(state)
-    }
-
     /// Issue 15, case 5: the cache saw orders-1 leave 10.0.0.1; orders-2 took the address and
     /// registered before the watch delivered it. The pod that left is gone for good, but the API
     /// server has a pod of the binding on the address now: no removal.
     #[tokio::test]
     async fn case_5_a_new_pod_on_the_address_the_watch_has_not_delivered_stops_the_removal() {
         let old = api_pod("orders-1", "orders", &["10.0.0.1"]);
-        let (client, _) = FakeApiServer {
-            pods: vec![api_pod("orders-2", "orders", &["10.0.0.1"])],
-            asked: Default::default(),
-        }
-        .start()
-        .await;
+        let (client, _) = FakeApiServer::with(vec![api_pod("orders-2", "orders", &["10.0.0.1"])])
+            .start()
+            .await;
         let view = view(&[old], &[]);
         assert_eq!(view.tombstones_for_ip(&ip("10.0.0.1")).len(), 1);
         assert!(view.pods_with_ip(&ip("10.0.0.1")).is_empty());
@@ -328,12 +237,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_no_pod_of_the_scope_holds_is_confirmed_free_one_by_one_or_in_one_listing() {
-        let (client, api) = FakeApiServer {
-            pods: vec![api_pod("billing-1", "billing", &["10.0.0.1"])],
-            asked: Default::default(),
-        }
-        .start()
-        .await;
+        let (client, api) =
+            FakeApiServer::with(vec![api_pod("billing-1", "billing", &["10.0.0.1"])])
+                .start()
+                .await;
         let view = view(&[], &[]);
         let s = scope();
         let check = PodCheck::new(client.clone(), &view, Some(&s), [ip("10.0.0.1")]);
@@ -360,12 +267,7 @@ mod tests {
     #[tokio::test]
     async fn case_10_a_pod_holding_the_address_as_its_second_family_stops_the_removal() {
         let dual = api_pod("orders-2", "orders", &["10.0.0.2", "fd00::2"]);
-        let (client, _) = FakeApiServer {
-            pods: vec![dual.clone()],
-            asked: Default::default(),
-        }
-        .start()
-        .await;
+        let (client, _) = FakeApiServer::with(vec![dual.clone()]).start().await;
         let s = scope();
         // Where the cache shows no dual-stack pod, the field selector alone misses it.
         let single = view(&[], &[api_pod("orders-9", "orders", &["10.0.0.9"])]);

@@ -13,6 +13,7 @@ use super::outcome::{key, Outcome, Written};
 use super::Context;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
+use crate::leader::ActingGate;
 use crate::metrics::BindingLabels;
 use crate::model::{Instance, ServiceKey, ServiceSnapshot};
 use crate::nacos::{NacosClient, Registry};
@@ -80,40 +81,17 @@ pub async fn execute(
     });
     let check = PodCheck::new(ctx.client.clone(), &ctx.view, scope.as_ref(), to_confirm);
     let (check, memory, binding, writing) = (&check, &memory, &binding, &writing);
+    let gate = &*ctx.acting_allowed;
     let actions: Vec<_> = work
         .into_iter()
         .map(|(action, instance)| async move {
-            let ip = match action.confirm {
-                Confirm::NoLivePodWithIp(ip) => Some(ip),
-                Confirm::None => None,
+            let step = Step {
+                check,
+                gate,
+                writing,
+                memory,
             };
-            let confirmed = match ip {
-                Some(ip) => check.api_server(ip).await,
-                None => Ok(()),
-            };
-            let result = match confirmed {
-                Err(why) => Written::NotConfirmed(why),
-                Ok(()) => {
-                    // Never closed, so a slot always comes.
-                    let _slot = writing.acquire().await;
-                    // The leadership, checked again right before the write: a leader whose
-                    // Lease renewals stopped answering must not go on writing.
-                    let leading = if ctx.acting_allowed() {
-                        Ok(())
-                    } else {
-                        Err("no longer the settled leader with a fresh Lease".to_string())
-                    };
-                    match leading.and_then(|()| ip.map_or(Ok(()), |ip| check.cache(ip))) {
-                        Err(why) => Written::NotConfirmed(why),
-                        Ok(()) => apply(nacos, marker, action, instance, memory).await,
-                    }
-                }
-            };
-            if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
-                // Nothing was sent: the instance listed again next time is no re-appearance
-                // (which would turn the next attempt into a Disable).
-                remember(memory, |m| m.forget_deregistration(&instance.key));
-            }
+            let result = step.act(nacos, marker, action, instance).await;
             record(ctx, binding, action, result)
         })
         .collect();
@@ -121,6 +99,60 @@ pub async fn execute(
         .buffered(CHECKS_AHEAD)
         .collect()
         .await
+}
+
+/// What one action is checked against before its write, and the pass's shared state.
+struct Step<'a> {
+    check: &'a PodCheck<'a>,
+    gate: &'a ActingGate,
+    /// Slots for writes in flight.
+    writing: &'a tokio::sync::Semaphore,
+    memory: &'a SharedMemory<'a>,
+}
+
+impl Step<'_> {
+    /// One action: the second signal, then, in a write slot, the leadership and the watch cache
+    /// asked again right before the write; then the write and its verification.
+    async fn act(
+        &self,
+        nacos: &impl Registry,
+        marker: &str,
+        action: &Action,
+        instance: &Instance,
+    ) -> Written {
+        let ip = match action.confirm {
+            Confirm::NoLivePodWithIp(ip) => Some(ip),
+            Confirm::None => None,
+        };
+        let confirmed = match ip {
+            Some(ip) => self.check.api_server(ip).await,
+            None => Ok(()),
+        };
+        let result = match confirmed {
+            Err(why) => Written::NotConfirmed(why),
+            Ok(()) => {
+                // Never closed, so a slot always comes.
+                let _slot = self.writing.acquire().await;
+                // The leadership, checked again right before the write: a leader whose Lease
+                // renewals stopped answering must not go on writing.
+                let leading = if self.gate.allowed() {
+                    Ok(())
+                } else {
+                    Err("no longer the settled leader with a fresh Lease".to_string())
+                };
+                match leading.and_then(|()| ip.map_or(Ok(()), |ip| self.check.cache(ip))) {
+                    Err(why) => Written::NotConfirmed(why),
+                    Ok(()) => apply(nacos, marker, action, instance, self.memory).await,
+                }
+            }
+        };
+        if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
+            // Nothing was sent: the instance listed again next time is no re-appearance (which
+            // would turn the next attempt into a Disable).
+            remember(self.memory, |m| m.forget_deregistration(&instance.key));
+        }
+        result
+    }
 }
 
 /// Counts, times and logs one action's result.
@@ -263,10 +295,12 @@ async fn disable(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fake_api::{api_pod, scope, view, FakeApiServer};
     use super::*;
     use crate::model::{InstanceKey, DISABLED_BY_KEY};
     use crate::nacos::fake::{Behaviour, FakeRegistry};
     use crate::plan::Verdict;
+    use k8s_openapi::api::core::v1::Pod;
 
     const MARKER: &str = "uid-1 shop/orders";
 
@@ -334,6 +368,88 @@ mod tests {
 
     fn key() -> InstanceKey {
         instance(true).key
+    }
+
+    /// An Orphan's Deregister: its pod gone, to be confirmed by address before the write.
+    fn orphan_removal() -> Action {
+        let mut a = action(ActionKind::Deregister);
+        a.confirm = Confirm::NoLivePodWithIp(key().ip);
+        a
+    }
+
+    struct Acted {
+        result: Written,
+        writes: Vec<String>,
+        memory: Memory,
+    }
+
+    /// One step of `orphan_removal` with the API server holding `api_pods`, the watch cache
+    /// `cache_pods` at write time, and the leadership `gate`.
+    async fn act(api_pods: Vec<Pod>, cache_pods: &[Pod], gate: ActingGate) -> Acted {
+        let (client, _) = FakeApiServer::with(api_pods).start().await;
+        let view = view(&[], cache_pods);
+        let scope = scope();
+        let check = PodCheck::new(client, &view, Some(&scope), [key().ip]);
+        let nacos = FakeRegistry::with(Behaviour::default(), [instance(true)]);
+        let mut memory = Memory::default();
+        memory.record_deregistration(&key(), Utc::now());
+        let result = {
+            let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
+            let writing = tokio::sync::Semaphore::new(1);
+            let step = Step {
+                check: &check,
+                gate: &gate,
+                writing: &writing,
+                memory: &shared,
+            };
+            step.act(&nacos, MARKER, &orphan_removal(), &instance(true))
+                .await
+        };
+        Acted {
+            result,
+            writes: nacos.writes(),
+            memory,
+        }
+    }
+
+    fn not_sent(a: &Acted, why: &str) {
+        assert!(
+            matches!(&a.result, Written::NotConfirmed(w) if w.contains(why)),
+            "{:?}",
+            a.result
+        );
+        assert!(a.writes.is_empty(), "{:?}", a.writes);
+        // Nothing sent: the instance listed next time is no re-appearance.
+        assert!(!a.memory.deregistered.contains_key(&key()));
+    }
+
+    #[tokio::test]
+    async fn a_removal_the_api_server_contradicts_sends_nothing() {
+        let live = api_pod("orders-2", "orders", &["10.0.0.1"]);
+        let a = act(vec![live], &[], ActingGate::always()).await;
+        not_sent(&a, "the API server still has pod shop/orders-2 on 10.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn a_removal_the_watch_cache_contradicts_at_write_time_sends_nothing() {
+        let live = api_pod("orders-2", "orders", &["10.0.0.1"]);
+        let a = act(vec![], &[live], ActingGate::always()).await;
+        not_sent(&a, "pod shop/orders-2 has 10.0.0.1 now");
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_may_not_act_sends_nothing() {
+        let a = act(vec![], &[], ActingGate::standby()).await;
+        not_sent(&a, "no longer the settled leader");
+    }
+
+    #[tokio::test]
+    async fn a_removal_nothing_contradicts_is_written() {
+        // A pod of another app on the address is no evidence of life for this binding.
+        let other = api_pod("billing-1", "billing", &["10.0.0.1"]);
+        let a = act(vec![other], &[], ActingGate::always()).await;
+        assert_eq!(a.result, Written::Done);
+        assert_eq!(a.writes, ["deregister 10.0.0.1:8080"]);
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 mod confirm;
 mod event_fold;
 mod execute;
+#[cfg(test)]
+mod fake_api;
 mod focus;
 pub mod inputs;
 mod oneshot;
