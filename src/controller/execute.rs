@@ -19,7 +19,7 @@ use crate::model::{Instance, ServiceKey, ServiceSnapshot};
 use crate::nacos::{NacosClient, Registry};
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 
-/// Actions whose second-signal check may run at once, ahead of the writes. A check is one GET to
+/// Actions whose second-signal check may run at once, ahead of the writes. A check is one request to
 /// the API server, which answers slowly while it is busy (a mass deletion): with 16, the checks held
 /// 2,000 removals back by seconds. A check a few writes old is fine: the watch cache is asked again
 /// right before each write.
