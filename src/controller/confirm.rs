@@ -45,7 +45,9 @@ impl<'a> PodCheck<'a> {
     ) -> Self {
         // The `status.podIP` field selector sees a pod's first address only: where pods have
         // addresses of two families, only the listing (all of `status.podIPs`) can answer.
-        let listed = ips.into_iter().count() >= LIST_FROM || view.is_dual_stack();
+        // (Asked only when there is something to confirm: it looks at every pod of the cache.)
+        let asked = ips.into_iter().count();
+        let listed = asked >= LIST_FROM || (asked > 0 && view.is_dual_stack());
         Self {
             client,
             view,
