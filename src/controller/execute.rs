@@ -9,8 +9,8 @@ use kube::ResourceExt;
 use tracing::{info, warn};
 
 use super::confirm::PodCheck;
+use super::context::Context;
 use super::outcome::{key, Outcome, Written};
-use super::Context;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::leader::ActingGate;

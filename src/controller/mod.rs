@@ -4,6 +4,7 @@
 //! One pass: dereference (Secrets) → list Nacos → plan (pure) → execute and verify → report.
 
 mod confirm;
+mod context;
 mod event_fold;
 mod execute;
 #[cfg(test)]
@@ -35,65 +36,11 @@ use crate::cluster::{binding_triggers, ClusterView, ClusterViewConfig, PodScope,
 use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::Metrics;
-use crate::nacos::NacosClient;
-use crate::plan::Memory;
 use crate::server::Health;
 
+use context::Context;
 pub use oneshot::plan_once;
 pub use reconcile::{reconcile, ReconcileError};
-
-/// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "nacos-reconciler";
-
-/// What a binding's passes share: remembered decisions and the Nacos client.
-#[derive(Default)]
-pub struct BindingState {
-    pub memory: Option<Memory>,
-    /// The client and the fingerprint of the configuration it was built from.
-    pub nacos: Option<(u64, Arc<NacosClient>)>,
-    /// The registry as the last passes listed it, for focused passes between full ones.
-    pub kept: Option<focus::Kept>,
-    /// Services to list again because of what the operator did (see [`recheck`]).
-    pub rechecks: recheck::Rechecks,
-    /// The binding's status writes.
-    pub status: Arc<status_lane::StatusLane>,
-}
-
-/// Shared by every reconcile pass.
-pub struct Context {
-    pub client: Client,
-    pub view: ClusterView,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Arc<report::EventRecorder>,
-    /// Per binding UID.
-    pub bindings: Mutex<HashMap<String, Arc<Mutex<BindingState>>>>,
-    /// What each binding governs, to find bindings that share services.
-    pub claims: overlap::Claims,
-    /// Closed while this process is not the leader, during the settle period after winning, and
-    /// once its last Lease renewal is too old.
-    pub acting_allowed: Arc<ActingGate>,
-}
-
-impl Context {
-    pub fn acting_allowed(&self) -> bool {
-        self.acting_allowed.allowed()
-    }
-
-    async fn binding_state(&self, uid: &str) -> Arc<Mutex<BindingState>> {
-        let mut map = self.bindings.lock().await;
-        map.entry(uid.to_string()).or_default().clone()
-    }
-
-    /// Drops what the passes of bindings that no longer exist left behind: their memory, Nacos
-    /// client, kept listings and claims (a deleted binding no longer overlaps anyone's).
-    async fn forget_bindings_except(&self, existing: &HashSet<String>) {
-        self.bindings
-            .lock()
-            .await
-            .retain(|uid, _| existing.contains(uid));
-        self.claims.retain(|uid| existing.contains(uid));
-    }
-}
 
 /// How often the state of deleted bindings is dropped.
 const FORGET_EVERY: Duration = Duration::from_secs(30);
@@ -223,6 +170,8 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
     use crate::cluster::{TombstoneLimits, ViewState};
 
@@ -268,5 +217,83 @@ mod tests {
             true
         });
         assert_eq!(claims, ["uid-kept"]);
+    }
+
+    /// Which files of `src/controller/` the non-test code of each one names: `super::x` in a
+    /// child, `x::` in `mod.rs` (the parent, `mod`), and `super::Item` as the parent.
+    fn controller_imports() -> BTreeMap<String, BTreeSet<String>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/controller");
+        let files: BTreeMap<String, String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .map(|p| {
+                let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&p).unwrap();
+                let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+                (name, code.to_string())
+            })
+            .collect();
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut graph = BTreeMap::new();
+        for (file, code) in &files {
+            let mut uses = BTreeSet::new();
+            for other in files.keys().filter(|o| *o != file && *o != "mod") {
+                let pattern = if file == "mod" {
+                    format!("{other}::")
+                } else {
+                    format!("super::{other}")
+                };
+                let named = code.match_indices(&pattern).any(|(at, _)| {
+                    let before = code[..at].chars().next_back();
+                    let after = code[at + pattern.len()..].chars().next();
+                    !before.is_some_and(word) && !(file != "mod" && after.is_some_and(word))
+                });
+                if named {
+                    uses.insert(other.clone());
+                }
+            }
+            if file != "mod" && code.contains("super::") {
+                let parent_item = code.match_indices("super::").any(|(at, m)| {
+                    let rest = &code[at + m.len()..];
+                    let name: String = rest.chars().take_while(|c| word(*c)).collect();
+                    name.is_empty() || !files.contains_key(&name) && name != "super"
+                });
+                if parent_item {
+                    uses.insert("mod".to_string());
+                }
+            }
+            graph.insert(file.clone(), uses);
+        }
+        graph
+    }
+
+    #[test]
+    fn no_file_of_the_controller_imports_one_that_imports_it_back() {
+        let graph = controller_imports();
+        assert!(graph["reconcile"].contains("execute"), "{graph:?}");
+        // Depth-first search for a cycle, reporting its path.
+        fn visit<'a>(
+            graph: &'a BTreeMap<String, BTreeSet<String>>,
+            node: &'a str,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) {
+            if let Some(at) = path.iter().position(|n| *n == node) {
+                panic!("import cycle: {} -> {node}", path[at..].join(" -> "));
+            }
+            if !done.insert(node) {
+                return;
+            }
+            path.push(node);
+            for next in &graph[node] {
+                visit(graph, next, path, done);
+            }
+            path.pop();
+        }
+        let mut done = BTreeSet::new();
+        for node in graph.keys() {
+            visit(&graph, node, &mut Vec::new(), &mut done);
+        }
     }
 }

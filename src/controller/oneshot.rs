@@ -9,9 +9,9 @@ use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
+use super::context::{BindingState, Context};
 use super::reconcile::{evaluate, Evaluation};
 use super::report::Problem;
-use super::{BindingState, Context};
 use crate::cluster::{ClusterView, ClusterViewConfig};
 use crate::crd::NacosBinding;
 use crate::metrics::Metrics;

@@ -14,12 +14,12 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
+use super::context::{BindingState, Context};
 use super::execute::execute;
 use super::focus::{self, Kept, PassKind};
 use super::inputs::{self, InputError, SecretData};
 use super::outcome::{key, Outcome, Written};
 use super::report::{self, Problem};
-use super::Context;
 use crate::cluster::Changed;
 use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
 use crate::metrics::BindingLabels;
@@ -96,7 +96,7 @@ async fn read_secrets(
 /// The Nacos client for this configuration, reused while the configuration (Secrets included) is
 /// unchanged so the login token is reused too. `true` when it was built just now.
 fn nacos_client(
-    state: &mut super::BindingState,
+    state: &mut BindingState,
     cfg: crate::nacos::NacosConfig,
     secrets: &SecretData,
     ctx: &Context,
@@ -180,7 +180,7 @@ pub struct Evaluation {
 pub async fn evaluate(
     ctx: &Context,
     b: &NacosBinding,
-    state: &mut super::BindingState,
+    state: &mut BindingState,
 ) -> Result<Result<Evaluation, Stop>, ReconcileError> {
     let ns = b.namespace().ok_or(ReconcileError::NoNamespace)?;
     let resync = Duration::from_secs(b.spec.resync_seconds.max(5).into());
@@ -370,7 +370,7 @@ pub async fn evaluate(
 
 /// What a pass depends on besides the cluster and the registry: a change makes the next pass full.
 /// Annotations count whole (the approval among them), so any annotation forces a full pass.
-fn pass_fingerprint(b: &NacosBinding, state: &super::BindingState) -> u64 {
+fn pass_fingerprint(b: &NacosBinding, state: &BindingState) -> u64 {
     let mut h = DefaultHasher::new();
     b.metadata.generation.hash(&mut h);
     b.annotations().hash(&mut h);
@@ -550,7 +550,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         Ok(eval) => eval,
         Err(stop) => {
             rep.problem(stop.problem).await;
-            lane.submit(ctx.clone(), &b, rep.finish(started));
+            lane.submit(ctx.status_writer(), &b, rep.finish(started));
             return Ok(Requeue::requeue(stop.retry));
         }
     };
@@ -572,9 +572,9 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         // Write the budget this pass is about to spend before spending it: a replica killed (or
         // replaced as leader) mid-pass leaves it in status, so its successor does not spend the
         // window's budget a second time. Without that record, act on nothing.
-        if let Err(e) = lane.record_budget(&ctx, &b, &eval.plan.memory).await {
+        if let Err(e) = lane.record_budget(&ctx.client, &b, &eval.plan.memory).await {
             warn!(error = %e, "could not record the removal budget; no action in this pass");
-            lane.submit(ctx.clone(), &b, rep.finish(started));
+            lane.submit(ctx.status_writer(), &b, rep.finish(started));
             return Ok(Requeue::requeue(retry_after(resync)));
         }
     }
@@ -621,7 +621,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .map(|due| (due - eval.now).to_std().unwrap_or_default() + Duration::from_millis(200))
         .unwrap_or(resync)
         .min(resync);
-    lane.submit(ctx.clone(), &b, rep.finish(started));
+    lane.submit(ctx.status_writer(), &b, rep.finish(started));
     // Where a pass spends its time (cumulative from its start).
     debug!(
         ?evaluated,
@@ -640,7 +640,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
 fn follow_up(
     ctx: &Context,
     b: &NacosBinding,
-    state: &mut super::BindingState,
+    state: &mut BindingState,
     eval: &Evaluation,
     snapshots: &BTreeMap<ServiceKey, &crate::model::ServiceSnapshot>,
     outcomes: &[Outcome],

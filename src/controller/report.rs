@@ -19,9 +19,9 @@ use kube::{Api, Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use super::context::Context;
 use super::event_fold::{Admit, EventFolds, FOLD_WINDOW, OWN_EVENTS_PER_WINDOW};
 use super::outcome::{key, Outcome, Written};
-use super::Context;
 use crate::crd::{
     InstanceCounts, NacosApi, NacosBinding, NacosBindingStatus, NacosServerStatus, PendingAction,
     PendingState, PlannedAction, RemovalRecord, ServiceStatus, MAX_PENDING, MAX_REMOVAL_RECORDS,

@@ -9,14 +9,27 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use tracing::warn;
 
+use super::outcome::key;
 use super::report::{budget_fields, removal_records};
-use super::{Context, FIELD_MANAGER};
 use crate::crd::{NacosBinding, NacosBindingStatus};
-use crate::metrics::BindingLabels;
+use crate::leader::ActingGate;
+use crate::metrics::{BindingLabels, Metrics};
 use crate::plan::Memory;
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "nacos-reconciler";
+
+/// What the background status writes use.
+pub struct StatusWriter {
+    pub client: Client,
+    /// A status handed over by a leader that has since lost the lead is not written.
+    pub gate: Arc<ActingGate>,
+    /// A failed write counts as a reconcile error.
+    pub metrics: Arc<Metrics>,
+}
 
 #[derive(Default)]
 pub struct StatusLane {
@@ -49,27 +62,28 @@ impl StatusLane {
     /// A failed write is logged and counted as a reconcile error; the next pass writes again.
     pub fn submit(
         self: &Arc<Self>,
-        ctx: Arc<Context>,
+        writer: StatusWriter,
         b: &NacosBinding,
         status: NacosBindingStatus,
     ) {
         *locked(&self.last) = Some(status.clone());
         *locked(&self.pending) = Some(status);
         let lane = self.clone();
-        let api = binding_api(&ctx, b);
-        let (name, binding) = (b.name_any(), super::outcome::key(b));
+        let api = binding_api(&writer.client, b);
+        let (name, binding) = (b.name_any(), key(b));
         tokio::spawn(async move {
             let _turn = lane.writing.lock().await;
             let Some(status) = locked(&lane.pending).take() else {
                 return; // a later write carried it
             };
             // Leadership lost while this waited: the status is the new leader's to write.
-            if !ctx.acting_allowed() {
+            if !writer.gate.allowed() {
                 return;
             }
             if let Err(e) = apply(&api, &name, &status).await {
                 warn!(%binding, error = %e, "could not write status");
-                ctx.metrics
+                writer
+                    .metrics
                     .reconcile_errors
                     .get_or_create(&BindingLabels { binding })
                     .inc();
@@ -82,12 +96,12 @@ impl StatusLane {
     /// same request; otherwise only those fields change.
     pub async fn record_budget(
         &self,
-        ctx: &Context,
+        client: &Client,
         b: &NacosBinding,
         memory: &Memory,
     ) -> Result<(), kube::Error> {
         let _turn = self.writing.lock().await;
-        let api = binding_api(ctx, b);
+        let api = binding_api(client, b);
         let pending = locked(&self.pending).take();
         match pending {
             Some(mut status) => {
@@ -109,8 +123,8 @@ impl StatusLane {
     }
 }
 
-fn binding_api(ctx: &Context, b: &NacosBinding) -> Api<NacosBinding> {
-    Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default())
+fn binding_api(client: &Client, b: &NacosBinding) -> Api<NacosBinding> {
+    Api::namespaced(client.clone(), &b.namespace().unwrap_or_default())
 }
 
 /// The whole status, applied by the operator's field manager.
