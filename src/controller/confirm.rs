@@ -13,6 +13,7 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Mutex;
 
+use super::outcome::Unconfirmed;
 use crate::cluster::{ClusterView, PodInfo, PodScope};
 use crate::model::PodPhase;
 
@@ -57,7 +58,7 @@ impl<'a> PodCheck<'a> {
     }
 
     /// `Err(why)` when the API server has a live pod of the scope on `ip`, or cannot say.
-    pub async fn api_server(&self, ip: IpAddr) -> Result<(), String> {
+    pub async fn api_server(&self, ip: IpAddr) -> Result<(), Unconfirmed> {
         let scope = self.scope()?;
         let holder = match &self.listing {
             Some(listing) => {
@@ -75,17 +76,17 @@ impl<'a> PodCheck<'a> {
             None => self.find_live(scope, ip).await?,
         };
         match holder {
-            Some(pod) => Err(format!("the API server still has pod {pod} on {ip}")),
+            Some(pod) => Err(Unconfirmed::ApiServerHasPod { pod, ip }),
             None => Ok(()),
         }
     }
 
     /// `Err(why)` when the watch cache now has a live pod of the scope on `ip`, or has lost its sync
     /// since the pass read it (then it can vouch for nothing).
-    pub fn cache(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn cache(&self, ip: IpAddr) -> Result<(), Unconfirmed> {
         let scope = self.scope()?;
         if !self.view.is_synced() {
-            return Err("the watch caches lost their sync while the pass was writing".into());
+            return Err(Unconfirmed::CacheLostSync);
         }
         match self
             .view
@@ -93,28 +94,27 @@ impl<'a> PodCheck<'a> {
             .into_iter()
             .find(|p| info_holds_ip(p, scope))
         {
-            Some(p) => Err(format!(
-                "pod {}/{} has {ip} now (seen while the pass was writing)",
-                p.namespace, p.name
-            )),
+            Some(p) => Err(Unconfirmed::CacheHasPod {
+                pod: format!("{}/{}", p.namespace, p.name),
+                ip,
+            }),
             None => Ok(()),
         }
     }
 
-    fn scope(&self) -> Result<&'a PodScope, String> {
-        self.scope
-            .ok_or_else(|| "the binding's pod selector is invalid".to_string())
+    fn scope(&self) -> Result<&'a PodScope, Unconfirmed> {
+        self.scope.ok_or(Unconfirmed::NoPodScope)
     }
 
     /// One pod of the scope holding `ip`, asked namespace by namespace: only pods of the scope can
     /// make the instance Live, and RBAC may grant pods per namespace.
-    async fn find_live(&self, scope: &PodScope, ip: IpAddr) -> Result<Option<String>, String> {
+    async fn find_live(&self, scope: &PodScope, ip: IpAddr) -> Result<Option<String>, Unconfirmed> {
         let params = ListParams::default().fields(&format!("status.podIP={ip}"));
         for ns in scope.namespaces() {
             let listed = Api::<Pod>::namespaced(self.client.clone(), ns)
                 .list(&params)
                 .await
-                .map_err(|e| format!("confirming with the API server failed: {e}"))?;
+                .map_err(|e| Unconfirmed::ApiServerFailed(e.into()))?;
             if let Some(p) = listed.items.iter().find(|p| holds_ip(p, scope)) {
                 return Ok(Some(format!("{ns}/{}", p.name_any())));
             }
@@ -125,7 +125,7 @@ impl<'a> PodCheck<'a> {
     /// Every live pod of the scope by IP, in pages (no resourceVersion: a consistent read). Finished
     /// pods are left out by the API server, which also makes this a request of another form than
     /// the watch's own list, not the same one asked twice.
-    async fn list_live(&self, scope: &PodScope) -> Result<HashMap<IpAddr, String>, String> {
+    async fn list_live(&self, scope: &PodScope) -> Result<HashMap<IpAddr, String>, Unconfirmed> {
         let mut by_ip = HashMap::new();
         for ns in scope.namespaces() {
             let api = Api::<Pod>::namespaced(self.client.clone(), ns);
@@ -136,7 +136,7 @@ impl<'a> PodCheck<'a> {
                 let page = api
                     .list(&params)
                     .await
-                    .map_err(|e| format!("confirming with the API server failed: {e}"))?;
+                    .map_err(|e| Unconfirmed::ApiServerFailed(e.into()))?;
                 for p in page.items.iter().filter(|p| holds_ip(p, scope)) {
                     for ip in pod_ips(p) {
                         by_ip.insert(ip, format!("{ns}/{}", p.name_any()));
@@ -234,7 +234,10 @@ mod tests {
         let s = scope();
         let check = PodCheck::new(client, &view, Some(&s), [ip("10.0.0.1")]);
         let why = check.api_server(ip("10.0.0.1")).await.unwrap_err();
-        assert!(why.contains("shop/orders-2"), "{why}");
+        assert!(
+            matches!(&why, Unconfirmed::ApiServerHasPod { pod, .. } if pod == "shop/orders-2"),
+            "{why}"
+        );
     }
 
     #[tokio::test]
@@ -246,7 +249,7 @@ mod tests {
         let view = view(&[], &[]);
         let s = scope();
         let check = PodCheck::new(client.clone(), &view, Some(&s), [ip("10.0.0.1")]);
-        assert_eq!(check.api_server(ip("10.0.0.1")).await, Ok(()));
+        assert!(check.api_server(ip("10.0.0.1")).await.is_ok());
         assert_eq!(
             api.asked.lock().unwrap().as_slice(),
             ["status.podIP=10.0.0.1"]
@@ -257,7 +260,7 @@ mod tests {
             .collect();
         let check = PodCheck::new(client, &view, Some(&s), many.clone());
         for ip in many {
-            assert_eq!(check.api_server(ip).await, Ok(()));
+            assert!(check.api_server(ip).await.is_ok());
         }
         let asked = api.asked.lock().unwrap().clone();
         assert_eq!(asked.len(), 2, "{asked:?}");
@@ -274,7 +277,7 @@ mod tests {
         // Where the cache shows no dual-stack pod, the field selector alone misses it.
         let single = view(&[], &[api_pod("orders-9", "orders", &["10.0.0.9"])]);
         let blind = PodCheck::new(client.clone(), &single, Some(&s), [ip("fd00::2")]);
-        assert_eq!(blind.api_server(ip("fd00::2")).await, Ok(()));
+        assert!(blind.api_server(ip("fd00::2")).await.is_ok());
         // A dual-stack pod in the cache (any pod, here one of another app): the listing finds it.
         let dual_view = view(
             &[],
@@ -282,7 +285,10 @@ mod tests {
         );
         let check = PodCheck::new(client, &dual_view, Some(&s), [ip("fd00::2")]);
         let why = check.api_server(ip("fd00::2")).await.unwrap_err();
-        assert!(why.contains("shop/orders-2"), "{why}");
+        assert!(
+            matches!(&why, Unconfirmed::ApiServerHasPod { pod, .. } if pod == "shop/orders-2"),
+            "{why}"
+        );
     }
 
     #[test]

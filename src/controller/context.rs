@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use kube::runtime::events::Reporter;
 use kube::Client;
 use tokio::sync::Mutex;
 
+use super::events::EventRecorder;
 use super::focus::Kept;
 use super::overlap::Claims;
 use super::recheck::Rechecks;
-use super::report::EventRecorder;
 use super::status_lane::{StatusLane, StatusWriter};
 use crate::cluster::ClusterView;
 use crate::leader::ActingGate;
@@ -48,6 +49,30 @@ pub struct Context {
 }
 
 impl Context {
+    /// `controller` and `instance` name the Events' reporter.
+    pub fn new(
+        client: Client,
+        view: ClusterView,
+        metrics: Arc<Metrics>,
+        acting_allowed: Arc<ActingGate>,
+        controller: &str,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: controller.into(),
+            instance,
+        };
+        Self {
+            recorder: Arc::new(EventRecorder::new(client.clone(), reporter)),
+            client,
+            view,
+            metrics,
+            bindings: Mutex::new(HashMap::new()),
+            claims: Claims::default(),
+            acting_allowed,
+        }
+    }
+
     pub fn acting_allowed(&self) -> bool {
         self.acting_allowed.allowed()
     }

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::confirm::PodCheck;
 use super::context::Context;
-use super::outcome::{key, Outcome, Written};
+use super::outcome::{key, Outcome, Unconfirmed, WriteFailed, Written};
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
@@ -138,7 +138,7 @@ impl Step<'_> {
                 let leading = if self.gate.allowed() {
                     Ok(())
                 } else {
-                    Err("no longer the settled leader with a fresh Lease".to_string())
+                    Err(Unconfirmed::NotLeading)
                 };
                 match leading.and_then(|()| ip.map_or(Ok(()), |ip| self.check.cache(ip))) {
                     Err(why) => Written::NotConfirmed(why),
@@ -185,8 +185,13 @@ fn record(ctx: &Context, binding: &str, action: &Action, result: Written) -> Out
     // log pipelines index top-level JSON fields, and one line must say what was done to what.
     let key = &action.instance;
     let address = instance_address(key);
-    match &outcome.result {
-        Written::Done | Written::Ineffective { .. } => info!(
+    let why = match &outcome.result {
+        Written::Done | Written::Ineffective { .. } => None,
+        Written::NotConfirmed(why) => Some(why.to_string()),
+        Written::Failed(why) => Some(why.to_string()),
+    };
+    match why {
+        None => info!(
             binding = %binding,
             service = %key.service,
             instance = %address,
@@ -196,7 +201,7 @@ fn record(ctx: &Context, binding: &str, action: &Action, result: Written) -> Out
             reason = %action.reason,
             "applied"
         ),
-        Written::NotConfirmed(why) | Written::Failed(why) => warn!(
+        Some(why) => warn!(
             binding = %binding,
             service = %key.service,
             instance = %address,
@@ -226,7 +231,7 @@ async fn apply(
         ActionKind::Deregister => {
             if let Err(e) = nacos.deregister(instance).await {
                 remember(memory, |m| m.forget_deregistration(&instance.key));
-                return Written::Failed(e.to_string());
+                return Written::Failed(WriteFailed::request(e));
             }
             // Decided on a listing the server refreshed after the DELETE: right after it, Nacos
             // 2.x/3.x still list an instance they did remove.
@@ -242,7 +247,7 @@ async fn apply(
                     }
                     Written::Ineffective { disabled }
                 }
-                Err(e) => Written::Failed(format!("verifying the deregistration: {e}")),
+                Err(e) => Written::Failed(WriteFailed::read_back("deregistration", e)),
             }
         }
         ActionKind::Disable => match disable(nacos, marker, instance).await {
@@ -254,7 +259,7 @@ async fn apply(
         },
         ActionKind::Enable => {
             if let Err(e) = nacos.enable(instance).await {
-                return Written::Failed(e.to_string());
+                return Written::Failed(WriteFailed::request(e));
             }
             match nacos
                 .read_back(instance, |seen| seen.is_some_and(|i| i.enabled))
@@ -264,8 +269,8 @@ async fn apply(
                     remember(memory, |m| m.forget_disabled(&instance.key));
                     Written::Done
                 }
-                Ok(_) => Written::Failed("the instance is not enabled after the write".into()),
-                Err(e) => Written::Failed(format!("verifying the enable: {e}")),
+                Ok(_) => Written::Failed(WriteFailed::NotAsWritten("not enabled")),
+                Err(e) => Written::Failed(WriteFailed::read_back("enable", e)),
             }
         }
     }
@@ -276,20 +281,20 @@ async fn disable(
     nacos: &impl Registry,
     marker: &str,
     instance: &Instance,
-) -> std::result::Result<(), String> {
+) -> Result<(), WriteFailed> {
     nacos
         .disable(instance, marker)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(WriteFailed::request)?;
     match nacos
         .read_back(instance, |seen| seen.is_none_or(|i| !i.enabled))
         .await
     {
         Ok(Some(i)) if !i.enabled => Ok(()),
-        Ok(Some(_)) => Err("the instance is still enabled after the write".into()),
+        Ok(Some(_)) => Err(WriteFailed::NotAsWritten("still enabled")),
         // Gone by itself in the meantime: offline all the same.
         Ok(None) => Ok(()),
-        Err(e) => Err(format!("verifying the disable: {e}")),
+        Err(e) => Err(WriteFailed::read_back("disable", e)),
     }
 }
 
@@ -414,7 +419,7 @@ mod tests {
 
     fn not_sent(a: &Acted, why: &str) {
         assert!(
-            matches!(&a.result, Written::NotConfirmed(w) if w.contains(why)),
+            matches!(&a.result, Written::NotConfirmed(w) if w.to_string().contains(why)),
             "{:?}",
             a.result
         );
@@ -448,7 +453,7 @@ mod tests {
         // A pod of another app on the address is no evidence of life for this binding.
         let other = api_pod("billing-1", "billing", &["10.0.0.1"]);
         let a = act(vec![other], &[], ActingGate::always()).await;
-        assert_eq!(a.result, Written::Done);
+        assert!(matches!(a.result, Written::Done), "{:?}", a.result);
         assert_eq!(a.writes, ["deregister 10.0.0.1:8080"]);
     }
 
@@ -460,7 +465,7 @@ mod tests {
             Some(instance(true)),
         )
         .await;
-        assert_eq!(r.result, Written::Done);
+        assert!(matches!(r.result, Written::Done), "{:?}", r.result);
         assert_eq!(r.writes, ["deregister 10.0.0.1:8080"]);
         assert_eq!(r.after, None);
         // A 1.x client that registers it again seconds later is caught by the next pass: the
@@ -479,7 +484,11 @@ mod tests {
             ..Behaviour::default()
         };
         let r = run(ActionKind::Deregister, ignored, Some(instance(true))).await;
-        assert_eq!(r.result, Written::Ineffective { disabled: true });
+        assert!(
+            matches!(r.result, Written::Ineffective { disabled: true }),
+            "{:?}",
+            r.result
+        );
         assert_eq!(
             r.writes,
             [
@@ -502,7 +511,11 @@ mod tests {
             ..Behaviour::default()
         };
         let r = run(ActionKind::Deregister, refused, Some(instance(true))).await;
-        assert_eq!(r.result, Written::Ineffective { disabled: false });
+        assert!(
+            matches!(r.result, Written::Ineffective { disabled: false }),
+            "{:?}",
+            r.result
+        );
         assert!(r.after.expect("still listed").enabled);
         // Next time it is a Disable straight away.
         assert!(r.memory.ineffective.contains(&key()));
@@ -519,7 +532,7 @@ mod tests {
         };
         let r = run(ActionKind::Deregister, lost, Some(instance(true))).await;
         assert!(
-            matches!(&r.result, Written::Failed(why) if why.contains("timed out")),
+            matches!(&r.result, Written::Failed(why) if why.to_string().contains("timed out")),
             "{:?}",
             r.result
         );
@@ -536,7 +549,7 @@ mod tests {
         };
         let r = run(ActionKind::Deregister, blind, Some(instance(true))).await;
         assert!(
-            matches!(&r.result, Written::Failed(why) if why.starts_with("verifying the deregistration")),
+            matches!(&r.result, Written::Failed(why) if why.to_string().starts_with("verifying the deregistration")),
             "{:?}",
             r.result
         );
@@ -545,7 +558,7 @@ mod tests {
         // A Disable whose read-back fails is not counted as done either.
         let r = run(ActionKind::Disable, blind, Some(instance(true))).await;
         assert!(
-            matches!(&r.result, Written::Failed(why) if why.starts_with("verifying the disable")),
+            matches!(&r.result, Written::Failed(why) if why.to_string().starts_with("verifying the disable")),
             "{:?}",
             r.result
         );
@@ -560,7 +573,7 @@ mod tests {
             Some(instance(true)),
         )
         .await;
-        assert_eq!(r.result, Written::Done);
+        assert!(matches!(r.result, Written::Done), "{:?}", r.result);
         assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
         let after = r.after.expect("still listed");
         assert!(!after.enabled && after.disabled_by() == Some("uid-1"));
@@ -575,7 +588,7 @@ mod tests {
     async fn a_write_to_an_instance_gone_before_it_fails_and_records_nothing() {
         let r = run(ActionKind::Disable, Behaviour::default(), None).await;
         assert!(
-            matches!(&r.result, Written::Failed(why) if why.contains("not found")),
+            matches!(&r.result, Written::Failed(why) if why.to_string().contains("not found")),
             "{:?}",
             r.result
         );
@@ -592,7 +605,7 @@ mod tests {
             Some(instance(false)),
         )
         .await;
-        assert_eq!(r.result, Written::Done);
+        assert!(matches!(r.result, Written::Done), "{:?}", r.result);
         let after = r.after.expect("listed");
         assert!(after.enabled && after.disabled_by().is_none());
         assert!(!r.memory.disabled.contains(&key()));
@@ -615,9 +628,12 @@ mod tests {
             )
             .await
         };
-        assert_eq!(
-            result,
-            Written::Failed("the instance is not enabled after the write".into())
+        assert!(
+            matches!(
+                &result,
+                Written::Failed(WriteFailed::NotAsWritten("not enabled"))
+            ),
+            "{result:?}"
         );
         assert!(memory.disabled.contains(&key()));
     }

@@ -260,6 +260,7 @@ pub fn to_relist(plan: &Plan) -> BTreeSet<ServiceKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::outcome::WriteFailed;
     use crate::model::{Instance, InstanceKey, ServiceSnapshot};
     use crate::nacos::{ApiGeneration, ServerFlavor};
     use crate::plan::{Action, ActionKind, Confirm, ServicePlan, Verdict};
@@ -378,7 +379,11 @@ mod tests {
                     ActionKind::Deregister,
                     Written::Ineffective { disabled: true },
                 ),
-                outcome(2, ActionKind::Disable, Written::Failed("HTTP 500".into())),
+                outcome(
+                    2,
+                    ActionKind::Disable,
+                    Written::Failed(WriteFailed::NotAsWritten("still enabled")),
+                ),
                 outcome(3, ActionKind::Disable, Written::Done),
             ],
             "uid-1",

@@ -1,36 +1,47 @@
 //! The controller: watches NacosBindings and the cluster, and runs one reconcile pass per binding
 //! when it or the pods it governs change (and every `resyncSeconds`).
 //!
-//! One pass: dereference (Secrets) → list Nacos → plan (pure) → execute and verify → report.
+//! One pass (`reconcile.rs`), in the order data flows: read the inputs (`dereference.rs`) → choose
+//! what to list and list it (`listing.rs`, `focus.rs`) → judge (`judge.rs`, the pure planner) →
+//! confirm, write and verify (`confirm.rs`, `execute.rs`) → report (`report.rs` with `status.rs`,
+//! `events.rs`, `problem.rs`; written by `status_lane.rs`). Shared types sit below the files that
+//! use them (`context.rs`, `outcome.rs`, `stop.rs`): no file here imports one that imports it back.
 
 mod confirm;
 mod context;
+mod dereference;
 mod event_fold;
+mod events;
 mod execute;
 #[cfg(test)]
 mod fake_api;
 mod focus;
 pub mod inputs;
+mod judge;
+mod listing;
 mod oneshot;
 mod outcome;
 mod overlap;
+mod problem;
 mod recheck;
 mod reconcile;
 mod report;
+mod request_metrics;
+mod status;
 mod status_lane;
+mod stop;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::Reporter;
+
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::Mutex;
 
 use crate::cluster::{binding_triggers, ClusterView, ClusterViewConfig, PodScope, RetryBackoff};
 use crate::crd::NacosBinding;
@@ -40,7 +51,8 @@ use crate::server::Health;
 
 use context::Context;
 pub use oneshot::plan_once;
-pub use reconcile::{reconcile, ReconcileError};
+pub use reconcile::reconcile;
+pub use stop::ReconcileError;
 
 /// How often the state of deleted bindings is dropped.
 const FORGET_EVERY: Duration = Duration::from_secs(30);
@@ -109,22 +121,14 @@ pub async fn run(
             })
             .collect()
     });
-    let recorder = Arc::new(report::EventRecorder::new(
-        client.clone(),
-        Reporter {
-            controller: "nacos-reconciler".into(),
-            instance: Some(opts.instance_name.clone()),
-        },
-    ));
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(Context::new(
         client,
         view,
         metrics,
-        recorder,
-        bindings: Mutex::new(HashMap::new()),
-        claims: Default::default(),
         acting_allowed,
-    });
+        "nacos-reconciler",
+        Some(opts.instance_name.clone()),
+    ));
     {
         // Nothing is dropped before the binding cache has listed: until then, absence means nothing.
         let ctx = ctx.clone();
@@ -157,7 +161,7 @@ pub async fn run(
                     reconcile(b, ctx).await
                 }
             },
-            reconcile::error_policy,
+            stop::error_policy,
             ctx,
         )
         .for_each(|res| async move {
@@ -179,21 +183,14 @@ mod tests {
     async fn the_state_of_a_deleted_binding_is_dropped() {
         let client =
             Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let ctx = Context {
-            recorder: Arc::new(report::EventRecorder::new(
-                client.clone(),
-                Reporter {
-                    controller: "test".into(),
-                    instance: None,
-                },
-            )),
+        let ctx = Context::new(
             client,
-            view: ClusterView::from_state(ViewState::new(TombstoneLimits::default())),
-            metrics: Arc::new(Metrics::new()),
-            bindings: Mutex::new(HashMap::new()),
-            claims: Default::default(),
-            acting_allowed: Arc::new(ActingGate::always()),
-        };
+            ClusterView::from_state(ViewState::new(TombstoneLimits::default())),
+            Arc::new(Metrics::new()),
+            Arc::new(ActingGate::always()),
+            "test",
+            None,
+        );
         let b: NacosBinding = serde_json::from_value(serde_json::json!({
             "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
             "metadata": {"name": "orders", "namespace": "shop", "uid": "uid-gone"},
@@ -247,7 +244,10 @@ mod tests {
                 let named = code.match_indices(&pattern).any(|(at, _)| {
                     let before = code[..at].chars().next_back();
                     let after = code[at + pattern.len()..].chars().next();
-                    !before.is_some_and(word) && !(file != "mod" && after.is_some_and(word))
+                    // A whole name: `super::report` is not `super::report_x`.
+                    let partial =
+                        before.is_some_and(word) || (file != "mod" && after.is_some_and(word));
+                    !partial
                 });
                 if named {
                     uses.insert(other.clone());

@@ -5,18 +5,37 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::Reporter;
-use kube::{Api, Client};
-use tokio::sync::Mutex;
+use kube::{Api, Client, ResourceExt};
 
 use super::context::{BindingState, Context};
+use super::outcome::key;
+use super::problem::Problem;
 use super::reconcile::{evaluate, Evaluation};
-use super::report::Problem;
+use super::stop::Stop;
 use crate::cluster::{ClusterView, ClusterViewConfig};
 use crate::crd::NacosBinding;
+use crate::leader::ActingGate;
 use crate::metrics::Metrics;
-use crate::model::InstanceKey;
+use crate::model::{InstanceKey, MarkerOwner};
 use crate::plan::{Action, Plan};
+
+/// Why `plan` could not show a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("reading NacosBinding {binding}: {source}")]
+    ReadBinding {
+        binding: String,
+        source: kube::Error,
+    },
+    #[error("the cluster caches did not sync within 60s")]
+    SyncTimeout,
+    #[error(transparent)]
+    Sync(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Api(#[from] super::stop::ReconcileError),
+    #[error("{}", describe(.0))]
+    Stopped(Problem),
+}
 
 /// Evaluates `namespace/name` once against the cluster and Nacos and renders the table.
 pub async fn plan_once(
@@ -24,36 +43,36 @@ pub async fn plan_once(
     watches: Client,
     namespace: &str,
     name: &str,
-) -> Result<String, String> {
+) -> Result<String, PlanError> {
     let binding = Api::<NacosBinding>::namespaced(client.clone(), namespace)
         .get(name)
         .await
-        .map_err(|e| format!("reading NacosBinding {namespace}/{name}: {e}"))?;
+        .map_err(|source| PlanError::ReadBinding {
+            binding: format!("{namespace}/{name}"),
+            source,
+        })?;
     let (view, _changes) = ClusterView::start(watches, &ClusterViewConfig::default());
     tokio::time::timeout(Duration::from_secs(60), view.wait_until_synced())
         .await
-        .map_err(|_| "the cluster caches did not sync within 60s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let ctx = Context {
-        recorder: std::sync::Arc::new(super::report::EventRecorder::new(
-            client.clone(),
-            Reporter {
-                controller: "nacos-reconciler-plan".into(),
-                instance: None,
-            },
-        )),
+        .map_err(|_| PlanError::SyncTimeout)??;
+    let ctx = Context::new(
         client,
         view,
-        metrics: Arc::new(Metrics::new()),
-        bindings: Mutex::new(Default::default()),
-        claims: Default::default(),
-        acting_allowed: Arc::new(crate::leader::ActingGate::always()),
-    };
+        Arc::new(Metrics::new()),
+        Arc::new(ActingGate::always()),
+        "nacos-reconciler-plan",
+        None,
+    );
     let mut state = BindingState::default();
-    match evaluate(&ctx, &binding, &mut state).await {
-        Err(e) => Err(e.to_string()),
-        Ok(Err(stop)) => Err(describe(&stop.problem)),
-        Ok(Ok(eval)) => Ok(render(&eval, binding.spec.default_scope())),
+    let (uid, key) = (binding.uid().unwrap_or_default(), key(&binding));
+    let owner = MarkerOwner {
+        uid: &uid,
+        binding: &key,
+    };
+    match evaluate(&ctx, &binding, owner, &mut state).await {
+        Err(Stop::Api(e)) => Err(e.into()),
+        Err(Stop::Reported { problem, .. }) => Err(PlanError::Stopped(problem)),
+        Ok(eval) => Ok(render(&eval, binding.spec.default_scope())),
     }
 }
 

@@ -13,7 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::warn;
 
 use super::outcome::key;
-use super::report::{budget_fields, removal_records};
+use super::status::{budget_fields, removal_records};
 use crate::crd::{NacosBinding, NacosBindingStatus};
 use crate::leader::ActingGate;
 use crate::metrics::{BindingLabels, Metrics};
