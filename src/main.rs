@@ -127,10 +127,16 @@ async fn kube_clients(
 ) -> anyhow_like::Result<(kube::Client, kube::Client)> {
     let config = kube_config(kubeconfig).await?;
     let watches = kube::Client::try_from(config.clone())?;
-    let mut requests = config;
-    requests.read_timeout = Some(API_REQUEST_TIMEOUT);
-    requests.reset_reader_on_write = true;
+    let requests = with_answer_timeout(config, API_REQUEST_TIMEOUT);
     Ok((kube::Client::try_from(requests)?, watches))
+}
+
+/// `config` whose requests fail when no answer comes within `timeout` (the clock restarts with
+/// each request written on the connection).
+fn with_answer_timeout(mut config: kube::Config, timeout: std::time::Duration) -> kube::Config {
+    config.read_timeout = Some(timeout);
+    config.reset_reader_on_write = true;
+    config
 }
 
 /// Start-up errors: printed once, exit code 1.
@@ -231,5 +237,47 @@ async fn main() {
     if let Err(e) = result {
         eprintln!("nacos-reconciler: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::*;
+
+    /// An API server that takes the connection and the request but never answers (a half-open
+    /// connection, a frozen apiserver): the request fails at the timeout instead of hanging.
+    #[tokio::test]
+    async fn a_request_the_api_server_never_answers_fails_at_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn); // read nothing, answer nothing, close nothing
+            }
+        });
+        let config = kube::Config::new(url.parse().unwrap());
+        let client =
+            kube::Client::try_from(with_answer_timeout(config, Duration::from_millis(500)))
+                .unwrap();
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            kube::Api::<Pod>::namespaced(client, "shop").get("orders-1"),
+        )
+        .await
+        .expect("the request hung past the client's timeout");
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        held.abort();
     }
 }
