@@ -124,6 +124,10 @@ fn invalid_cases() -> Vec<Case> {
         // Scope.
         case("CIDR without prefix length", vec![Set("/scope/cidrs", json!(["10.244.0.0"]))], &["spec.scope.cidrs[0]", CIDR]),
         case("CIDR with a bad address", vec![Set("/scope/cidrs", json!(["10.244.0.0/16", "300.1.2.3/8"]))], &["spec.scope.cidrs[1]", CIDR]),
+        case("instanceMetadata empty", vec![Set("/scope/instanceMetadata", json!({}))], &["spec.scope.instanceMetadata", "at least one matchLabels entry or matchExpressions requirement"]),
+        case("instanceMetadata empty matchLabels", vec![Set("/scope/instanceMetadata", json!({"matchLabels": {}}))], &["spec.scope.instanceMetadata", "at least one matchLabels entry"]),
+        case("instanceMetadata unknown operator", vec![Set("/scope/instanceMetadata", json!({"matchExpressions": [{"key": "k8s-cluster", "operator": "Equals", "values": ["a"]}]}))], &["spec.scope.instanceMetadata.matchExpressions[0].operator", "Unsupported value"]),
+        case("instanceMetadata In without values", vec![Set("/scope/instanceMetadata", json!({"matchExpressions": [{"key": "k8s-cluster", "operator": "In"}]}))], &["spec.scope.instanceMetadata.matchExpressions[0]", "In or NotIn need at least one value"]),
         // Nacos.
         case("nacos missing", vec![Remove("/nacos")], &["spec.nacos: Required value"]),
         case("serverAddr missing", vec![Remove("/nacos/serverAddr")], &["spec.nacos.serverAddr: Required value"]),
@@ -253,6 +257,15 @@ fn valid_cases() -> Vec<Case> {
             vec![Set(
                 "/nacos/credentialsSecretRef",
                 json!({"name": "nacos-auth.v2"}),
+            )],
+            &[],
+        ),
+        case(
+            "instanceMetadata by labels and expressions",
+            vec![Set(
+                "/scope/instanceMetadata",
+                json!({"matchLabels": {"k8s-cluster": "prod-a"},
+                       "matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b"]}]}),
             )],
             &[],
         ),

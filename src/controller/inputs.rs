@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::cluster::LabelMatcher;
 use crate::crd::{NacosApiVersion, NacosBindingSpec};
 use crate::model::{NodeDeparture, NodeFacts};
 use crate::nacos::{ApiGeneration, Credentials, NacosConfig, TlsConfig};
@@ -153,7 +154,17 @@ pub fn policy(spec: &NacosBindingSpec, scope: Vec<IpNet>) -> Result<Policy, Inpu
         dry_run: p.dry_run,
         port: spec.pods.port_selector().map_err(bad)?,
         scope,
+        instance_claim: instance_claim(spec)?,
     })
+}
+
+/// `scope.instanceMetadata` compiled: the instances this cluster claims; `None` claims every one.
+fn instance_claim(spec: &NacosBindingSpec) -> Result<Option<LabelMatcher>, InputError> {
+    let selector = spec.scope.as_ref().and_then(|s| s.instance_metadata.as_ref());
+    selector
+        .map(LabelMatcher::new)
+        .transpose()
+        .map_err(|e| InputError::Spec(format!("scope.instanceMetadata: {e}")))
 }
 
 #[cfg(test)]

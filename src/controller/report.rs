@@ -16,13 +16,13 @@ use super::outcome::{key, Outcome, Written};
 use super::problem::Problem;
 use super::status::{
     conditions, plan_status, server_status, set_memory, to_time, Findings, Taken, OVERLAP_REASON,
-    SCOPE_GAP_REASON,
+    SCOPE_GAP_REASON, SHARED_REASON,
 };
 use crate::crd::{NacosBinding, NacosBindingStatus, NacosServerStatus};
 use crate::metrics::{BindingLabels, VerdictLabels};
 use crate::model::ServiceKey;
 use crate::nacos::ServerInfo;
-use crate::plan::{ActionKind, Memory, Plan};
+use crate::plan::{ActionKind, Memory, Plan, SharedService};
 
 /// Collects what a pass found and did, then writes it once.
 pub struct Report<'a> {
@@ -40,6 +40,10 @@ pub struct Report<'a> {
     scope_gap: Option<Option<String>>,
     /// Whether other bindings govern some of this one's services, judged as `scope_gap` is.
     overlap: Option<Option<String>>,
+    /// Whether services look shared with another cluster, judged as `scope_gap` is.
+    shared: Option<Option<String>>,
+    /// Removals held as another cluster's.
+    held_shared: usize,
 }
 
 impl<'a> Report<'a> {
@@ -59,6 +63,8 @@ impl<'a> Report<'a> {
             taken: BTreeMap::new(),
             scope_gap: None,
             overlap: None,
+            shared: None,
+            held_shared: 0,
         }
     }
 
@@ -122,6 +128,7 @@ impl<'a> Report<'a> {
         self.planned = true;
         let binding = key(self.b);
         let fields = plan_status(plan, &self.taken);
+        let mut first_shared = None;
         for sp in &plan.services {
             for a in &sp.would_act {
                 let target = describe(&a.instance);
@@ -134,7 +141,19 @@ impl<'a> Report<'a> {
                 )
                 .await;
             }
-            if !sp.held.is_empty() {
+            let shared_held = sp.shared.as_ref().map_or(&[][..], |s| &s.held[..]);
+            if let Some(shared) = &sp.shared {
+                let msg = self.shared_message(&sp.service, shared);
+                self.event(EventType::Warning, SHARED_REASON, &msg).await;
+                first_shared.get_or_insert(msg);
+                self.held_shared += shared.held.len();
+            }
+            let budget_held: Vec<_> = sp
+                .held
+                .iter()
+                .filter(|a| !shared_held.contains(&a.instance))
+                .collect();
+            if !budget_held.is_empty() {
                 self.event(
                     EventType::Warning,
                     "RemovalsHeld",
@@ -142,10 +161,10 @@ impl<'a> Report<'a> {
                         "{}: {} removal(s) held by maxRemovals {} per {}s ({}); approve one batch with: \
                          kubectl annotate nb -n {} {} {}={} --overwrite",
                         sp.service,
-                        sp.held.len(),
+                        budget_held.len(),
                         self.b.spec.policy.max_removals().map(|m| m.to_string()).unwrap_or_default(),
                         window.as_secs(),
-                        sp.held.iter().map(|a| describe(&a.instance)).collect::<Vec<_>>().join(", "),
+                        budget_held.iter().map(|a| describe(&a.instance)).collect::<Vec<_>>().join(", "),
                         self.b.namespace().unwrap_or_default(),
                         self.b.name_any(),
                         crate::crd::APPROVE_ANNOTATION,
@@ -158,6 +177,7 @@ impl<'a> Report<'a> {
                 warn!(service = %sp.service, %why, "no action for this service");
             }
         }
+        self.shared = Some(first_shared);
         let gap = plan.scope_gap(self.b.spec.default_scope());
         if let Some(msg) = &gap {
             self.event(EventType::Warning, SCOPE_GAP_REASON, msg).await;
@@ -194,6 +214,26 @@ impl<'a> Report<'a> {
         self.held = fields.held;
     }
 
+    /// What the AnotherClusterSuspected Warning and the SharedService condition say of a service.
+    fn shared_message(&self, service: &ServiceKey, s: &SharedService) -> String {
+        format!(
+            "{service}: {} of its {} instances in scope are orphans at addresses this cluster has \
+             not shown on a pod or node since the operator started: another Kubernetes cluster may \
+             register into this service. Their removals are held ({} now). Claim this cluster's \
+             instances with spec.scope.instanceMetadata (a metadata selector, e.g. {{matchLabels: \
+             {{k8s-cluster: <name>}}}}, that this cluster's applications register) or \
+             services[].clusters; or, if they are stale, release one batch with: kubectl annotate \
+             nb -n {} {} {}={} --overwrite",
+            s.unseen,
+            s.in_scope,
+            s.held.len(),
+            self.b.namespace().unwrap_or_default(),
+            self.b.name_any(),
+            crate::crd::APPROVE_ANNOTATION,
+            self.b.metadata.generation.unwrap_or_default(),
+        )
+    }
+
     /// An Event about the binding as a whole; repeats of the same message fold into one series.
     async fn event(&self, type_: EventType, reason: &str, note: &str) {
         self.event_about(type_, reason, note, note).await;
@@ -225,6 +265,8 @@ impl<'a> Report<'a> {
             held: self.held,
             scope_gap: &self.scope_gap,
             overlap: &self.overlap,
+            shared: &self.shared,
+            held_shared: self.held_shared,
         };
         self.status.conditions = conditions(&old, &findings, gen, now);
         self.status.observed_generation = gen;

@@ -23,6 +23,8 @@ pub(super) use crate::time::chrono_to_time as to_time;
 pub(super) const SCOPE_GAP_REASON: &str = "PodsOutsideScope";
 /// The condition reason and Warning Event reason of bindings sharing services.
 pub(super) const OVERLAP_REASON: &str = "BindingsOverlap";
+/// The condition reason and Warning Event reason of services that look shared with another cluster.
+pub(super) const SHARED_REASON: &str = "AnotherClusterSuspected";
 
 fn from_time(t: &Time) -> Option<DateTime<Utc>> {
     crate::cluster::to_chrono(t)
@@ -116,7 +118,7 @@ pub(super) struct PlanStatus {
     pub service_count: u32,
     pub services: Vec<ServiceStatus>,
     pub pending: Vec<PendingAction>,
-    /// Removals held by the budget.
+    /// Removals held (by the budget, or as another cluster's).
     pub held: usize,
     pub by_verdict: BTreeMap<Verdict, i64>,
 }
@@ -210,13 +212,17 @@ pub(super) struct Findings<'a> {
     pub cache_synced: bool,
     /// Whether the pass got as far as a plan.
     pub planned: bool,
-    /// Removals held by the budget.
+    /// Removals held, by the budget or as another cluster's.
     pub held: usize,
+    /// Of them, held as another cluster's.
+    pub held_shared: usize,
     /// Whether pods of the binding hold instances outside the scope (`Some(message)`); `None`
     /// while the pass has not judged it.
     pub scope_gap: &'a Option<Option<String>>,
     /// Whether other bindings govern some of this one's services, judged as `scope_gap` is.
     pub overlap: &'a Option<Option<String>>,
+    /// Whether services look shared with another cluster, judged as `scope_gap` is.
+    pub shared: &'a Option<Option<String>>,
 }
 
 /// The binding's conditions after a pass; `old` are those it had before, whose transition times
@@ -267,13 +273,26 @@ pub(super) fn conditions(
         gen,
         now,
     ));
-    let held_msg = format!("{} removal(s) held by the removal budget", f.held);
+    let held_msg = match f.held_shared {
+        0 => format!("{} removal(s) held by the removal budget", f.held),
+        n if n == f.held => format!("{n} removal(s) held as another cluster's (see SharedService)"),
+        n => format!(
+            "{} removal(s) held: {} by the removal budget, {n} as another cluster's (see SharedService)",
+            f.held,
+            f.held - n
+        ),
+    };
+    let held_reason = if f.held > f.held_shared {
+        "BudgetExceeded"
+    } else {
+        SHARED_REASON
+    };
     conds.push(cond(
         old,
         "RemovalsHeld",
         f.held > 0,
         if f.held > 0 {
-            ("BudgetExceeded", held_msg.as_str())
+            (held_reason, held_msg.as_str())
         } else {
             ("WithinBudget", "no removal is held")
         },
@@ -305,6 +324,13 @@ pub(super) fn conditions(
         true,
         [OVERLAP_REASON, "Exclusive"],
         "no other binding governs these services",
+    ));
+    conds.extend(finding(
+        "SharedService",
+        f.shared,
+        true,
+        [SHARED_REASON, "NotShared"],
+        "no service looks shared with another Kubernetes cluster",
     ));
     let ready = f.problems.is_empty() && f.planned;
     let ready_msg = "every governed service was compared with the cluster";

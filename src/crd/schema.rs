@@ -91,6 +91,21 @@ pub(super) fn selector_schema(generator: &mut schemars::SchemaGenerator) -> sche
     schemars::Schema::try_from(value).unwrap_or(schema)
 }
 
+/// A selector over instance metadata: the LabelSelector schema, with at least one requirement (an
+/// empty selector would claim every instance, which is what leaving it unset already means, minus
+/// the guard against another cluster's instances).
+pub(super) fn instance_metadata_schema(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    let schema = selector_schema(generator);
+    let mut value = schema.clone().to_value();
+    value["x-kubernetes-validations"] = serde_json::json!([{
+        "rule": "(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",
+        "message": "instanceMetadata needs at least one matchLabels entry or matchExpressions requirement, e.g. {matchLabels: {k8s-cluster: prod-a}}"
+    }]);
+    schemars::Schema::try_from(value).unwrap_or(schema)
+}
+
 pub(super) fn namespaces_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     string_list_schema(
         0,

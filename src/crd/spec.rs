@@ -6,7 +6,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::schema::{cidrs_schema, namespaces_schema, selector_schema, server_addr_schema};
+use super::schema::{
+    cidrs_schema, instance_metadata_schema, namespaces_schema, selector_schema, server_addr_schema,
+};
 
 /// The Nacos group used when a service entry names none.
 pub const DEFAULT_GROUP: &str = "DEFAULT_GROUP";
@@ -171,14 +173,19 @@ pub struct PodsSpec {
     pub port: Option<IntOrString>,
 }
 
-/// The instance IPs the operator may act on.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// The instances the operator may act on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScopeSpec {
     /// CIDRs (e.g. `10.244.0.0/16`, `fd00:10:244::/56`). Instances whose IP is outside every CIDR are counted as foreign and never touched. Empty means every Node's spec.podCIDRs plus the Nodes' InternalIPs.
     #[serde(default)]
     #[schemars(schema_with = "cidrs_schema")]
     pub cidrs: Vec<String>,
+
+    /// This cluster's instances, by their Nacos metadata: a label selector (matchLabels, matchExpressions) applied to each instance's metadata, e.g. {matchLabels: {k8s-cluster: prod-a}}. Instances it does not match are foreign and never touched. Set it where several Kubernetes clusters register into the same Nacos services. Unset, a service whose in-scope instances are mostly orphans at addresses this cluster has not shown on a pod or node has those removals held, with an AnotherClusterSuspected Warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "instance_metadata_schema")]
+    pub instance_metadata: Option<LabelSelector>,
 }
 
 /// What to do with instances whose pod or node is gone, and the safety limits around it.

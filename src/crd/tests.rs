@@ -365,11 +365,13 @@ fn minimal_spec_gets_rust_defaults() {
 fn scope_parsing_and_check() {
     let scope = ScopeSpec {
         cidrs: vec!["10.244.0.0/16".into(), "fd00::/64".into()],
+        ..ScopeSpec::default()
     };
     let nets = scope.networks().expect("valid cidrs");
     assert!(in_scope(&nets, "fd00::1".parse().expect("ip")));
     let bad = ScopeSpec {
         cidrs: vec!["10.244.0.0".into()],
+        ..ScopeSpec::default()
     };
     assert_eq!(bad.networks(), Err(SpecError::Cidr("10.244.0.0".into())));
 

@@ -63,6 +63,9 @@ pub(crate) struct Evidence {
     /// Foreign because the address is outside the scope, though this pod of the binding
     /// (namespace/name) holds it: the scope misses the pod network.
     pub pod_outside_scope: Option<String>,
+    /// An Orphan at an address this cluster has not shown on any pod or node (as far as the
+    /// operator's caches reach back): perhaps another cluster's instance.
+    pub unseen_address: bool,
 }
 
 impl Evidence {
@@ -76,6 +79,7 @@ impl Evidence {
             track_stale: false,
             node_based: false,
             pod_outside_scope: None,
+            unseen_address: false,
         }
     }
 
@@ -89,6 +93,7 @@ impl Evidence {
             track_stale: false,
             node_based: false,
             pod_outside_scope: None,
+            unseen_address: false,
         }
     }
 
@@ -102,6 +107,7 @@ impl Evidence {
             track_stale: true,
             node_based: false,
             pod_outside_scope: None,
+            unseen_address: false,
         }
     }
 }
@@ -225,6 +231,13 @@ impl<'a> ClusterIndex<'a> {
                     "IP outside scope, though pod {pod} of this binding holds it"
                 ))
             };
+        }
+        if let Some(claim) = &policy.instance_claim {
+            if !claim.matches(&instance.metadata) {
+                return Evidence::foreign(
+                    "metadata does not match scope.instanceMetadata: not this cluster's instance",
+                );
+            }
         }
         if !self.port_governed(&policy.port, &ip, instance.key.port) {
             return Evidence::foreign(match &policy.port {
@@ -364,12 +377,15 @@ impl<'a> ClusterIndex<'a> {
                 age(now, since)
             ),
         };
-        Evidence::stale(
-            Verdict::Orphan,
-            reason,
-            since,
-            Confirm::NoLivePodWithIp(*ip),
-        )
+        Evidence {
+            unseen_address: tomb.is_none() && other.is_none(),
+            ..Evidence::stale(
+                Verdict::Orphan,
+                reason,
+                since,
+                Confirm::NoLivePodWithIp(*ip),
+            )
+        }
     }
 }
 

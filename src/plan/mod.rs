@@ -130,6 +130,21 @@ pub struct InstanceVerdict {
     pub offline: bool,
     /// A pod of the binding (namespace/name) holds this address although it is outside the scope.
     pub pod_outside_scope: Option<String>,
+    /// An Orphan at an address this cluster has not shown on a pod or node.
+    pub unseen_address: bool,
+}
+
+/// Most of a service's in-scope instances are Orphans at addresses this cluster has not shown on a
+/// pod or node: the mark of another Kubernetes cluster registering into the same service. Without
+/// `instanceMetadata` to tell them apart, the removals of those Orphans are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedService {
+    /// Orphans at unseen addresses.
+    pub unseen: usize,
+    /// Instances of the service in scope (not Foreign).
+    pub in_scope: usize,
+    /// The removals held because of it in this pass (they are in the service's `held` too).
+    pub held: Vec<InstanceKey>,
 }
 
 /// `live + stale + foreign = total`; `offline` (disabled by us) overlaps them.
@@ -161,6 +176,8 @@ pub struct ServicePlan {
     pub would_act: Vec<Action>,
     /// Why this service gets no actions at all in this pass.
     pub blocked: Option<String>,
+    /// The service looks shared with another cluster (its removals at unseen addresses are in `held`).
+    pub shared: Option<SharedService>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +205,7 @@ impl ServicePlan {
             waiting: Vec::new(),
             would_act: Vec::new(),
             blocked: None,
+            shared: None,
         }
     }
 }
@@ -359,7 +377,12 @@ fn plan_service(
     out.counts.total += snapshot.unaddressable.len();
     out.counts.foreign += snapshot.unaddressable.len();
     out.unaddressable = snapshot.unaddressable.clone();
+    let shared_held = hold_if_shared(input.policy, &mut out, &mut removals);
     apply_budget(input, memory, &mut out, removals);
+    if !shared_held.is_empty() {
+        out.held.extend(shared_held);
+        out.held.sort_by(action_order);
+    }
     if !listing.fresh {
         out.actions.clear();
         out.held.clear();
@@ -411,7 +434,47 @@ fn plan_instance(
         enabled: instance.enabled,
         offline: disabled_by_us(instance, &input.owner),
         pod_outside_scope: evidence.pod_outside_scope,
+        unseen_address: evidence.unseen_address,
     });
+}
+
+/// Without `instanceMetadata` the operator cannot tell another cluster's instances from stale ones
+/// of its own: both are Orphans. When most of a service's in-scope instances are Orphans at
+/// addresses this cluster has not shown on a pod or node (and at least two are), that is taken for
+/// another cluster sharing the service, and their removals are held (taken out of `removals` and
+/// returned). One such Orphan, e.g. the stale instance of a pod deleted while the operator was
+/// down, is still acted on.
+fn hold_if_shared(
+    policy: &Policy,
+    out: &mut ServicePlan,
+    removals: &mut Vec<Action>,
+) -> Vec<Action> {
+    if policy.instance_claim.is_some() {
+        return Vec::new();
+    }
+    let unseen: BTreeSet<&InstanceKey> = out
+        .instances
+        .iter()
+        .filter(|v| v.unseen_address)
+        .map(|v| &v.instance)
+        .collect();
+    let in_scope = out.counts.total - out.counts.foreign;
+    if unseen.len() < 2 || unseen.len() * 2 <= in_scope {
+        return Vec::new();
+    }
+    let (mut held, kept): (Vec<Action>, Vec<Action>) = std::mem::take(removals)
+        .into_iter()
+        .partition(|a| unseen.contains(&a.instance));
+    *removals = kept;
+    for a in &mut held {
+        a.reason.push_str(" (held: the service looks shared with another cluster)");
+    }
+    out.shared = Some(SharedService {
+        unseen: unseen.len(),
+        in_scope,
+        held: held.iter().map(|a| a.instance.clone()).collect(),
+    });
+    held
 }
 
 /// Keeps the first-seen-stale clock running for stale instances, and forgets the history of an

@@ -5,6 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use ipnet::IpNet;
 
+use crate::cluster::LabelMatcher;
+
 // The policy enums are the CRD's own (plain data, no Kubernetes types), named here for what the
 // planner does with them.
 pub use crate::crd::{
@@ -29,6 +31,9 @@ pub struct Policy {
     /// Resolved by the caller (default included). Empty means nothing is in scope: every instance is
     /// Foreign, which is the safe failure.
     pub scope: Vec<IpNet>,
+    /// Only instances whose metadata it matches are this cluster's; the others are Foreign. `None`:
+    /// every instance in scope is, guarded against another cluster's (see `plan_service`).
+    pub instance_claim: Option<LabelMatcher>,
 }
 
 impl Default for Policy {
@@ -46,6 +51,7 @@ impl Default for Policy {
             dry_run: false,
             port: None,
             scope: Vec::new(),
+            instance_claim: None,
         }
     }
 }

@@ -1846,3 +1846,117 @@ fn unaddressable_instances_are_foreign_and_the_rest_of_the_service_is_reconciled
     assert!(s.blocked.is_none());
     assert_eq!(p.actions().count(), 1, "the orphan beside it is acted on");
 }
+
+/// Issue 17 B: `live` Ready pods, `unseen` instances at addresses no pod or node of this cluster
+/// has shown (another cluster's, or stale from before the operator started), `seen` instances of
+/// pods this cluster deleted (tombstones). Grace 0: every stale instance is due now.
+fn shared_fx(live: usize, unseen: usize, seen: usize) -> Fx {
+    let mut instances = Vec::new();
+    let mut fx = Fx::new(vec![]);
+    for i in 0..live {
+        let addr = format!("10.1.0.{}", 10 + i);
+        instances.push(inst(&addr));
+        fx.pods.push(pod(&format!("orders-{i}"), &addr));
+    }
+    for i in 0..unseen {
+        instances.push(inst(&format!("10.9.0.{}", 10 + i)));
+    }
+    for i in 0..seen {
+        let addr = format!("10.1.1.{}", 10 + i);
+        instances.push(inst(&addr));
+        fx.tombs.push(tomb(&format!("orders-gone-{i}"), &addr, -60));
+    }
+    fx.services = Fx::new(instances).services;
+    fx.policy.grace_period = Duration::ZERO;
+    fx
+}
+
+fn ips_of<'a>(actions: impl Iterator<Item = &'a Action>) -> Vec<String> {
+    actions.map(|a| a.instance.ip.to_string()).collect()
+}
+
+#[test]
+fn issue17_most_instances_at_unseen_addresses_have_their_removals_held() {
+    // (name, live, unseen, seen, removals acted on, removals held as another cluster's)
+    let cases: [(&str, usize, usize, usize, usize, usize); 6] = [
+        ("another cluster's two beside one of ours", 1, 2, 0, 0, 2),
+        ("no pod of ours, three unseen", 0, 3, 0, 0, 3),
+        ("a single stale instance after a restart still goes", 1, 1, 0, 1, 0),
+        ("addresses this cluster showed go", 1, 0, 3, 3, 0),
+        ("unseen but a minority: not taken for another cluster", 3, 2, 0, 2, 0),
+        ("held unseen ones, the seen one goes", 0, 3, 1, 1, 3),
+    ];
+    for (name, live, unseen, seen, want_acted, want_held) in cases {
+        let p = shared_fx(live, unseen, seen).run();
+        let s = &p.services[0];
+        assert_eq!(s.actions.len(), want_acted, "{name}: {:?}", ips_of(s.actions.iter()));
+        assert_eq!(s.held.len(), want_held, "{name}: {:?}", ips_of(s.held.iter()));
+        assert!(s.actions.iter().all(|a| a.kind == ActionKind::Deregister), "{name}");
+        match &s.shared {
+            Some(shared) => {
+                assert!(want_held > 0, "{name}: {shared:?}");
+                assert_eq!(shared.unseen, unseen, "{name}");
+                assert_eq!(shared.in_scope, live + unseen + seen, "{name}");
+                assert_eq!(shared.held.len(), want_held, "{name}");
+                assert!(s.held.iter().all(|a| a.instance.ip.to_string().starts_with("10.9.")));
+                assert!(s.held[0].reason.contains("shared with another cluster"), "{name}");
+            }
+            None => assert_eq!(want_held, 0, "{name}"),
+        }
+        assert_eq!(s.counts.held, want_held, "{name}");
+    }
+}
+
+#[test]
+fn issue17_an_approval_releases_the_removals_held_as_another_clusters() {
+    let mut fx = shared_fx(0, 3, 0);
+    fx.approval = Some("1".into());
+    let p = fx.run();
+    assert!(p.approval_consumed);
+    assert_eq!(p.services[0].actions.len(), 3);
+    assert!(p.services[0].held.is_empty());
+}
+
+#[test]
+fn issue17_instance_metadata_claims_this_clusters_instances_only() {
+    let selector = serde_json::from_value(serde_json::json!({
+        "matchLabels": {"k8s-cluster": "prod-a"}
+    }))
+    .unwrap();
+    let labelled = |addr: &str, cluster: Option<&str>| {
+        let mut i = inst(addr);
+        if let Some(c) = cluster {
+            i.metadata.insert("k8s-cluster".into(), c.into());
+        }
+        i
+    };
+    let mut fx = Fx::new(vec![
+        labelled("10.9.0.1", Some("prod-a")),
+        labelled("10.9.0.2", Some("prod-b")),
+        labelled("10.9.0.3", None),
+        labelled("10.9.0.4", Some("prod-a")),
+    ]);
+    fx.policy.grace_period = Duration::ZERO;
+    fx.policy.instance_claim = Some(crate::cluster::LabelMatcher::new(&selector).unwrap());
+    let p = fx.run();
+    let s = &p.services[0];
+    let verdicts: Vec<(String, Verdict)> = s
+        .instances
+        .iter()
+        .map(|v| (v.instance.ip.to_string(), v.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("10.9.0.1".to_string(), Verdict::Orphan),
+            ("10.9.0.2".to_string(), Verdict::Foreign),
+            ("10.9.0.3".to_string(), Verdict::Foreign),
+            ("10.9.0.4".to_string(), Verdict::Orphan),
+        ]
+    );
+    assert!(s.instances[1].reason.contains("scope.instanceMetadata"));
+    // Claimed: the guard against another cluster's instances has nothing left to guard.
+    assert!(s.shared.is_none());
+    assert_eq!(ips_of(s.actions.iter()), ["10.9.0.1", "10.9.0.4"]);
+    assert_eq!(s.counts.foreign, 2);
+}
