@@ -282,7 +282,10 @@ async fn operator_killed_between_delete_and_verification_converges_idempotently(
     let proxy = FaultProxy::start(&server.addr()).await;
     // Persistent instances: the DELETE takes on every server, so "exactly once" is about DELETEs
     // that did something.
+    // Claimed: a restarted operator never saw the deleted pods, and 13 of 15 instances at such
+    // addresses would, unclaimed, be held as another cluster's (README: one Nacos, several clusters).
     let scene = Scene::on(server, "nsigkill")
+        .claimed("testbed")
         .pods(16)
         .on_node(&testbed_node(2))
         .registered(By::Persistent)

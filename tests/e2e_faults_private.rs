@@ -9,7 +9,12 @@
 //! - (7) the operator's RBAC revoked mid-run (its relist is refused): missing evidence, no removals,
 //!   `CacheSynced=False`, `/readyz` 503; RBAC restored: the stale instances go. (7)'s other case, a
 //!   relist that comes back empty rather than refused, needs no private cluster: it is
-//!   `e2e_empty_relist.rs`, on the shared testbed, behind a Kubernetes API fault proxy of its own.
+//!   `e2e_empty_relist.rs`, on the shared testbed, behind a Kubernetes API fault proxy of its own;
+//! - last, two Kubernetes clusters sharing one Nacos (issue 17 B): this testbed's cluster and the
+//!   shared one (two API servers, pods from the same 10.244.0.0/16), both registering into this
+//!   testbed's Alibaba Nacos 2.5.1. Unclaimed, cluster A's operator holds cluster B's instances and
+//!   says so; claimed (`scope.instanceMetadata`), each operator takes only its own stale instance
+//!   offline and writes nothing to the other's.
 //!
 //! One test, the phases in sequence: they share the private control plane and would disturb each
 //! other in parallel. They run on the private testbed's Alibaba Nacos 2.5.1 (these faults are the
@@ -19,7 +24,7 @@
 mod common;
 mod faults;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -29,7 +34,7 @@ use common::*;
 use faults::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
-use nacos_reconciler::crd::NacosBinding;
+use nacos_reconciler::crd::{NacosBinding, NacosBindingStatus};
 use serde_json::json;
 
 /// A testbed of this test's own; `down` on drop (its logs are copied next to the shared testbed's).
@@ -306,12 +311,16 @@ impl Phase {
 
 #[tokio::test]
 async fn cluster_wide_faults_on_a_private_testbed() {
+    // The shared testbed's cluster, before this testbed's environment replaces it: the second
+    // cluster of the last phase.
+    let shared_kubeconfig = testbed_env("KUBECONFIG");
     let tb = PrivateTestbed::up();
     // First, before an API server restart slows the controllers down; its new kwok plays the
     // nodes for the rest of the test.
     let _kwok = every_node_unknown(&tb).await;
     apiserver_restart(&tb).await;
     rbac_revoked(&tb).await;
+    two_clusters_share_one_nacos(&shared_kubeconfig).await;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -805,4 +814,297 @@ async fn every_node_unknown(tb: &PrivateTestbed) -> TestProcess {
     ph.at.assert_live_registered(&ph.svc, &node_ips).await;
     drop(op);
     kwok
+}
+
+// ------------------------------------------------------------------------------------------------
+// Two Kubernetes clusters, one Nacos (issue 17 B).
+
+/// A Ready node of the cluster that takes the testbed's shared pods (no taint), and its podCIDR.
+async fn shared_node(client: &kube::Client, not_cidr: Option<&str>) -> (String, String) {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list nodes");
+    nodes
+        .items
+        .into_iter()
+        .filter(|n| n.spec.as_ref().is_none_or(|s| s.taints.is_none()))
+        .filter(|n| node_ready(n).as_deref() == Some("True"))
+        .filter_map(|n| {
+            let cidr = n.spec.as_ref()?.pod_cidr.clone()?;
+            Some((n.metadata.name?, cidr))
+        })
+        .find(|(_, cidr)| Some(cidr.as_str()) != not_cidr)
+        .expect("a Ready untainted node with a podCIDR")
+}
+
+/// One cluster's side: a namespace with a Deployment `orders` on one node, its pods' instances
+/// registered in the shared service with `k8s-cluster: <cluster>`, and a binding reaching Nacos
+/// through a proxy of its own (whose log shows what this side's operator wrote).
+struct Side {
+    cluster: &'static str,
+    client: kube::Client,
+    kubeconfig: String,
+    ns: String,
+    pods: Vec<String>,
+    proxy: FaultProxy,
+    bindings: Api<NacosBinding>,
+}
+
+const TWO_APP: &str = "orders";
+
+impl Side {
+    async fn new(
+        cluster: &'static str,
+        kubeconfig: &str,
+        node: &str,
+        replicas: i32,
+        svc: &str,
+    ) -> Self {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(kubeconfig).expect("read the kubeconfig"),
+            &Default::default(),
+        )
+        .await
+        .expect("a kube config");
+        let client = kube::Client::try_from(config).expect("a kube client");
+        install_crd(&client).await;
+        let ns = unique(&format!("two-{cluster}"));
+        create_namespace(&client, &ns).await;
+        SERVER.create_credentials(&client, &ns).await;
+        let pods = ips(&deploy(&client, &ns, TWO_APP, replicas, Some(node)).await);
+        for ip in &pods {
+            SERVER.register_persistent(&claimed(svc, ip, cluster)).await;
+        }
+        Self {
+            cluster,
+            bindings: Api::namespaced(client.clone(), &ns),
+            client,
+            kubeconfig: kubeconfig.to_string(),
+            ns,
+            pods,
+            proxy: FaultProxy::start(&SERVER.addr()).await,
+        }
+    }
+
+    /// The binding of the shared service: every address of 10.244.0.0/16 in scope (the two
+    /// clusters' pod networks overlap, as VPC-native pod ranges of one VPC do), claiming this
+    /// cluster's instances or, with `claim` false, every instance.
+    async fn bind(&self, svc: &str, claim: bool) {
+        let mut scope = json!({"cidrs": ["10.244.0.0/16"]});
+        if claim {
+            scope["instanceMetadata"] = json!({"matchLabels": {CLUSTER_KEY: self.cluster}});
+        }
+        let mut nacos = SERVER.binding_nacos();
+        nacos["serverAddr"] = json!([self.proxy.addr]);
+        let spec = json!({
+            "nacos": nacos,
+            "services": [{"name": svc}],
+            "pods": {"selector": {"matchLabels": {"app": TWO_APP}}},
+            "scope": scope,
+            "policy": {"gracePeriodSeconds": 0, "maxRemovals": "100%"},
+            "resyncSeconds": 5,
+        });
+        match self
+            .bindings
+            .get_opt(TWO_APP)
+            .await
+            .expect("get the binding")
+        {
+            None => create_binding(&self.client, &self.ns, TWO_APP, spec).await,
+            Some(_) => {
+                use kube::api::{Patch, PatchParams};
+                self.bindings
+                    .patch(
+                        TWO_APP,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"scope": scope}})),
+                    )
+                    .await
+                    .expect("patch the binding's scope");
+            }
+        }
+    }
+
+    fn operator(&self) -> Operator {
+        Operator::start_with_kubeconfig(
+            &self.ns,
+            &format!("operator-{}", self.cluster),
+            &self.kubeconfig,
+            &[],
+        )
+    }
+
+    async fn status(
+        &self,
+        what: &str,
+        check: impl Fn(&NacosBindingStatus) -> bool,
+    ) -> NacosBindingStatus {
+        let what = format!("cluster {}: {what}", self.cluster);
+        wait_status(
+            &self.bindings,
+            TWO_APP,
+            &what,
+            Duration::from_secs(90),
+            check,
+        )
+        .await
+    }
+}
+
+/// Deletes the earlier phases' namespaces and waits until their pods are gone: a pod of theirs
+/// could hold an address of cluster B's, which would make it an address cluster A has shown.
+async fn clear_earlier_phases(client: &kube::Client) {
+    let pods = || async {
+        Api::<Pod>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .expect("list pods")
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.namespace)
+            .filter(|ns| ns != "kube-system" && ns != "default")
+            .collect::<BTreeSet<String>>()
+    };
+    for ns in pods().await {
+        delete_namespace(client, &ns).await;
+    }
+    wait_for(
+        "the earlier phases' pods gone",
+        Duration::from_secs(120),
+        || async { pods().await.is_empty().then_some(()) },
+    )
+    .await;
+}
+
+fn claimed(svc: &str, ip: &str, cluster: &str) -> Registration {
+    let mut r = Registration::new(svc, ip, 8080);
+    r.metadata.insert(CLUSTER_KEY.into(), cluster.into());
+    r
+}
+
+async fn two_clusters_share_one_nacos(shared_kubeconfig: &str) {
+    let at = SERVER.at();
+    let svc = unique("two-clusters-svc");
+    // Cluster A: this testbed's; cluster B: the shared testbed's. Their pods on nodes of different
+    // podCIDRs, so that no address is both clusters' (the overlap is of ranges, not of pods).
+    let a_kubeconfig = testbed_env("KUBECONFIG");
+    let a_client = kube_client().await;
+    clear_earlier_phases(&a_client).await;
+    let (a_node, a_cidr) = shared_node(&a_client, None).await;
+    let b_probe = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(shared_kubeconfig).expect("the shared kubeconfig"),
+            &Default::default(),
+        )
+        .await
+        .expect("the shared cluster's config"),
+    )
+    .expect("a client of the shared cluster");
+    let (b_node, b_cidr) = shared_node(&b_probe, Some(&a_cidr)).await;
+    eprintln!("two clusters: A's pods on {a_node} ({a_cidr}), B's on {b_node} ({b_cidr})");
+    let a = Side::new("a", &a_kubeconfig, &a_node, 2, &svc).await;
+    let b = Side::new("b", shared_kubeconfig, &b_node, 4, &svc).await;
+    for ip in &b.pods {
+        assert!(!a.pods.contains(ip), "{ip} is a pod of both clusters");
+    }
+
+    // Unclaimed, A's operator finds B's four instances at addresses no pod of A ever had: most of
+    // the service. It holds them, and says what to configure.
+    a.bind(&svc, false).await;
+    let op_a = a.operator();
+    let s = a
+        .status("the service held as shared with another cluster", |s| {
+            has_condition(s, "SharedService", "True", "AnotherClusterSuspected")
+                && condition_is(s, "RemovalsHeld", "True")
+                && s.instances.live == 2
+        })
+        .await;
+    let mut held: Vec<String> = s.pending.iter().map(|p| p.ip.clone()).collect();
+    held.sort();
+    let mut b_pods = b.pods.clone();
+    b_pods.sort();
+    assert_eq!(held, b_pods, "held: B's instances, pending {:?}", s.pending);
+    let notes = wait_event(
+        &a.client,
+        &a.ns,
+        TWO_APP,
+        "AnotherClusterSuspected",
+        "spec.scope.instanceMetadata",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(notes.iter().any(|n| n.contains(&svc)), "{notes:?}");
+    wait_passes(
+        &op_a,
+        &format!("{}/{TWO_APP}", a.ns),
+        3,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        a.proxy.log().iter().all(|e| !e.is_removal()),
+        "unclaimed, A's operator wrote a removal: {:#?}",
+        a.proxy.log()
+    );
+    at.assert_live_registered(&svc, &b.pods).await;
+    for ip in &b.pods {
+        let r = claimed(&svc, ip, "b");
+        let held = at.held_at(&r).await.expect("B's instance registered");
+        assert!(held.enabled, "B's instance {ip} was disabled");
+    }
+
+    // Claimed on both sides: each operator takes its own stale instance offline, and only that.
+    a.bind(&svc, true).await;
+    b.bind(&svc, true).await;
+    let op_b = b.operator();
+    a.status("B's instances Foreign, nothing held", |s| {
+        has_condition(s, "SharedService", "False", "NotShared")
+            && condition_is(s, "RemovalsHeld", "False")
+            && s.instances.live == 2
+            && s.instances.foreign == 4
+    })
+    .await;
+    b.status("A's instances Foreign", |s| {
+        s.instances.live == 4 && s.instances.foreign == 2
+    })
+    .await;
+    let a_gone = scale_down(&a.client, &a.ns, TWO_APP, 1).await;
+    let b_gone = scale_down(&b.client, &b.ns, TWO_APP, 3).await;
+    let started = Instant::now();
+    at.wait_deregistered(
+        &svc,
+        &[a_gone.clone(), b_gone.clone()],
+        Duration::from_secs(60),
+    )
+    .await;
+    eprintln!(
+        "claimed: each cluster's stale instance deregistered within {:?}",
+        started.elapsed()
+    );
+    let removed = |side: &Side| -> Vec<String> {
+        let mut ips: Vec<String> = side
+            .proxy
+            .log()
+            .iter()
+            .filter(|e| e.is_removal())
+            .filter_map(|e| e.ip().map(str::to_string))
+            .collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    };
+    assert_eq!(removed(&a), [a_gone.as_str()], "A's operator's removals");
+    assert_eq!(removed(&b), [b_gone.as_str()], "B's operator's removals");
+    let survivors: Vec<String> = a
+        .pods
+        .iter()
+        .chain(&b.pods)
+        .filter(|ip| **ip != a_gone && **ip != b_gone)
+        .cloned()
+        .collect();
+    at.assert_live_registered(&svc, &survivors).await;
+    drop((op_a, op_b));
+    delete_namespace(&a.client, &a.ns).await;
+    delete_namespace(&b.client, &b.ns).await;
 }

@@ -235,7 +235,10 @@ per_server!(
 async fn a_mass_removal_gives_ten_events_of_their_own_and_one_combined_event_for_the_rest(
     server: Server,
 ) {
+    // Claimed: the orphans below have no pod to have been seen on, which, unclaimed, is taken
+    // for another cluster's instances (held).
     let scene = Scene::on(server, "fold")
+        .claimed("testbed")
         .pods(1)
         .on_node(SHARED_NODE)
         .registered(By::Persistent)
@@ -247,9 +250,7 @@ async fn a_mass_removal_gives_ten_events_of_their_own_and_one_combined_event_for
     // No pod has these IPs: 14 instances to deregister in one go.
     let orphans: Vec<String> = (1..=14).map(|i| format!("10.244.252.{i}")).collect();
     for ip in &orphans {
-        server
-            .register_persistent(&Registration::new(svc, ip, scene.port))
-            .await;
+        server.register_persistent(&scene.registration(ip)).await;
     }
     let _operator = scene.operator();
     wait_status(
@@ -321,6 +322,7 @@ per_server!(
 
 async fn dry_run_changes_nothing_in_nacos_and_reports_what_it_would_deregister(server: Server) {
     let scene = Scene::on(server, "dry")
+        .claimed("testbed")
         .pods(2)
         .on_node(SHARED_NODE)
         .registered(By::Persistent)
@@ -332,9 +334,7 @@ async fn dry_run_changes_nothing_in_nacos_and_reports_what_it_would_deregister(s
     // No pod has these IPs.
     let orphans: Vec<String> = (1..=3).map(|i| format!("10.244.251.{i}")).collect();
     for ip in &orphans {
-        server
-            .register_persistent(&Registration::new(svc, ip, scene.port))
-            .await;
+        server.register_persistent(&scene.registration(ip)).await;
     }
     let operator = scene.operator();
     let s = wait_status(

@@ -160,7 +160,10 @@ pub fn policy(spec: &NacosBindingSpec, scope: Vec<IpNet>) -> Result<Policy, Inpu
 
 /// `scope.instanceMetadata` compiled: the instances this cluster claims; `None` claims every one.
 fn instance_claim(spec: &NacosBindingSpec) -> Result<Option<LabelMatcher>, InputError> {
-    let selector = spec.scope.as_ref().and_then(|s| s.instance_metadata.as_ref());
+    let selector = spec
+        .scope
+        .as_ref()
+        .and_then(|s| s.instance_metadata.as_ref());
     selector
         .map(LabelMatcher::new)
         .transpose()

@@ -25,7 +25,6 @@ pub enum SpecError {
     /// A scope.cidrs entry is not a CIDR.
     #[error("scope.cidrs entry {0:?} is not a CIDR such as 10.244.0.0/16")]
     Cidr(String),
-
 }
 
 /// The removal budget per service per window, parsed from `policy.maxRemovals`.

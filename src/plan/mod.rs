@@ -467,7 +467,8 @@ fn hold_if_shared(
         .partition(|a| unseen.contains(&a.instance));
     *removals = kept;
     for a in &mut held {
-        a.reason.push_str(" (held: the service looks shared with another cluster)");
+        a.reason
+            .push_str(" (held: the service looks shared with another cluster)");
     }
     out.shared = Some(SharedService {
         unseen: unseen.len(),

@@ -1881,25 +1881,58 @@ fn issue17_most_instances_at_unseen_addresses_have_their_removals_held() {
     let cases: [(&str, usize, usize, usize, usize, usize); 6] = [
         ("another cluster's two beside one of ours", 1, 2, 0, 0, 2),
         ("no pod of ours, three unseen", 0, 3, 0, 0, 3),
-        ("a single stale instance after a restart still goes", 1, 1, 0, 1, 0),
+        (
+            "a single stale instance after a restart still goes",
+            1,
+            1,
+            0,
+            1,
+            0,
+        ),
         ("addresses this cluster showed go", 1, 0, 3, 3, 0),
-        ("unseen but a minority: not taken for another cluster", 3, 2, 0, 2, 0),
+        (
+            "unseen but a minority: not taken for another cluster",
+            3,
+            2,
+            0,
+            2,
+            0,
+        ),
         ("held unseen ones, the seen one goes", 0, 3, 1, 1, 3),
     ];
     for (name, live, unseen, seen, want_acted, want_held) in cases {
         let p = shared_fx(live, unseen, seen).run();
         let s = &p.services[0];
-        assert_eq!(s.actions.len(), want_acted, "{name}: {:?}", ips_of(s.actions.iter()));
-        assert_eq!(s.held.len(), want_held, "{name}: {:?}", ips_of(s.held.iter()));
-        assert!(s.actions.iter().all(|a| a.kind == ActionKind::Deregister), "{name}");
+        assert_eq!(
+            s.actions.len(),
+            want_acted,
+            "{name}: {:?}",
+            ips_of(s.actions.iter())
+        );
+        assert_eq!(
+            s.held.len(),
+            want_held,
+            "{name}: {:?}",
+            ips_of(s.held.iter())
+        );
+        assert!(
+            s.actions.iter().all(|a| a.kind == ActionKind::Deregister),
+            "{name}"
+        );
         match &s.shared {
             Some(shared) => {
                 assert!(want_held > 0, "{name}: {shared:?}");
                 assert_eq!(shared.unseen, unseen, "{name}");
                 assert_eq!(shared.in_scope, live + unseen + seen, "{name}");
                 assert_eq!(shared.held.len(), want_held, "{name}");
-                assert!(s.held.iter().all(|a| a.instance.ip.to_string().starts_with("10.9.")));
-                assert!(s.held[0].reason.contains("shared with another cluster"), "{name}");
+                assert!(s
+                    .held
+                    .iter()
+                    .all(|a| a.instance.ip.to_string().starts_with("10.9.")));
+                assert!(
+                    s.held[0].reason.contains("shared with another cluster"),
+                    "{name}"
+                );
             }
             None => assert_eq!(want_held, 0, "{name}"),
         }

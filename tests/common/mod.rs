@@ -15,7 +15,7 @@ pub use nodes::{node_ready_since, not_ready_nodes, wait_safe_to_stop_a_node, Del
 #[allow(unused_imports)]
 pub use private::{PrivateAlibabaNacos, PrivateNacos, PrivateServer};
 #[allow(unused_imports)]
-pub use scene::{By, Scene};
+pub use scene::{By, Scene, CLUSTER_KEY};
 #[allow(unused_imports)]
 pub use servers::{NacosAt, Registration, Server};
 

@@ -55,7 +55,12 @@ pub struct SceneBuilder {
     policy: Value,
     spec: Value,
     nacos_addr: Option<String>,
+    claim: Option<(String, String)>,
 }
+
+/// The metadata of [`SceneBuilder::claimed`] instances, as several clusters' applications would
+/// register it: `k8s-cluster: <name>`.
+pub const CLUSTER_KEY: &str = "k8s-cluster";
 
 /// A namespace, its pods, their registered instances, and a binding of them (not yet served:
 /// start the operator with [`Scene::operator`]).
@@ -73,6 +78,8 @@ pub struct Scene {
     pub bindings: Api<NacosBinding>,
     /// The Java applications holding the instances (killed when the scene is dropped).
     pub apps: Vec<JavaApp>,
+    /// Metadata every persistent instance of the scene is registered with (see [`SceneBuilder::claimed`]).
+    pub claim: Option<(String, String)>,
 }
 
 impl Scene {
@@ -90,6 +97,7 @@ impl Scene {
             policy: json!({}),
             spec: json!({}),
             nacos_addr: None,
+            claim: None,
         }
     }
 }
@@ -135,6 +143,16 @@ impl SceneBuilder {
         self
     }
 
+    /// Instances registered with `k8s-cluster: <cluster>` and the binding claiming those
+    /// (`scope.instanceMetadata`), as the README says to configure several clusters sharing one
+    /// Nacos. Unclaimed, a scene whose stale instances are mostly at addresses the operator never
+    /// saw (registered without a pod, or an operator restarted after the pods went) has their
+    /// removals held as another cluster's.
+    pub fn claimed(mut self, cluster: &str) -> Self {
+        self.claim = Some((CLUSTER_KEY.to_string(), cluster.to_string()));
+        self
+    }
+
     /// The binding reaches Nacos at `addr` (a fault proxy) instead of the server itself.
     pub fn through(mut self, addr: &str) -> Self {
         self.nacos_addr = Some(addr.to_string());
@@ -165,12 +183,19 @@ impl SceneBuilder {
             pods,
             bindings: Api::namespaced(client.clone(), &ns),
             apps: Vec::new(),
+            claim: self.claim.clone(),
         };
         let ips: Vec<String> = scene.pods.iter().map(|(_, ip)| ip.clone()).collect();
         scene.register(&ips, self.by).await;
         let mut spec = scene.binding_spec(&[&svc], self.policy);
         if let Some(addr) = &self.nacos_addr {
             spec["nacos"]["serverAddr"] = json!([addr]);
+        }
+        if let Some((key, value)) = &self.claim {
+            merge(
+                &mut spec,
+                json!({"scope": {"instanceMetadata": {"matchLabels": {key: value}}}}),
+            );
         }
         merge(&mut spec, self.spec);
         create_binding(&client, &ns, &app, spec).await;
@@ -210,17 +235,30 @@ impl Scene {
             By::Persistent => {
                 for ip in ips {
                     self.server
-                        .register_persistent(&Registration::new(&self.svc, ip, self.port))
+                        .register_persistent(&self.registration(ip))
                         .await;
                 }
             }
             By::Grpc | By::Beats => {
+                assert!(
+                    self.claim.is_none(),
+                    "a claimed scene registers persistent instances (the Java provider sets no metadata)"
+                );
                 let sdk = if by == By::Grpc { Sdk::V2 } else { Sdk::V1 };
                 let app =
                     JavaApp::provider(sdk, self.server, &self.svc, &addrs, &Provider::default());
                 self.apps.push(app);
             }
         }
+    }
+
+    /// A persistent instance of the scene's service at `ip`, with the scene's claim metadata.
+    pub fn registration(&self, ip: &str) -> Registration {
+        let mut r = Registration::new(&self.svc, ip, self.port);
+        if let Some((key, value)) = &self.claim {
+            r.metadata.insert(key.clone(), value.clone());
+        }
+        r
     }
 
     /// The operator binary, watching this namespace.
