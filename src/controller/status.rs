@@ -379,6 +379,56 @@ fn cond(
 mod tests {
     use super::*;
 
+    /// Issue 17 B: a service that looks shared with another cluster sets SharedService, and the
+    /// RemovalsHeld condition says why its removals are held.
+    #[test]
+    fn a_service_shared_with_another_cluster_is_a_condition_and_explains_the_held_removals() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let judged = |shared: Option<&str>, held, held_shared| {
+            let (none, shared) = (None, Some(shared.map(str::to_string)));
+            let f = Findings {
+                problems: &[],
+                cache_synced: true,
+                planned: true,
+                held,
+                held_shared,
+                scope_gap: &none,
+                overlap: &none,
+                shared: &shared,
+            };
+            conditions(&[], &f, Some(1), now)
+        };
+        let get = |conds: &[Condition], type_: &str| {
+            let c = conds.iter().find(|c| c.type_ == type_).unwrap();
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+        let conds = judged(Some("orders: 4 of its 6 instances ..."), 4, 4);
+        assert_eq!(
+            get(&conds, "SharedService"),
+            (
+                "True".into(),
+                SHARED_REASON.into(),
+                "orders: 4 of its 6 instances ...".into()
+            )
+        );
+        let (status, reason, message) = get(&conds, "RemovalsHeld");
+        assert_eq!((status.as_str(), reason.as_str()), ("True", SHARED_REASON));
+        assert!(
+            message.contains("4 removal(s) held as another cluster's"),
+            "{message}"
+        );
+        let (_, reason, message) = get(&judged(Some("x"), 5, 4), "RemovalsHeld");
+        assert_eq!(reason, "BudgetExceeded");
+        assert!(
+            message.contains("1 by the removal budget, 4 as another cluster's"),
+            "{message}"
+        );
+        let conds = judged(None, 0, 0);
+        assert_eq!(get(&conds, "SharedService").0, "False");
+        assert_eq!(get(&conds, "SharedService").1, "NotShared");
+        assert_eq!(get(&conds, "RemovalsHeld").0, "False");
+    }
+
     /// Issue 15, case 4: a leader elected during a partition starts from the freeze its
     /// predecessor saw, as from the budget and the approval.
     #[test]
