@@ -158,17 +158,13 @@ impl<'a> Report<'a> {
                     EventType::Warning,
                     "RemovalsHeld",
                     &format!(
-                        "{}: {} removal(s) held by maxRemovals {} per {}s ({}); approve one batch with: \
-                         kubectl annotate nb -n {} {} {}={} --overwrite",
+                        "{}: {} removal(s) held by maxRemovals {} per {}s ({}); approve one batch with: {}",
                         sp.service,
                         budget_held.len(),
                         self.b.spec.policy.max_removals().map(|m| m.to_string()).unwrap_or_default(),
                         window.as_secs(),
                         budget_held.iter().map(|a| describe(&a.instance)).collect::<Vec<_>>().join(", "),
-                        self.b.namespace().unwrap_or_default(),
-                        self.b.name_any(),
-                        crate::crd::APPROVE_ANNOTATION,
-                        self.b.metadata.generation.unwrap_or_default(),
+                        self.approve_command(),
                     ),
                 )
                 .await;
@@ -222,11 +218,18 @@ impl<'a> Report<'a> {
              register into this service. Their removals are held ({} now). Claim this cluster's \
              instances with spec.scope.instanceMetadata (a metadata selector, e.g. {{matchLabels: \
              {{k8s-cluster: <name>}}}}, that this cluster's applications register) or \
-             services[].clusters; or, if they are stale, release one batch with: kubectl annotate \
-             nb -n {} {} {}={} --overwrite",
+             services[].clusters; or, if they are stale, release one batch with: {}",
             s.unseen,
             s.in_scope,
             s.held.len(),
+            self.approve_command(),
+        )
+    }
+
+    /// The command that releases one batch of held removals.
+    fn approve_command(&self) -> String {
+        format!(
+            "kubectl annotate nb -n {} {} {}={} --overwrite",
             self.b.namespace().unwrap_or_default(),
             self.b.name_any(),
             crate::crd::APPROVE_ANNOTATION,
