@@ -28,6 +28,8 @@ pub struct Provider {
     pub persistent: bool,
     /// Metadata of this many characters in all (keys and values), as Nacos counts them.
     pub metadata_chars: usize,
+    /// `host:port` of the server to connect to instead of the testbed's (one member of a cluster).
+    pub server_addr: Option<String>,
 }
 
 /// A running Java application. Killed (SIGKILL, as a node losing power would) when dropped.
@@ -40,6 +42,11 @@ pub struct JavaApp {
 }
 
 fn command(sdk: Sdk, server: Server, mode: &str, service: &str) -> Command {
+    command_to(sdk, server, &server.host_port(), mode, service)
+}
+
+/// As `command`, connecting to `host_port` with `server`'s credentials.
+fn command_to(sdk: Sdk, server: Server, host_port: &str, mode: &str, service: &str) -> Command {
     let dir = testbed_env(match sdk {
         Sdk::V2 => "NACOS_JAVA_APP_V2",
         Sdk::V1 => "NACOS_JAVA_APP_V1",
@@ -60,7 +67,7 @@ fn command(sdk: Sdk, server: Server, mode: &str, service: &str) -> Command {
             "NacosApp",
             mode,
         ])
-        .args(["--server", &server.host_port(), "--service", service])
+        .args(["--server", host_port, "--service", service])
         .env("HOME", &home);
     if let Some((user, pass)) = server.credentials() {
         cmd.args(["--username", &user, "--password", &pass]);
@@ -78,7 +85,8 @@ impl JavaApp {
         addrs: &[String],
         o: &Provider,
     ) -> Self {
-        let mut cmd = command(sdk, server, "register", service);
+        let host_port = o.server_addr.clone().unwrap_or_else(|| server.host_port());
+        let mut cmd = command_to(sdk, server, &host_port, "register", service);
         cmd.args(["--instances", &addrs.join(",")]);
         for (flag, value) in [
             ("--group", &o.group),

@@ -13,7 +13,7 @@ pub use java::{JavaApp, Provider, Sdk};
 #[allow(unused_imports)]
 pub use nodes::{node_ready_since, not_ready_nodes, wait_safe_to_stop_a_node, DeleteNodeOnDrop};
 #[allow(unused_imports)]
-pub use private::{PrivateAlibabaNacos, PrivateNacos, PrivateServer};
+pub use private::{PrivateAlibabaNacos, PrivateNacos, PrivateNacosCluster, PrivateServer};
 #[allow(unused_imports)]
 pub use scene::{By, Scene, CLUSTER_KEY};
 #[allow(unused_imports)]

@@ -89,6 +89,8 @@ struct Inner {
 pub struct FaultProxy {
     pub addr: String,
     inner: Arc<Inner>,
+    /// Set: the proxy stops listening and closes its connections (see [`FaultProxy::shut`]).
+    shutdown: Arc<watch::Sender<bool>>,
 }
 
 impl FaultProxy {
@@ -107,13 +109,26 @@ impl FaultProxy {
             log: Mutex::new(Vec::new()),
             in_flight: watch::Sender::new(0),
         });
-        let addr = serve_local(
+        let shutdown = Arc::new(watch::Sender::new(false));
+        let addr = serve_local_until(
             axum::Router::new()
                 .fallback(handle)
                 .with_state(inner.clone()),
+            shutdown.subscribe(),
         )
         .await;
-        Self { addr, inner }
+        Self {
+            addr,
+            inner,
+            shutdown,
+        }
+    }
+
+    /// Stops listening and closes every connection once its request is answered, as the server
+    /// behind it does when killed: the client's next request finds the address refused (where it
+    /// fails over), not a proxy answering 502.
+    pub fn shut(&self) {
+        self.shutdown.send_replace(true);
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -221,10 +236,20 @@ fn answer(status: u16, content_type: &str, body: Vec<u8>) -> Response {
 
 /// Serves `app` on a free loopback port in the background; returns its `http://` address.
 pub async fn serve_local(app: axum::Router) -> String {
+    serve_local_until(app, watch::Sender::new(false).subscribe()).await
+}
+
+/// As `serve_local`, until `shutdown` turns true (graceful: answered requests, then closed).
+pub async fn serve_local_until(app: axum::Router, mut shutdown: watch::Receiver<bool>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await;
     });
     addr
 }
