@@ -173,7 +173,11 @@ impl<'a> Report<'a> {
                 warn!(service = %sp.service, %why, "no action for this service");
             }
         }
-        self.shared = Some(first_shared);
+        // Judged only on complete evidence (a blocked service: unsynced caches, a failed listing);
+        // otherwise the condition stays as the last judgement left it.
+        if plan.services.iter().all(|s| s.blocked.is_none()) {
+            self.shared = Some(first_shared);
+        }
         let gap = plan.scope_gap(self.b.spec.default_scope());
         if let Some(msg) = &gap {
             self.event(EventType::Warning, SCOPE_GAP_REASON, msg).await;

@@ -275,11 +275,11 @@ pub(super) fn conditions(
     ));
     let held_msg = match f.held_shared {
         0 => format!("{} removal(s) held by the removal budget", f.held),
-        n if n == f.held => format!("{n} removal(s) held as another cluster's (see SharedService)"),
+        n if n >= f.held => format!("{n} removal(s) held as another cluster's (see SharedService)"),
         n => format!(
             "{} removal(s) held: {} by the removal budget, {n} as another cluster's (see SharedService)",
             f.held,
-            f.held - n
+            f.held.saturating_sub(n)
         ),
     };
     let held_reason = if f.held > f.held_shared {

@@ -277,6 +277,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             record_actions(&mut memory, &service.service, &service.actions, input.now);
         }
         service.counts.held = service.held.len();
+        // What is still held after a blocked pass cleared its removals or an approval released
+        // them: the shared service's list names only those.
+        if let Some(shared) = &mut service.shared {
+            let held = &service.held;
+            shared
+                .held
+                .retain(|k| held.iter().any(|a| &a.instance == k));
+        }
     }
     if input.caches_synced {
         prune_memory(input, &mut memory, &listings);
@@ -377,7 +385,7 @@ fn plan_service(
     out.counts.total += snapshot.unaddressable.len();
     out.counts.foreign += snapshot.unaddressable.len();
     out.unaddressable = snapshot.unaddressable.clone();
-    let shared_held = hold_if_shared(input.policy, &mut out, &mut removals);
+    let shared_held = hold_if_shared(input, &mut out, &mut removals);
     apply_budget(input, memory, &mut out, removals);
     if !shared_held.is_empty() {
         out.held.extend(shared_held);
@@ -443,13 +451,13 @@ fn plan_instance(
 /// addresses this cluster has not shown on a pod or node (and at least two are), that is taken for
 /// another cluster sharing the service, and their removals are held (taken out of `removals` and
 /// returned). One such Orphan, e.g. the stale instance of a pod deleted while the operator was
-/// down, is still acted on.
+/// down, is still acted on. Not judged before the caches synced: every address looks unseen then.
 fn hold_if_shared(
-    policy: &Policy,
+    input: &PlanInput<'_>,
     out: &mut ServicePlan,
     removals: &mut Vec<Action>,
 ) -> Vec<Action> {
-    if policy.instance_claim.is_some() {
+    if input.policy.instance_claim.is_some() || !input.caches_synced {
         return Vec::new();
     }
     let unseen: BTreeSet<&InstanceKey> = out

@@ -210,6 +210,12 @@ proptest! {
                     prop_assert_eq!(v, Verdict::Live);
                 }
             }
+            // What a service shared with another cluster names held is held (the status subtracts).
+            if let Some(shared) = &s.shared {
+                for k in &shared.held {
+                    prop_assert!(s.held.iter().any(|a| &a.instance == k), "{} named held", k);
+                }
+            }
         }
     }
 

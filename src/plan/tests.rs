@@ -1948,6 +1948,41 @@ fn issue17_an_approval_releases_the_removals_held_as_another_clusters() {
     assert!(p.approval_consumed);
     assert_eq!(p.services[0].actions.len(), 3);
     assert!(p.services[0].held.is_empty());
+    // Released: none is named held any more (the status counted them held once: a crash, found by
+    // e2e_bad_refs on rnacos).
+    let shared = p.services[0].shared.as_ref().expect("still looks shared");
+    assert!(shared.held.is_empty(), "{shared:?}");
+}
+
+#[test]
+fn issue17_a_blocked_pass_holds_nothing_and_unsynced_caches_judge_nothing_shared() {
+    for (name, synced, acting) in [
+        ("caches not synced", false, true),
+        ("settling", true, false),
+    ] {
+        let mut fx = shared_fx(0, 3, 0);
+        fx.synced = synced;
+        fx.acting = acting;
+        let p = fx.run();
+        let s = &p.services[0];
+        assert!(s.held.is_empty() && s.actions.is_empty(), "{name}");
+        assert!(
+            s.shared.as_ref().is_none_or(|sh| sh.held.is_empty()),
+            "{name}: {:?}",
+            s.shared
+        );
+    }
+    // Before the caches synced every address looks unseen: nothing is judged shared (at every
+    // start, each service of two instances or more was taken for another cluster's).
+    let mut fx = shared_fx(2, 0, 0);
+    fx.pods.clear();
+    fx.synced = false;
+    assert_eq!(fx.run().services[0].shared, None);
+    fx.synced = true;
+    assert!(
+        fx.run().services[0].shared.is_some(),
+        "the pods gone, synced: judged shared"
+    );
 }
 
 #[test]
