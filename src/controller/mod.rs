@@ -158,7 +158,7 @@ pub async fn run(
                     {
                         return Ok(kube::runtime::controller::Action::await_change());
                     }
-                    reconcile(b, ctx).await
+                    stop::contain_panic(reconcile(b, ctx)).await
                 }
             },
             stop::error_policy,

@@ -21,6 +21,30 @@ pub enum ReconcileError {
     NoNamespace,
     #[error("reading Secret {0}: {1}")]
     SecretRead(String, #[source] kube::Error),
+    /// A bug: the pass panicked. Contained, so one binding's pass cannot take the process (and
+    /// every other binding) down into a crash loop.
+    #[error("the pass panicked: {0}")]
+    Panicked(String),
+}
+
+/// Runs a pass, turning a panic into [`ReconcileError::Panicked`]. What the pass held is released
+/// as it unwinds (its locks are tokio's, which do not poison); its binding's next pass starts over.
+pub async fn contain_panic<T>(
+    pass: impl std::future::Future<Output = Result<T, ReconcileError>>,
+) -> Result<T, ReconcileError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            tracing::error!(%what, "reconcile pass panicked");
+            Err(ReconcileError::Panicked(what))
+        }
+    }
 }
 
 /// Why a pass stopped before it acted. Nothing is written to Nacos either way.
@@ -75,4 +99,31 @@ pub fn error_policy(b: Arc<NacosBinding>, e: &ReconcileError, ctx: Arc<Context>)
         .get_or_create(&BindingLabels { binding: key(&b) })
         .inc();
     Requeue::requeue(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_pass_is_an_error_not_a_crash() {
+        let pass = async {
+            let held: Vec<usize> = Vec::new();
+            let n: usize = held.len();
+            if n == 0 {
+                panic!("attempt to subtract with overflow");
+            }
+            Ok::<usize, ReconcileError>(n)
+        };
+        match contain_panic(pass).await {
+            Err(ReconcileError::Panicked(what)) => {
+                assert_eq!(what, "attempt to subtract with overflow")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            contain_panic(async { Ok::<u8, ReconcileError>(7) }).await,
+            Ok(7)
+        ));
+    }
 }
