@@ -110,11 +110,15 @@ impl FaultProxy {
             in_flight: watch::Sender::new(0),
         });
         let shutdown = Arc::new(watch::Sender::new(false));
+        let mut shut = shutdown.subscribe();
         let addr = serve_local_until(
             axum::Router::new()
                 .fallback(handle)
                 .with_state(inner.clone()),
-            shutdown.subscribe(),
+            // Also once the proxy is dropped (the sender with it).
+            async move {
+                let _ = shut.wait_for(|s| *s).await;
+            },
         )
         .await;
         Self {
@@ -236,17 +240,17 @@ fn answer(status: u16, content_type: &str, body: Vec<u8>) -> Response {
 
 /// Serves `app` on a free loopback port in the background; returns its `http://` address.
 pub async fn serve_local(app: axum::Router) -> String {
-    serve_local_until(app, watch::Sender::new(false).subscribe()).await
+    serve_local_until(app, std::future::pending()).await
 }
 
-/// As `serve_local`, until `shutdown` turns true (graceful: answered requests, then closed).
-pub async fn serve_local_until(app: axum::Router, mut shutdown: watch::Receiver<bool>) -> String {
+/// As `serve_local`, until `stop` completes (graceful: answered requests, then closed).
+pub async fn serve_local_until(
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await;
