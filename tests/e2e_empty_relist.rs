@@ -46,10 +46,18 @@ async fn empty_relist(server: Server, n: usize, from_start: bool) {
     let at = NacosAt::shared(server);
     let proxy = FaultProxy::start(&server.addr()).await;
     // Bare pods: only this test deletes them, and nothing recreates one on a freed IP. Their
-    // processes stay connected over gRPC (the Java SDK), as a pod's application does.
-    let scene = Scene::on(server, &format!("emptyrl{n}"))
-        .bare_pods(n)
-        .registered(By::Grpc)
+    // processes stay connected over gRPC (the Java SDK), as a pod's application does. An operator
+    // that starts on the empty list never saw any pod: unclaimed, all its instances would be held
+    // as another cluster's before the second signal is asked (README: one Nacos, several
+    // clusters); claimed (persistent instances carry the metadata), the second signal is what
+    // stops the removals, which is what this test pins.
+    let scene = Scene::on(server, &format!("emptyrl{n}")).bare_pods(n);
+    let scene = if from_start {
+        scene.claimed("testbed").registered(By::Persistent)
+    } else {
+        scene.registered(By::Grpc)
+    };
+    let scene = scene
         .policy(json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}))
         .spec(json!({"resyncSeconds": 5, "scope": {"cidrs": ["10.244.0.0/16", "10.245.0.0/16"]}}))
         .through(&proxy.addr)
