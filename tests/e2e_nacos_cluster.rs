@@ -77,8 +77,9 @@ fn assert_untouched(proxies: &[FaultProxy], live: &[String]) {
 }
 
 /// Ephemeral instances live in the member their client is connected to and reach the others by
-/// Distro; the operator's DELETE through another member is answered `ok` and changes nothing (the
-/// connection owns the instance), so it disables the instance, which every member shows.
+/// Distro, with the connection that publishes them: asked through another member, that member
+/// names the connection, so the operator sends no DELETE (which would be answered `ok` and change
+/// nothing) and disables the instance, which every member shows.
 async fn grpc_owner_on_one_member_operator_on_another(cluster: &PrivateNacosCluster) {
     let (proxies, order) = proxies(cluster).await;
     let scene = scene("cgrpc", 2, order).await;
@@ -126,9 +127,11 @@ async fn grpc_owner_on_one_member_operator_on_another(cluster: &PrivateNacosClus
          after the pod's deletion; (DELETEs, disables) per member: {writes:?}",
         took.elapsed()
     );
-    assert!(
-        proxies[1].removal_writes(&ip) != (0, 0),
-        "the operator wrote through the first address, member 1: {writes:?}"
+    assert_eq!(
+        proxies[1].removal_writes(&ip),
+        (0, 1),
+        "the operator disabled it through the first address, member 1, without a DELETE that \
+         could not take: {writes:?}"
     );
     assert_untouched(&proxies, &survivors);
     for i in 0..3 {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::*;
 use nacos_reconciler::model::{Instance, ServiceKey, DISABLED_BY_KEY};
 use nacos_reconciler::nacos::{
-    ApiGeneration, Credentials, NacosClient, NacosConfig, NacosError, NamespaceCheck,
+    sole_connection, ApiGeneration, Credentials, NacosClient, NacosConfig, NacosError,
+    NamespaceCheck, Publisher,
 };
 
 fn client_for(server: Server, api: ApiGeneration, namespace: &str) -> NacosClient {
@@ -172,6 +173,78 @@ async fn a_delete_of_a_grpc_owned_instance(server: Server) {
     }
 }
 per_server!(a_delete_of_a_grpc_owned_instance: nacos_2_5_1, nacos_3_0_3, rnacos);
+
+/// Who keeps an instance: Alibaba Nacos names the gRPC connection of a 2.x SDK (the address the
+/// process connects from, and since when) and the HTTP registration of a 1.x SDK that beats; a
+/// persistent instance is not asked about; rnacos does not tell.
+async fn publishers_name_the_connection_or_the_http_registration(server: Server) {
+    let service = unique("owners");
+    let (grpc_ip, http_ip) = ("10.74.0.1", "10.74.0.2");
+    let asked = chrono::Utc::now();
+    let _grpc = JavaApp::provider(
+        Sdk::V2,
+        server,
+        &service,
+        &[format!("{grpc_ip}:8080")],
+        &Provider::default(),
+    );
+    let _beats = JavaApp::provider(
+        Sdk::V1,
+        server,
+        &service,
+        &[format!("{http_ip}:8080")],
+        &Provider::default(),
+    );
+    // A service is ephemeral or persistent on Alibaba Nacos: the persistent one has its own.
+    let stored_service = unique("owners-p");
+    let persistent = Registration::new(&stored_service, "10.74.0.3", 8080);
+    server.register_persistent(&persistent).await;
+    let c = client(server);
+    let key = ServiceKey::new("DEFAULT_GROUP", &service);
+    let listed = |ip: &'static str| {
+        let (c, key) = (c.clone(), key.clone());
+        async move {
+            common::wait_for(&format!("{ip} listed"), Duration::from_secs(10), || async {
+                find(&c, &key, ip).await
+            })
+            .await
+        }
+    };
+    let (grpc, http) = (listed(grpc_ip).await, listed(http_ip).await);
+    let stored_key = ServiceKey::new("DEFAULT_GROUP", &stored_service);
+    let stored = common::wait_for("the persistent one", Duration::from_secs(10), || async {
+        find(&c, &stored_key, "10.74.0.3").await
+    })
+    .await;
+    let of = |i: Instance| {
+        let c = c.clone();
+        async move { c.publishers(&i).await.expect("the publisher list") }
+    };
+    assert_eq!(of(stored).await, vec![], "{server}: a persistent instance");
+    let (grpc_owners, http_owners) = (of(grpc).await, of(http).await);
+    eprintln!("{server}: gRPC {grpc_owners:?}; 1.x {http_owners:?}");
+    if !server.is_alibaba() {
+        assert_eq!((grpc_owners, http_owners), (vec![], vec![]), "{server}");
+        return;
+    }
+    let owner = sole_connection(&grpc_owners).expect("the gRPC instance's connection");
+    assert_eq!(
+        owner.client.map(|a| a.ip().to_string()).as_deref(),
+        Some("127.0.0.1"),
+        "{server}: the Java app connects from loopback: {owner:?}"
+    );
+    let since = owner.since.expect("when it connected");
+    assert!(
+        since > asked - chrono::TimeDelta::seconds(5) && since < chrono::Utc::now(),
+        "{server}: connected at {since}, the app started at {asked}"
+    );
+    assert_eq!(
+        http_owners,
+        vec![Publisher::Http(format!("{http_ip}:8080#true"))],
+        "{server}"
+    );
+}
+per_server!(publishers_name_the_connection_or_the_http_registration: nacos_2_5_1, nacos_3_0_3, rnacos);
 
 /// A persistent instance's DELETE takes; the read-back sees it once the server refreshed its view.
 async fn deletes_a_persistent_instance(server: Server) {

@@ -334,20 +334,25 @@ pub(super) fn outcome_event(o: &Outcome) -> (Event, String) {
                 format!("{target} {verb}: {}", a.reason),
             )
         }
-        Written::Ineffective { disabled } => {
+        Written::Ineffective { disabled, owner } => {
             let then = if *disabled {
                 "disabled it instead (enabled=false)"
             } else {
                 "disabling it failed too"
             };
+            let why = match owner {
+                Some(c) => format!(
+                    "a gRPC connection keeps it registered ({c}), which a deregistration does \
+                     not end: the process still runs somewhere"
+                ),
+                None => "Nacos answered ok to the deregistration but still lists it (a live \
+                         client owns it)"
+                    .to_string(),
+            };
             (
                 EventType::Warning,
                 "DeregisterIneffective",
-                format!(
-                    "{target}: Nacos answered ok to the deregistration but still lists it \
-                     (a live client owns it); {then}: {}",
-                    a.reason
-                ),
+                format!("{target}: {why}; {then}: {}", a.reason),
             )
         }
         Written::NotConfirmed(why) => (

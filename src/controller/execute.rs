@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use futures::StreamExt;
 use kube::ResourceExt;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::confirm::PodCheck;
 use super::context::Context;
@@ -16,7 +16,7 @@ use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::BindingLabels;
 use crate::model::{Instance, ServiceKey, ServiceSnapshot};
-use crate::nacos::{NacosClient, Registry};
+use crate::nacos::{sole_connection, Connection, NacosClient, Registry};
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 
 /// Actions whose second-signal check may run at once, ahead of the writes. A check is one request to
@@ -229,6 +229,12 @@ async fn apply(
 ) -> Written {
     match action.kind {
         ActionKind::Deregister => {
+            if let Some(owner) = connection_owner(nacos, instance).await {
+                // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
+                // would be answered ok and change nothing. Not sent; disabling is what works.
+                remember(memory, |m| m.forget_deregistration(&instance.key));
+                return disable_instead(nacos, marker, instance, memory, Some(owner)).await;
+            }
             if let Err(e) = nacos.deregister(instance).await {
                 remember(memory, |m| m.forget_deregistration(&instance.key));
                 return Written::Failed(WriteFailed::request(e));
@@ -237,16 +243,9 @@ async fn apply(
             // 2.x/3.x still list an instance they did remove.
             match nacos.read_back(instance, |seen| seen.is_none()).await {
                 Ok(None) => Written::Done,
-                Ok(Some(still)) => {
-                    // Answered `ok`, still listed: a live gRPC owner (Nacos 2.x/3.x) or a 1.x
-                    // client re-registering. Disabling is what takes it away from consumers.
-                    remember(memory, |m| m.mark_ineffective(&instance.key));
-                    let disabled = disable(nacos, marker, &still).await.is_ok();
-                    if disabled {
-                        remember(memory, |m| m.record_disabled(&instance.key));
-                    }
-                    Written::Ineffective { disabled }
-                }
+                // Answered `ok`, still listed: a live gRPC owner the server did not name, or a
+                // 1.x client re-registering. Disabling is what takes it away from consumers.
+                Ok(Some(still)) => disable_instead(nacos, marker, &still, memory, None).await,
                 Err(e) => Written::Failed(WriteFailed::read_back("deregistration", e)),
             }
         }
@@ -274,6 +273,34 @@ async fn apply(
             }
         }
     }
+}
+
+/// The gRPC connection that alone keeps `instance`, where the server names it. Asking is only an
+/// optimisation: whatever goes wrong, the DELETE and its read-back find out the slow way.
+async fn connection_owner(nacos: &impl Registry, instance: &Instance) -> Option<Connection> {
+    match nacos.publishers(instance).await {
+        Ok(publishers) => sole_connection(&publishers).cloned(),
+        Err(e) => {
+            debug!(instance = %instance.key, error = %e, "publishers not known");
+            None
+        }
+    }
+}
+
+/// A deregistration that cannot (or did not) take: the instance is disabled instead.
+async fn disable_instead(
+    nacos: &impl Registry,
+    marker: &str,
+    instance: &Instance,
+    memory: &SharedMemory<'_>,
+    owner: Option<Connection>,
+) -> Written {
+    remember(memory, |m| m.mark_ineffective(&instance.key));
+    let disabled = disable(nacos, marker, instance).await.is_ok();
+    if disabled {
+        remember(memory, |m| m.record_disabled(&instance.key));
+    }
+    Written::Ineffective { disabled, owner }
 }
 
 /// `enabled=false` with our marker, verified by reading the instance back.
@@ -485,7 +512,7 @@ mod tests {
         };
         let r = run(ActionKind::Deregister, ignored, Some(instance(true))).await;
         assert!(
-            matches!(r.result, Written::Ineffective { disabled: true }),
+            matches!(r.result, Written::Ineffective { disabled: true, .. }),
             "{:?}",
             r.result
         );
@@ -503,6 +530,57 @@ mod tests {
         assert!(r.memory.disabled.contains(&key()));
     }
 
+    /// Where the server names the gRPC connection that keeps the instance, the DELETE it would
+    /// ignore is not sent: disabled at once, and the owner goes on to the Event.
+    #[tokio::test]
+    async fn an_instance_a_named_connection_keeps_is_disabled_without_a_delete() {
+        let owned = Behaviour {
+            deletes_ignored: true,
+            connection_owned: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, owned, Some(instance(true))).await;
+        let Written::Ineffective {
+            disabled: true,
+            owner: Some(owner),
+        } = &r.result
+        else {
+            panic!("{:?}", r.result)
+        };
+        assert_eq!(owner.id, crate::nacos::fake::OWNER_ID);
+        assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
+        assert!(!r.after.expect("still listed").enabled);
+        assert!(r.memory.ineffective.contains(&key()));
+        assert!(r.memory.disabled.contains(&key()));
+        // No DELETE went out: none is on record as one that may come back.
+        assert!(!r.memory.deregistered.contains_key(&key()));
+        // The Event says who keeps it, and where that process connects from.
+        let note = |result: Written| {
+            let o = Outcome {
+                action: action(ActionKind::Deregister),
+                result,
+            };
+            super::super::events::outcome_event(&o)
+                .0
+                .note
+                .unwrap_or_default()
+        };
+        let named = note(r.result.clone());
+        assert!(
+            named.contains("a gRPC connection keeps it registered (client 10.1.0.99:49866, connected since 2026-12-06T")
+                && named.contains("disabled it instead (enabled=false)"),
+            "{named}"
+        );
+        let unnamed = note(Written::Ineffective {
+            disabled: true,
+            owner: None,
+        });
+        assert!(
+            unnamed.contains("Nacos answered ok to the deregistration"),
+            "{unnamed}"
+        );
+    }
+
     #[tokio::test]
     async fn a_fallback_that_fails_is_reported_as_not_disabled() {
         let refused = Behaviour {
@@ -512,7 +590,13 @@ mod tests {
         };
         let r = run(ActionKind::Deregister, refused, Some(instance(true))).await;
         assert!(
-            matches!(r.result, Written::Ineffective { disabled: false }),
+            matches!(
+                r.result,
+                Written::Ineffective {
+                    disabled: false,
+                    ..
+                }
+            ),
             "{:?}",
             r.result
         );

@@ -182,7 +182,7 @@ impl Kept {
                     continue;
                 }
                 (Written::Done, ActionKind::Disable)
-                | (Written::Ineffective { disabled: true }, _) => true,
+                | (Written::Ineffective { disabled: true, .. }, _) => true,
                 (Written::Done, ActionKind::Enable) => false,
                 _ => continue,
             };
@@ -377,7 +377,10 @@ mod tests {
                 outcome(
                     1,
                     ActionKind::Deregister,
-                    Written::Ineffective { disabled: true },
+                    Written::Ineffective {
+                        disabled: true,
+                        owner: None,
+                    },
                 ),
                 outcome(
                     2,

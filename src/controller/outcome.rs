@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use crate::crd::NacosBinding;
-use crate::nacos::NacosError;
+use crate::nacos::{Connection, NacosError};
 use crate::plan::Action;
 
 /// `namespace/name`: how logs, metrics and the claims name a binding.
@@ -20,8 +20,13 @@ pub fn key(b: &NacosBinding) -> String {
 pub enum Written {
     /// Written and seen to take.
     Done,
-    /// A DELETE Nacos answered but did not apply; `disabled` says whether the fallback took.
-    Ineffective { disabled: bool },
+    /// A deregistration that cannot take, disabled instead; `disabled` says whether that took.
+    /// `owner`: the gRPC connection the server named as keeping the instance (no DELETE was
+    /// sent); `None`: the DELETE was answered `ok` and the instance stayed.
+    Ineffective {
+        disabled: bool,
+        owner: Option<Connection>,
+    },
     /// The second signal contradicted the cache: nothing was written.
     NotConfirmed(Unconfirmed),
     /// The write or its verification failed: nothing is assumed.
@@ -87,7 +92,7 @@ impl Outcome {
         self.action.kind.is_removal()
             && matches!(
                 self.result,
-                Written::Done | Written::Ineffective { disabled: true }
+                Written::Done | Written::Ineffective { disabled: true, .. }
             )
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{ApiGeneration, NacosError, Registry, Result, ServerFlavor, ServerInfo};
+use super::{ApiGeneration, NacosError, Publisher, Registry, Result, ServerFlavor, ServerInfo};
 use crate::model::{Instance, InstanceKey, ServiceKey, ServiceSnapshot, DISABLED_BY_KEY};
 
 /// How the fake answers; everything off is a registry that does what it is told.
@@ -24,7 +24,13 @@ pub struct Behaviour {
     pub disables_refused: bool,
     /// Every read fails.
     pub reads_fail: bool,
+    /// The server names a gRPC connection as the sole publisher of every instance (Nacos 2.x/3.x
+    /// with an SDK client); with `deletes_ignored`, what such a server does.
+    pub connection_owned: bool,
 }
+
+/// The connection the fake names with `connection_owned`.
+pub const OWNER_ID: &str = "1796596545084_10.1.0.99_49866";
 
 #[derive(Debug, Default)]
 pub struct FakeRegistry {
@@ -168,6 +174,17 @@ impl Registry for FakeRegistry {
     async fn enable(&self, instance: &Instance) -> Result<()> {
         self.log(format!("enable {}:{}", instance.key.ip, instance.key.port));
         self.set_enabled(instance, None)
+    }
+
+    async fn publishers(&self, _instance: &Instance) -> Result<Vec<Publisher>> {
+        if self.behaviour.reads_fail {
+            return Err(unreachable("/nacos/v2/ns/client/service/publisher/list"));
+        }
+        Ok(if self.behaviour.connection_owned {
+            vec![Publisher::from_client_id(OWNER_ID)]
+        } else {
+            Vec::new()
+        })
     }
 
     async fn read_back(

@@ -24,6 +24,7 @@ mod detect;
 mod error;
 #[cfg(test)]
 pub mod fake;
+mod publishers;
 mod rnacos;
 mod transport;
 mod v1;
@@ -33,6 +34,7 @@ pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,7 @@ pub use config::{
     TlsConfig,
 };
 pub use error::{classify_error, NacosError, Result};
+pub use publishers::{sole_connection, Connection, Publisher};
 pub use transport::{Operation, RequestCounters, RequestEvent, RequestObserver};
 
 use transport::{Operation as Op, Req, Transport};
@@ -145,6 +148,11 @@ pub trait Registry: Send + Sync {
     fn disable(&self, instance: &Instance, by: &str) -> impl Future<Output = Result<()>> + Send;
     /// `enabled=true`, the marker removed.
     fn enable(&self, instance: &Instance) -> impl Future<Output = Result<()>> + Send;
+    /// Who keeps the instance registered, where the server tells (empty otherwise).
+    fn publishers(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<Vec<Publisher>>> + Send;
     /// The instance once a write had time to show: read until `settled` accepts what the server
     /// lists (`None`: not listed) or the server's settle time is over; the last reading.
     fn read_back(
@@ -168,6 +176,8 @@ struct Inner {
     transport: Transport,
     info: RwLock<Option<ServerInfo>>,
     v2_catalog: v2::Catalog,
+    /// Set once the server refused the publisher list (a user without admin reads): not asked again.
+    publishers_refused: AtomicBool,
 }
 
 impl std::fmt::Debug for NacosClient {
@@ -203,6 +213,7 @@ impl NacosClient {
                 transport: Transport::new(config, observer)?,
                 info: RwLock::new(None),
                 v2_catalog: v2::Catalog::default(),
+                publishers_refused: AtomicBool::new(false),
             }),
         })
     }
@@ -379,6 +390,31 @@ impl NacosClient {
         Ok(())
     }
 
+    /// Who keeps the ephemeral `instance` registered, as Nacos 2.x/3.x tell (see [`publishers`]);
+    /// empty for a persistent instance and on servers that do not tell (1.x, rnacos). The list is
+    /// an admin read: once refused, it is not asked again.
+    pub async fn publishers(&self, instance: &Instance) -> Result<Vec<Publisher>> {
+        let info = self.resolved().await?;
+        let tells = info.flavor == ServerFlavor::Nacos && !info.settle.is_zero();
+        if !instance.ephemeral || !tells || self.inner.publishers_refused.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        let listed = publishers::list(self.t(), info.api, instance).await;
+        if let Err(
+            NacosError::Auth { .. }
+            | NacosError::ApiOff { .. }
+            | NacosError::NotFound { .. }
+            | NacosError::Server {
+                status: 404 | 405 | 501,
+                ..
+            },
+        ) = &listed
+        {
+            self.inner.publishers_refused.store(true, Ordering::Relaxed);
+        }
+        listed
+    }
+
     /// The instance as the server lists it once a write had time to show: reads after the
     /// server's settle time, again every 250 ms while `settled` rejects the reading, and gives up
     /// at three settle times (the server refreshes its view once per change). The last reading.
@@ -476,6 +512,13 @@ impl Registry for NacosClient {
         settled: fn(Option<&Instance>) -> bool,
     ) -> impl Future<Output = Result<Option<Instance>>> + Send {
         NacosClient::read_back(self, instance, settled)
+    }
+
+    fn publishers(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<Vec<Publisher>>> + Send {
+        NacosClient::publishers(self, instance)
     }
 }
 

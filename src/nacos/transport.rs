@@ -31,6 +31,7 @@ pub enum Operation {
     ListServices,
     ListInstances,
     GetInstance,
+    ListPublishers,
     Deregister,
     SetEnabled,
 }
@@ -44,6 +45,7 @@ impl Operation {
             Operation::ListServices => "list_services",
             Operation::ListInstances => "list_instances",
             Operation::GetInstance => "get_instance",
+            Operation::ListPublishers => "list_publishers",
             Operation::Deregister => "deregister",
             Operation::SetEnabled => "set_enabled",
         }
