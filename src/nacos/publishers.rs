@@ -176,7 +176,7 @@ mod tests {
         let http = Publisher::from_client_id("10.9.9.10:8080#true");
         assert!(sole_connection(std::slice::from_ref(&conn)).is_some());
         assert!(sole_connection(&[]).is_none());
-        assert!(sole_connection(&[http.clone()]).is_none());
+        assert!(sole_connection(std::slice::from_ref(&http)).is_none());
         assert!(sole_connection(&[conn.clone(), http]).is_none());
         assert!(sole_connection(&[conn.clone(), conn]).is_none());
     }
