@@ -581,6 +581,37 @@ mod tests {
         );
     }
 
+    /// A user the server does not let read the publisher list: the DELETE and its read-back find
+    /// the owner out, as on servers that do not tell.
+    #[tokio::test]
+    async fn a_refused_publisher_list_falls_back_to_the_delete_and_its_read_back() {
+        let refused = Behaviour {
+            deletes_ignored: true,
+            connection_owned: true,
+            publishers_refused: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, refused, Some(instance(true))).await;
+        assert!(
+            matches!(
+                r.result,
+                Written::Ineffective {
+                    disabled: true,
+                    owner: None
+                }
+            ),
+            "{:?}",
+            r.result
+        );
+        assert_eq!(
+            r.writes,
+            [
+                "deregister 10.0.0.1:8080",
+                &format!("disable 10.0.0.1:8080 by {MARKER}")
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn a_fallback_that_fails_is_reported_as_not_disabled() {
         let refused = Behaviour {

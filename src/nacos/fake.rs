@@ -27,6 +27,8 @@ pub struct Behaviour {
     /// The server names a gRPC connection as the sole publisher of every instance (Nacos 2.x/3.x
     /// with an SDK client); with `deletes_ignored`, what such a server does.
     pub connection_owned: bool,
+    /// The publisher list is refused (a user without admin reads on Nacos 2.x).
+    pub publishers_refused: bool,
 }
 
 /// The connection the fake names with `connection_owned`.
@@ -177,8 +179,16 @@ impl Registry for FakeRegistry {
     }
 
     async fn publishers(&self, _instance: &Instance) -> Result<Vec<Publisher>> {
+        let path = "/nacos/v2/ns/client/service/publisher/list";
         if self.behaviour.reads_fail {
-            return Err(unreachable("/nacos/v2/ns/client/service/publisher/list"));
+            return Err(unreachable(path));
+        }
+        if self.behaviour.publishers_refused {
+            return Err(NacosError::Auth {
+                address: "fake".into(),
+                path: path.into(),
+                reason: "authorization failed!".into(),
+            });
         }
         Ok(if self.behaviour.connection_owned {
             vec![Publisher::from_client_id(OWNER_ID)]

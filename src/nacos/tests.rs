@@ -1154,3 +1154,46 @@ async fn writes_send_the_ip_as_the_server_lists_it() {
         assert_eq!(ip, "fd00:0:0:0:0:0:0:1", "{} {}", s.method, s.path);
     }
 }
+
+/// The publisher list is asked with the instance's ip as listed, for ephemeral instances only;
+/// once refused (a user without admin reads), not asked again.
+#[tokio::test]
+async fn publishers_are_asked_for_ephemeral_instances_until_refused() {
+    const PATH: &str = "/nacos/v2/ns/client/service/publisher/list";
+    let refuse = Arc::new(AtomicU64::new(0));
+    let refusing = refuse.clone();
+    let m = Mock::start(move |s| match s.path.as_str() {
+        PATH if refusing.load(Ordering::Relaxed) == 1 => {
+            (403, "authorization failed!".into())
+        }
+        PATH => (
+            200,
+            r#"{"code":0,"data":[{"ip":"10.0.1.1","port":81,"clientId":"1796596545084_127.0.0.1_49866"}]}"#
+                .into(),
+        ),
+        _ => nacos2(s),
+    })
+    .await;
+    let c = NacosClient::new(fast_config(vec![m.url()])).unwrap();
+    let mut inst = orders_instance(&[]);
+    assert_eq!(c.publishers(&inst).await.unwrap(), vec![], "persistent");
+    assert_eq!(m.count(PATH), 0);
+    inst.ephemeral = true;
+    let owners = c.publishers(&inst).await.unwrap();
+    assert!(sole_connection(&owners).is_some(), "{owners:?}");
+    let asked = m.seen().into_iter().find(|s| s.path == PATH).unwrap();
+    for (k, v) in [
+        ("groupName", "G"),
+        ("serviceName", "orders"),
+        ("ip", "10.0.1.1"),
+        ("port", "81"),
+        ("ephemeral", "true"),
+    ] {
+        assert_eq!(asked.query.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    refuse.store(1, Ordering::Relaxed);
+    assert!(c.publishers(&inst).await.is_err());
+    let after_refusal = m.count(PATH);
+    assert_eq!(c.publishers(&inst).await.unwrap(), vec![]);
+    assert_eq!(m.count(PATH), after_refusal, "asked again after a refusal");
+}
