@@ -141,17 +141,17 @@ impl<'a> Report<'a> {
                 )
                 .await;
             }
-            let shared_held = sp.shared.as_ref().map_or(&[][..], |s| &s.held[..]);
+            let shared_held: Vec<_> = sp.held_as_shared().collect();
             if let Some(shared) = &sp.shared {
-                let msg = self.shared_message(&sp.service, shared);
+                let msg = self.shared_message(&sp.service, shared, shared_held.len());
                 self.event(EventType::Warning, SHARED_REASON, &msg).await;
                 first_shared.get_or_insert(msg);
-                self.held_shared += shared.held.len();
+                self.held_shared += shared_held.len();
             }
             let budget_held: Vec<_> = sp
                 .held
                 .iter()
-                .filter(|a| !shared_held.contains(&a.instance))
+                .filter(|a| !shared_held.iter().any(|s| s.instance == a.instance))
                 .collect();
             if !budget_held.is_empty() {
                 self.event(
@@ -215,7 +215,7 @@ impl<'a> Report<'a> {
     }
 
     /// What the AnotherClusterSuspected Warning and the SharedService condition say of a service.
-    fn shared_message(&self, service: &ServiceKey, s: &SharedService) -> String {
+    fn shared_message(&self, service: &ServiceKey, s: &SharedService, held: usize) -> String {
         format!(
             "{service}: {} of its {} instances in scope are orphans at addresses this cluster has \
              not shown on a pod or node since the operator started: another Kubernetes cluster may \
@@ -225,7 +225,7 @@ impl<'a> Report<'a> {
              services[].clusters; or, if they are stale, release one batch with: {}",
             s.unseen,
             s.in_scope,
-            s.held.len(),
+            held,
             self.approve_command(),
         )
     }

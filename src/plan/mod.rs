@@ -143,8 +143,6 @@ pub struct SharedService {
     pub unseen: usize,
     /// Instances of the service in scope (not Foreign).
     pub in_scope: usize,
-    /// The removals held because of it in this pass (they are in the service's `held` too).
-    pub held: Vec<InstanceKey>,
 }
 
 /// `live + stale + foreign = total`; `offline` (disabled by us) overlaps them.
@@ -194,6 +192,23 @@ pub struct Plan {
 }
 
 impl ServicePlan {
+    /// The held removals the shared-service guard holds (orphans at unseen addresses); the rest of
+    /// `held` is the budget's.
+    pub fn held_as_shared(&self) -> impl Iterator<Item = &Action> {
+        let unseen: BTreeSet<&InstanceKey> = match self.shared {
+            Some(_) => self
+                .instances
+                .iter()
+                .filter(|v| v.unseen_address)
+                .map(|v| &v.instance)
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        self.held
+            .iter()
+            .filter(move |a| unseen.contains(&a.instance))
+    }
+
     pub(crate) fn empty(service: ServiceKey) -> Self {
         Self {
             service,
@@ -277,14 +292,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             record_actions(&mut memory, &service.service, &service.actions, input.now);
         }
         service.counts.held = service.held.len();
-        // What is still held after a blocked pass cleared its removals or an approval released
-        // them: the shared service's list names only those.
-        if let Some(shared) = &mut service.shared {
-            let held = &service.held;
-            shared
-                .held
-                .retain(|k| held.iter().any(|a| &a.instance == k));
-        }
     }
     if input.caches_synced {
         prune_memory(input, &mut memory, &listings);
@@ -481,7 +488,6 @@ fn hold_if_shared(
     out.shared = Some(SharedService {
         unseen: unseen.len(),
         in_scope,
-        held: held.iter().map(|a| a.instance.clone()).collect(),
     });
     held
 }

@@ -210,11 +210,11 @@ proptest! {
                     prop_assert_eq!(v, Verdict::Live);
                 }
             }
-            // What a service shared with another cluster names held is held (the status subtracts).
-            if let Some(shared) = &s.shared {
-                for k in &shared.held {
-                    prop_assert!(s.held.iter().any(|a| &a.instance == k), "{} named held", k);
-                }
+            // The shared-service guard holds only orphans at unseen addresses, and only while it
+            // judges the service shared.
+            for a in s.held_as_shared() {
+                prop_assert!(s.shared.is_some());
+                prop_assert_eq!(a.verdict, Verdict::Orphan, "{}", a.instance);
             }
         }
     }
