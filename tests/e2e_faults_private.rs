@@ -853,6 +853,17 @@ struct Side {
 
 const TWO_APP: &str = "orders";
 
+/// A client of the cluster `kubeconfig` names.
+async fn client_of(kubeconfig: &str) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("read the kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("a kube config");
+    kube::Client::try_from(config).expect("a kube client")
+}
+
 impl Side {
     async fn new(
         cluster: &'static str,
@@ -861,13 +872,7 @@ impl Side {
         replicas: i32,
         svc: &str,
     ) -> Self {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(kubeconfig).expect("read the kubeconfig"),
-            &Default::default(),
-        )
-        .await
-        .expect("a kube config");
-        let client = kube::Client::try_from(config).expect("a kube client");
+        let client = client_of(kubeconfig).await;
         install_crd(&client).await;
         let ns = unique(&format!("two-{cluster}"));
         create_namespace(&client, &ns).await;
@@ -992,16 +997,7 @@ async fn two_clusters_share_one_nacos(shared_kubeconfig: &str) {
     let a_client = kube_client().await;
     clear_earlier_phases(&a_client).await;
     let (a_node, a_cidr) = shared_node(&a_client, None).await;
-    let b_probe = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(shared_kubeconfig).expect("the shared kubeconfig"),
-            &Default::default(),
-        )
-        .await
-        .expect("the shared cluster's config"),
-    )
-    .expect("a client of the shared cluster");
-    let (b_node, b_cidr) = shared_node(&b_probe, Some(&a_cidr)).await;
+    let (b_node, b_cidr) = shared_node(&client_of(shared_kubeconfig).await, Some(&a_cidr)).await;
     eprintln!("two clusters: A's pods on {a_node} ({a_cidr}), B's on {b_node} ({b_cidr})");
     let a = Side::new("a", &a_kubeconfig, &a_node, 2, &svc).await;
     let b = Side::new("b", shared_kubeconfig, &b_node, 4, &svc).await;
