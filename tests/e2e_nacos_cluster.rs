@@ -1,17 +1,20 @@
-//! A three-member Alibaba Nacos 2.5.1 cluster (issue 17 A), of this test's own on loopback
-//! (cluster mode, embedded storage, auth on), as production runs Nacos. The binding lists the three
+//! A three-member Alibaba Nacos 2.5.1 cluster (issue 17 A), of this test's own (cluster mode,
+//! embedded storage, auth on; two members on this machine, one in a network namespace of the
+//! test's own, see `PrivateNacosCluster`), as production runs Nacos. The binding lists the three
 //! members; each member sits behind a recording proxy, so every write the operator sends, to
 //! whichever member, is seen, and none may take a live instance offline.
 //!
 //! One test, the phases in sequence on one cluster (starting it takes a minute or two):
 //! 1. a gRPC client (the official Java SDK) connected to member 0, its pod deleted, the operator
 //!    talking to member 1: the instance ends offline as seen from all three members;
-//! 2. the member the operator uses is killed mid-pass: it fails over to the next address, and the
+//! 2. one member partitioned from the other two (member 2 runs in a network namespace of the
+//!    test's own, cut off on the cluster's ports), the operator reading from it first: its listing
+//!    and the others' disagree (it lacks an instance registered meanwhile, and lists one whose pod
+//!    went); no live instance is written to, and once the partition heals the stale one goes;
+//! 3. the member the operator uses is killed mid-pass: it fails over to the next address, and the
 //!    stale persistent instances go, nothing else;
-//! 3. the Raft leader of the persistent instances killed as their pods go: writes fail until the
+//! 4. the Raft leader of the persistent instances killed as their pods go: writes fail until the
 //!    two members left elect a leader; the stale instances go then, nothing else.
-//!
-//! Not covered here (issue 17 A, case 4): one member partitioned from the other two.
 
 mod common;
 mod faults;
@@ -34,6 +37,7 @@ async fn a_three_member_alibaba_nacos_cluster() {
         started.elapsed()
     );
     grpc_owner_on_one_member_operator_on_another(&cluster).await;
+    a_member_partitioned_from_the_others(&cluster).await;
     the_member_in_use_killed_mid_pass(&mut cluster).await;
     cluster.restart(1).await;
     the_raft_leader_killed(&mut cluster).await;
@@ -142,6 +146,120 @@ async fn grpc_owner_on_one_member_operator_on_another(cluster: &PrivateNacosClus
             survivors[0]
         );
     }
+    delete_namespace(&scene.client, &scene.ns).await;
+}
+
+/// Member 2, the operator's first address, is cut off from members 0 and 1 (their Raft, Distro and
+/// member reports), its HTTP port still answering. The applications' gRPC connections are to
+/// member 0. While it is cut off, a pod goes (its process stays connected: the instance is stale
+/// everywhere) and a new instance is registered, which member 2 never hears of: the members'
+/// listings disagree. The operator reads member 2; whatever it writes there cannot commit (no
+/// Raft majority) and nothing reaches a live instance. Healed, the stale instance goes offline on
+/// every member and the live ones stay untouched.
+async fn a_member_partitioned_from_the_others(cluster: &PrivateNacosCluster) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams};
+
+    let (proxies, _) = proxies(cluster).await;
+    let order = json!([proxies[2].addr, proxies[0].addr, proxies[1].addr]);
+    let scene = scene("cpart", 3, order).await;
+    let member0 = cluster.members[0].addr.trim_start_matches("http://");
+    let on_member0 = Provider {
+        server_addr: Some(member0.to_string()),
+        ..Default::default()
+    };
+    let ips: Vec<String> = scene.pods.iter().map(|(_, ip)| ip.clone()).collect();
+    let _first = JavaApp::provider(
+        Sdk::V2,
+        SERVER,
+        &scene.svc,
+        &[format!("{}:8080", ips[0]), format!("{}:8080", ips[1])],
+        &on_member0,
+    );
+    let _op = scene.operator();
+    scene.wait_ready_live(2).await;
+    for i in 0..3 {
+        cluster
+            .at(i)
+            .assert_live_registered(&scene.svc, &ips[..2])
+            .await;
+    }
+
+    cluster.cut_off_member_2();
+    let cut = Instant::now();
+    let _late = JavaApp::provider(
+        Sdk::V2,
+        SERVER,
+        &scene.svc,
+        &[format!("{}:8080", ips[2])],
+        &on_member0,
+    );
+    let (gone_pod, gone) = scene.pods[0].clone();
+    Api::<Pod>::namespaced(scene.client.clone(), &scene.ns)
+        .delete(&gone_pod, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete a pod");
+    let live = vec![ips[1].clone(), ips[2].clone()];
+    // The disagreement: member 0 lists the late instance, member 2 (below) does not.
+    wait_for(
+        &format!("member 0 to list {}", ips[2]),
+        Duration::from_secs(30),
+        || async { cluster.at(0).held(&scene.svc, &ips[2], 8080).await },
+    )
+    .await;
+    // A few of the operator's passes (resync 5 s) while the partition lasts.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        cluster
+            .at(2)
+            .held(&scene.svc, &ips[2], 8080)
+            .await
+            .is_none(),
+        "member 2 heard of {} while cut off: the cut does not hold",
+        ips[2]
+    );
+    assert_untouched(&proxies, &live);
+    let tried: Vec<(usize, usize)> = proxies.iter().map(|p| p.removal_writes(&gone)).collect();
+    eprintln!(
+        "member 2 cut off for {:?}: (DELETEs, disables) of the stale {gone} per member: {tried:?}; \
+         offline on member 0: {}",
+        cut.elapsed(),
+        offline_at(cluster, 0, &scene.svc, &gone).await
+    );
+
+    cluster.reconnect_member_2();
+    let healed = Instant::now();
+    wait_for(
+        &format!("{gone}:8080 offline as all three members list it after the partition"),
+        Duration::from_secs(120),
+        || async {
+            for i in 0..3 {
+                if !offline_at(cluster, i, &scene.svc, &gone).await {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "partition healed: the stale {gone} offline on all three members {:?} later",
+        healed.elapsed()
+    );
+    // Member 2 hears of the late instance again (Distro), and every live one is as registered.
+    wait_for(
+        &format!("member 2 to list {} after the partition", ips[2]),
+        Duration::from_secs(60),
+        || async { cluster.at(2).held(&scene.svc, &ips[2], 8080).await },
+    )
+    .await;
+    for i in 0..3 {
+        cluster
+            .at(i)
+            .assert_live_registered(&scene.svc, &live)
+            .await;
+    }
+    assert_untouched(&proxies, &live);
     delete_namespace(&scene.client, &scene.ns).await;
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod java;
+pub mod netns;
 pub mod nodes;
 pub mod private;
 pub mod scene;

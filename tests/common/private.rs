@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::netns::Netns;
 use super::servers::{NacosAt, Server};
 use super::*;
 
@@ -161,8 +162,12 @@ pub struct PrivateAlibabaNacos {
     pub addr: String,
     pub port: u16,
     pub dir: std::path::PathBuf,
-    /// Alone (`-Dnacos.standalone=true`), or a member of a cluster on loopback (embedded storage).
+    /// Alone (`-Dnacos.standalone=true`), or a member of a cluster (embedded storage).
     standalone: bool,
+    /// The address it is known by (a cluster member's, in `cluster.conf`).
+    ip: String,
+    /// The network namespace it runs in (`ip netns exec`), if not this machine's.
+    netns: Option<String>,
     proc: Option<TestProcess>,
     /// How long each start took, until a login worked.
     pub starts: Vec<Duration>,
@@ -189,18 +194,19 @@ impl PrivateAlibabaNacos {
     /// As `start`, without waiting: the JVM starts (15-30 s) while the test sets up the rest;
     /// [`Self::ready`] waits for it.
     pub fn launch(name: &str, properties: &[(&str, &str)]) -> Self {
-        Self::launch_as(name, nacos_port(), None, properties)
+        Self::launch_as(name, &Place::loopback(nacos_port()), None, properties)
     }
 
-    /// As `launch`, on `port`; with `cluster`, a member of the cluster of those ports (its
+    /// As `launch`, at `place`; with `cluster`, a member of the cluster of those places (its
     /// `cluster.conf`), keeping its data with embedded storage (JRaft) as production clusters
     /// without MySQL do.
     fn launch_as(
         name: &str,
-        port: u16,
-        cluster: Option<&[u16]>,
+        place: &Place,
+        cluster: Option<&[Place]>,
         properties: &[(&str, &str)],
     ) -> Self {
+        let port = place.port;
         let dist = alibaba_2_5_1_dist();
         let base = std::env::var("TESTBED_STATE")
             .map(std::path::PathBuf::from)
@@ -221,7 +227,7 @@ impl PrivateAlibabaNacos {
         let mut text = std::fs::read_to_string(&conf).expect("application.properties");
         text.push_str("\n# tests/faults: loopback, auth on (as tests/testbed.sh's launch_nacos)\n");
         for (k, v) in [
-            ("nacos.inetutils.ip-address", "127.0.0.1"),
+            ("nacos.inetutils.ip-address", place.ip.as_str()),
             ("nacos.core.auth.enabled", "true"),
             (
                 "nacos.core.auth.plugin.nacos.token.secret.key",
@@ -245,14 +251,19 @@ impl PrivateAlibabaNacos {
         }
         std::fs::write(&conf, text).expect("write application.properties");
         if let Some(members) = cluster {
-            let list: String = members.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
+            let list: String = members
+                .iter()
+                .map(|m| format!("{}:{}\n", m.ip, m.port))
+                .collect();
             std::fs::write(dir.join("conf/cluster.conf"), list).expect("write cluster.conf");
         }
         let mut n = Self {
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("http://{}:{port}", place.access_ip),
             port,
             dir,
             standalone: cluster.is_none(),
+            ip: place.ip.clone(),
+            netns: place.netns.clone(),
             proc: None,
             starts: Vec::new(),
             launched: None,
@@ -277,7 +288,15 @@ impl PrivateAlibabaNacos {
             .append(true)
             .open(self.dir.join("logs/stdout.log"))
             .expect("the private Nacos's stdout log");
-        let mut cmd = std::process::Command::new(testbed_env("NACOS_JAVA"));
+        let java = testbed_env("NACOS_JAVA");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, &java]);
+                c
+            }
+            None => std::process::Command::new(java),
+        };
         // Its working directory too: Tomcat's access logs and Derby's log go there.
         cmd.current_dir(&self.dir)
             .env("HOME", &home)
@@ -285,11 +304,14 @@ impl PrivateAlibabaNacos {
             .arg("-XX:-OmitStackTraceInFastThrow")
             .arg(format!("-Duser.home={}", home.display()))
             // A member's JRaft node takes the machine's address unless told: the members of
-            // `cluster.conf` on 127.0.0.1 would not find it among them.
+            // `cluster.conf` would not find it among them.
             .args(if self.standalone {
-                &["-Dnacos.standalone=true"][..]
+                vec!["-Dnacos.standalone=true".to_string()]
             } else {
-                &["-DembeddedStorage=true", "-Dnacos.server.ip=127.0.0.1"][..]
+                vec![
+                    "-DembeddedStorage=true".to_string(),
+                    format!("-Dnacos.server.ip={}", self.ip),
+                ]
             })
             .arg(format!("-Dnacos.home={}", self.dir.display()))
             .arg("-jar")
@@ -387,26 +409,78 @@ impl PrivateAlibabaNacos {
     }
 }
 
-/// A three-member Alibaba Nacos 2.5.1 cluster of the test's own on loopback: ports 10 apart, each
-/// member also on port - 1000 (JRaft), + 1000 (SDK gRPC) and + 1001 (cluster gRPC); auth on.
+/// Where a server runs: the address it is known by in its cluster, the one the test and the
+/// operator reach it at, its HTTP port, and the network namespace it runs in.
+#[derive(Debug, Clone)]
+struct Place {
+    ip: String,
+    access_ip: String,
+    port: u16,
+    netns: Option<String>,
+}
+
+impl Place {
+    fn loopback(port: u16) -> Self {
+        Self {
+            ip: "127.0.0.1".into(),
+            access_ip: "127.0.0.1".into(),
+            port,
+            netns: None,
+        }
+    }
+}
+
+/// A three-member Alibaba Nacos 2.5.1 cluster of the test's own, auth on: ports 10 apart, each
+/// member also on port - 1000 (JRaft), + 1000 (SDK gRPC) and + 1001 (cluster gRPC). Members 0 and
+/// 1 run on this machine, member 2 in a network namespace of the test's own (see [`Netns`]):
+/// [`Self::cut_off_member_2`] partitions it from the others.
 pub struct PrivateNacosCluster {
     pub members: Vec<PrivateAlibabaNacos>,
+    /// Dropped after the members (field order): their processes first, then their network.
+    netns: Netns,
 }
 
 impl PrivateNacosCluster {
     pub async fn start(name: &str) -> Self {
+        let netns = Netns::create();
         let base = cluster_port(3);
-        let ports: Vec<u16> = (0..3).map(|i| base + 10 * i).collect();
-        let members: Vec<PrivateAlibabaNacos> = ports
+        let places: Vec<Place> = (0..3u16)
+            .map(|i| {
+                let (ip, access_ip) = if i < 2 {
+                    (&netns.host_ip, &netns.host_ip)
+                } else {
+                    (&netns.inner_ip, &netns.access_ip)
+                };
+                Place {
+                    ip: ip.clone(),
+                    access_ip: access_ip.clone(),
+                    port: base + 10 * i,
+                    netns: (i == 2).then(|| netns.name.clone()),
+                }
+            })
+            .collect();
+        let members: Vec<PrivateAlibabaNacos> = places
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                PrivateAlibabaNacos::launch_as(&format!("{name}-{i}"), *p, Some(&ports), &[])
+                PrivateAlibabaNacos::launch_as(&format!("{name}-{i}"), p, Some(&places), &[])
             })
             .collect();
-        let mut cluster = Self { members };
+        let mut cluster = Self { members, netns };
         cluster.wait_up(&[0, 1, 2]).await;
         cluster
+    }
+
+    /// Partitions member 2 from members 0 and 1 (no packet between them goes through, on
+    /// established connections neither); the operator and the test still reach it, at its
+    /// address on the access link.
+    pub fn cut_off_member_2(&self) {
+        self.netns.cut();
+    }
+
+    /// Ends [`Self::cut_off_member_2`].
+    pub fn reconnect_member_2(&self) {
+        self.netns.heal();
     }
 
     /// Starts member `i` again (after a kill) on its ports and data; waits until it is up.
