@@ -52,6 +52,7 @@ pub struct Metrics {
     pub actions: Family<ActionLabels, Counter>,
     pub removal_latency: Family<BindingLabels, Histogram, fn() -> Histogram>,
     pub held_removals: Family<BindingLabels, Gauge>,
+    pub services_emptied: Family<BindingLabels, Counter>,
     pub nacos_request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     pub nacos_request_errors: Family<RequestErrorLabels, Counter>,
     pub reconcile_duration: Family<BindingLabels, Histogram, fn() -> Histogram>,
@@ -97,6 +98,12 @@ impl Metrics {
             "Removals held back by the removal budget",
             held_removals.clone(),
         );
+        let services_emptied = Family::<BindingLabels, Counter>::default();
+        registry.register(
+            "services_emptied",
+            "Passes that took a service's last usable instances offline (consumers with push-empty protection keep their old list)",
+            services_emptied.clone(),
+        );
         let nacos_request_duration =
             Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 latency_histogram,
@@ -138,6 +145,7 @@ impl Metrics {
             actions,
             removal_latency,
             held_removals,
+            services_emptied,
             nacos_request_duration,
             nacos_request_errors,
             reconcile_duration,

@@ -89,6 +89,22 @@ per_server!(
     nacos_2_5_1, nacos_3_0_3, rnacos
 );
 
+/// What `nacos-reconciler plan` prints for the scene's binding.
+fn plan(scene: &Scene) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
+        .args(["plan", "-n", &scene.ns, &scene.app])
+        .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+        .output()
+        .expect("run nacos-reconciler plan");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "plan failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// `plan` prints the server, every instance with its verdict and what would be done, and changes
 /// nothing.
 async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server: Server) {
@@ -104,17 +120,7 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server:
             .register_persistent(&Registration::new(&scene.svc, ip, 8080))
             .await;
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
-        .args(["plan", "-n", &scene.ns, &scene.app])
-        .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
-        .output()
-        .expect("run nacos-reconciler plan");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "plan failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = plan(&scene);
     let header = text.lines().next().unwrap_or_default();
     let want = match server {
         Server::Nacos2 => "Nacos 2.5.1 (api V2)",
@@ -273,3 +279,73 @@ async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Serve
     assert_eq!(scene.consumers().await, scene.addrs(&survivors));
 }
 per_server!(a_1x_client_that_keeps_beating_ends_disabled_and_stays_so: nacos_2_5_1, rnacos);
+
+/// (Issue 19, the empty-service trap) The last instance of a service goes while its process stays
+/// connected: a consumer without push-empty protection gets the empty list, one with it
+/// (`namingPushEmptyProtection`, official Java SDK) ignores that push and keeps the dead address.
+/// `plan` warns of it first; the operator (started once the pod is gone) takes the instance
+/// offline all the same, and says so: a `ServiceEmptied` Warning naming the protection, and
+/// `nacos_reconciler_services_emptied_total`.
+async fn the_last_instance_going_warns_about_push_empty_protection(server: Server) {
+    let scene = Scene::on(server, "empty")
+        .pods(1)
+        .registered(By::Grpc)
+        .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
+        .build()
+        .await;
+    let all = scene.addrs(&[scene.pods[0].1.clone()]);
+    let mut protected = JavaApp::consumer(server, &scene.svc, true);
+    let mut plain = JavaApp::consumer(server, &scene.svc, false);
+    for c in [&mut protected, &mut plain] {
+        c.wait_push(Duration::from_secs(30), |l| l == all.as_slice())
+            .expect("the consumer to get the instance");
+    }
+    let (_, gone) = scene.scale_to(0).await;
+    assert_eq!(gone.len(), 1);
+    let text = plan(&scene);
+    assert!(
+        text.contains(&format!(
+            "warning: {}: taking its last usable instances offline (dry run)",
+            scene.svc
+        )),
+        "{text}"
+    );
+    let operator = scene.operator();
+    plain
+        .wait_push(Duration::from_secs(30), <[String]>::is_empty)
+        .expect("the consumer without push-empty protection to be pushed the empty list");
+    let note = wait_for(
+        "a ServiceEmptied Warning",
+        Duration::from_secs(30),
+        || async {
+            binding_events(&scene.client, &scene.ns, &scene.app)
+                .await
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("ServiceEmptied"))
+                .find_map(|e| e.note)
+        },
+    )
+    .await;
+    eprintln!("{server}: {note}");
+    assert!(
+        note.contains(&scene.svc) && note.contains("namingPushEmptyProtection=true"),
+        "{note}"
+    );
+    assert_eq!(
+        protected.select(),
+        all,
+        "{server}: the protected consumer no longer gets the dead address"
+    );
+    assert_eq!(plain.select(), Vec::<String>::new());
+    let metrics = operator.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "nacos_reconciler_services_emptied_total{{binding=\"{}\"}} 1",
+            scene.binding_key()
+        )),
+        "{metrics}"
+    );
+}
+per_server!(
+    the_last_instance_going_warns_about_push_empty_protection: nacos_2_5_1, nacos_3_0_3, rnacos
+);

@@ -166,6 +166,9 @@ pub fn render(eval: &Evaluation, default_scope: bool) -> String {
         if let Some(why) = &sp.blocked {
             let _ = writeln!(out, "{}: no action: {why}", sp.service);
         }
+        if sp.empties {
+            let _ = writeln!(out, "warning: {}", sp.emptied_message(false));
+        }
     }
     for p in &eval.problems {
         let _ = writeln!(out, "warning: {}", describe(p));

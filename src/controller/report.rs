@@ -24,6 +24,9 @@ use crate::model::ServiceKey;
 use crate::nacos::ServerInfo;
 use crate::plan::{ActionKind, Memory, Plan, SharedService};
 
+/// The Warning of a pass that took a service's last usable instances offline.
+const EMPTIED_REASON: &str = "ServiceEmptied";
+
 /// Collects what a pass found and did, then writes it once.
 pub struct Report<'a> {
     b: &'a NacosBinding,
@@ -168,6 +171,25 @@ impl<'a> Report<'a> {
                     ),
                 )
                 .await;
+            }
+            let took = self
+                .taken
+                .get(&sp.service)
+                .is_some_and(|t| t.deregistered + t.disabled > 0);
+            if sp.empties && took {
+                self.event(
+                    EventType::Warning,
+                    EMPTIED_REASON,
+                    &sp.emptied_message(true),
+                )
+                .await;
+                self.ctx
+                    .metrics
+                    .services_emptied
+                    .get_or_create(&BindingLabels {
+                        binding: binding.clone(),
+                    })
+                    .inc();
             }
             if let Some(why) = &sp.blocked {
                 warn!(service = %sp.service, %why, "no action for this service");

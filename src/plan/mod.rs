@@ -176,6 +176,10 @@ pub struct ServicePlan {
     pub blocked: Option<String>,
     /// The service looks shared with another cluster (its removals at unseen addresses are in `held`).
     pub shared: Option<SharedService>,
+    /// The pass's removals (`actions`, or `would_act` in dry-run) take away the last instances
+    /// consumers can use: consumers with push-empty protection ignore that push and keep calling
+    /// the old addresses.
+    pub empties: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +213,23 @@ impl ServicePlan {
             .filter(move |a| unseen.contains(&a.instance))
     }
 
+    /// What taking the last usable instances away means for consumers, and what to check.
+    pub fn emptied_message(&self, done: bool) -> String {
+        let what = if done {
+            "its last usable instances were taken offline"
+        } else {
+            "taking its last usable instances offline (dry run)"
+        };
+        format!(
+            "{}: {what}: no enabled, healthy instance with a weight above 0 is left. Consumers \
+             with push-empty protection (namingPushEmptyProtection=true) ignore a push without one \
+             and keep calling the old addresses until an instance registers: check them (their \
+             Nacos client logs \"empty or error push\") and restart them. The addresses are dead, \
+             so the operator acts all the same",
+            self.service
+        )
+    }
+
     pub(crate) fn empty(service: ServiceKey) -> Self {
         Self {
             service,
@@ -221,6 +242,7 @@ impl ServicePlan {
             would_act: Vec::new(),
             blocked: None,
             shared: None,
+            empties: false,
         }
     }
 }
@@ -285,7 +307,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .map(|l| plan_service(input, &index, frozen, &mut memory, l))
         .collect();
     let approval_consumed = release_approved(input, &mut memory, &mut services);
-    for service in &mut services {
+    for (service, listing) in services.iter_mut().zip(&listings) {
+        service.empties = empties(service, listing);
         if input.policy.dry_run {
             service.would_act = std::mem::take(&mut service.actions);
         } else {
@@ -490,6 +513,27 @@ fn hold_if_shared(
         in_scope,
     });
     held
+}
+
+/// Whether the service's removals take away its last instances consumers can use: what a Nacos
+/// client counts as one (the Java SDK's `ServiceInfo.validate`: healthy, weight above 0) among
+/// those the server pushes (enabled ones). Foreign instances count: consumers get them too.
+fn empties(service: &ServicePlan, listing: &ServiceListing) -> bool {
+    let Ok(snapshot) = &listing.listing else {
+        return false;
+    };
+    let removed: BTreeSet<&InstanceKey> = service
+        .actions
+        .iter()
+        .filter(|a| a.kind.is_removal())
+        .map(|a| &a.instance)
+        .collect();
+    let (taken, kept): (Vec<&Instance>, Vec<&Instance>) = snapshot
+        .instances
+        .iter()
+        .filter(|i| i.enabled && i.healthy && i.weight > 0.0)
+        .partition(|i| removed.contains(&i.key));
+    !taken.is_empty() && kept.is_empty()
 }
 
 /// Keeps the first-seen-stale clock running for stale instances, and forgets the history of an

@@ -2024,3 +2024,78 @@ fn issue17_instance_metadata_claims_this_clusters_instances_only() {
     assert_eq!(ips_of(s.actions.iter()), ["10.9.0.1", "10.9.0.4"]);
     assert_eq!(s.counts.foreign, 2);
 }
+
+/// Issue 19: a pass whose removals take away a service's last usable instances (enabled, healthy,
+/// weight above 0) says so; consumers with push-empty protection ignore that push.
+#[test]
+fn issue19_removals_that_take_away_the_last_usable_instances_empty_the_service() {
+    let unhealthy = |mut i: Instance| {
+        i.healthy = false;
+        i
+    };
+    let weightless = |mut i: Instance| {
+        i.weight = 0.0;
+        i
+    };
+    let foreign = {
+        let mut i = inst("192.168.0.9");
+        i.key.port = 8080;
+        i
+    };
+    let gone = "10.1.0.7";
+    for (name, others, dry_run, budget, want) in [
+        ("the last instance goes", vec![], false, 100, true),
+        (
+            "a live one stays",
+            vec![inst("10.1.0.8")],
+            false,
+            100,
+            false,
+        ),
+        (
+            "the one left is unhealthy",
+            vec![unhealthy(inst("10.1.0.8"))],
+            false,
+            100,
+            true,
+        ),
+        (
+            "the one left weighs 0",
+            vec![weightless(inst("10.1.0.8"))],
+            false,
+            100,
+            true,
+        ),
+        (
+            "a foreign instance stays",
+            vec![foreign.clone()],
+            false,
+            100,
+            false,
+        ),
+        ("dry run: would empty it", vec![], true, 100, true),
+        ("held by the budget: nothing goes", vec![], false, 0, false),
+    ] {
+        let mut all = vec![inst(gone)];
+        let live_pods: Vec<PodFacts> = others
+            .iter()
+            .filter(|i| i.key.ip.to_string().starts_with("10.1."))
+            .map(|i| pod("orders-live", &i.key.ip.to_string()))
+            .collect();
+        all.extend(others);
+        let mut fx = Fx::new(all);
+        fx.pods = live_pods;
+        fx.tombs = vec![tomb("orders-1", gone, -100)];
+        fx.policy.dry_run = dry_run;
+        fx.policy.max_removals = MaxRemovals::Count(budget);
+        let p = fx.run();
+        let s = &p.services[0];
+        assert_eq!(s.empties, want, "{name}: {s:#?}");
+    }
+    // An instance already unusable that goes changes nothing consumers see.
+    let mut fx = Fx::new(vec![unhealthy(inst(gone))]);
+    fx.tombs = vec![tomb("orders-1", gone, -100)];
+    let p = fx.run();
+    assert_eq!(p.services[0].actions.len(), 1);
+    assert!(!p.services[0].empties);
+}
