@@ -320,9 +320,11 @@ pub(super) fn outcome_event(o: &Outcome) -> (Event, String) {
         Written::Done if a.replaces_deregister => (
             EventType::Warning,
             "DeregisterIneffective",
+            // The reason says why (registered again after the deregistration, or kept by a
+            // client a deregistration does not end).
             format!(
-                "{target}: registered again after its deregistration (a live client keeps \
-                 it); disabled instead (enabled=false): {}",
+                "{target}: a deregistration does not take it away; disabled instead \
+                 (enabled=false): {}",
                 a.reason
             ),
         ),

@@ -17,6 +17,7 @@ use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::Metrics;
 use crate::model::{InstanceKey, MarkerOwner};
+use crate::nacos::{sole_connection, Connection};
 use crate::plan::{Action, Plan};
 
 /// Why `plan` could not show a plan.
@@ -72,8 +73,42 @@ pub async fn plan_once(
     match evaluate(&ctx, &binding, owner, &mut state).await {
         Err(Stop::Api(e)) => Err(e.into()),
         Err(Stop::Reported { problem, .. }) => Err(PlanError::Stopped(problem)),
-        Ok(eval) => Ok(render(&eval, binding.spec.default_scope())),
+        Ok(eval) => {
+            let owners = owners(&eval).await;
+            Ok(render(&eval, &owners, binding.spec.default_scope()))
+        }
     }
+}
+
+/// Stale instances asked about, at most: each is one request.
+const OWNERS_ASKED: usize = 50;
+
+/// The gRPC connections that keep stale instances registered, where the server names them (Nacos
+/// 2.x/3.x, for a user allowed the publisher list).
+async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, Connection> {
+    let stale = eval
+        .plan
+        .services
+        .iter()
+        .flat_map(|sp| &sp.instances)
+        .filter(|v| v.verdict.is_stale() && v.enabled)
+        .filter_map(|v| {
+            eval.listings
+                .iter()
+                .filter_map(|l| l.listing.as_ref().ok())
+                .flat_map(|s| &s.instances)
+                .find(|i| i.key == v.instance)
+        })
+        .take(OWNERS_ASKED);
+    let mut out = BTreeMap::new();
+    for instance in stale {
+        if let Ok(publishers) = eval.nacos.publishers(instance).await {
+            if let Some(c) = sole_connection(&publishers) {
+                out.insert(instance.key.clone(), c.clone());
+            }
+        }
+    }
+    out
 }
 
 fn describe(p: &Problem) -> String {
@@ -104,7 +139,10 @@ fn actions_by_instance(
             put(a, format!("{} (dry run)", a.kind.verb()));
         }
         for a in &sp.held {
-            put(a, format!("{} held by budget", a.kind.verb()));
+            let why = sp
+                .budget_note(a)
+                .unwrap_or_else(|| "held: the service looks shared with another cluster".into());
+            put(a, format!("{} {why}", a.kind.verb()));
         }
         for w in &sp.waiting {
             let secs = (w.due_at - now).num_seconds().max(0);
@@ -115,7 +153,11 @@ fn actions_by_instance(
 }
 
 /// The table `nacos-reconciler plan` prints.
-pub fn render(eval: &Evaluation, default_scope: bool) -> String {
+pub fn render(
+    eval: &Evaluation,
+    owners: &BTreeMap<InstanceKey, Connection>,
+    default_scope: bool,
+) -> String {
     let actions = actions_by_instance(&eval.plan, eval.now);
     let mut rows = vec![[
         "SERVICE".to_string(),
@@ -136,7 +178,13 @@ pub fn render(eval: &Evaluation, default_scope: bool) -> String {
                     .get(&v.instance)
                     .cloned()
                     .unwrap_or_else(|| "-".into()),
-                v.reason.clone(),
+                match owners.get(&v.instance) {
+                    Some(c) => format!(
+                        "{}; a gRPC connection keeps it registered ({c}): the process still runs",
+                        v.reason
+                    ),
+                    None => v.reason.clone(),
+                },
             ]);
         }
         for u in &sp.unaddressable {

@@ -161,7 +161,11 @@ pub(super) fn plan_status(plan: &Plan, taken: &BTreeMap<ServiceKey, Taken>) -> P
             pending.push(pending_of(&w.action, PendingState::Grace, Some(w.due_at)));
         }
         for a in &sp.held {
-            pending.push(pending_of(a, PendingState::Held, None));
+            let mut p = pending_of(a, PendingState::Held, None);
+            if let Some(note) = sp.budget_note(a) {
+                p.reason = format!("{}; {note}", p.reason);
+            }
+            pending.push(p);
         }
         for a in &sp.would_act {
             pending.push(pending_of(a, PendingState::DryRun, None));

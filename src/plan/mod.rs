@@ -17,6 +17,7 @@
 //! - An approval token is consumed by the first pass with complete evidence, held or not, so an old
 //!   approval never releases a future batch. Dry-run neither spends budget nor consumes approvals.
 
+mod cause;
 mod classify;
 mod decide;
 mod memory;
@@ -28,6 +29,7 @@ mod proptests;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -180,6 +182,26 @@ pub struct ServicePlan {
     /// consumers can use: consumers with push-empty protection ignore that push and keep calling
     /// the old addresses.
     pub empties: bool,
+    /// The removal budget as this pass left it.
+    pub budget: Budget,
+}
+
+/// A service's removal budget: `used` of `limit` removals in the last `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub used: usize,
+    pub limit: usize,
+    pub window_secs: i64,
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "held by the removal budget ({} of {} removals per {}s used)",
+            self.used, self.limit, self.window_secs
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +235,13 @@ impl ServicePlan {
             .filter(move |a| unseen.contains(&a.instance))
     }
 
+    /// Why the held removal `a` waits, when the budget holds it (`None`: the shared-service guard
+    /// holds it, and its reason says so).
+    pub fn budget_note(&self, a: &Action) -> Option<String> {
+        let shared = self.held_as_shared().any(|h| h.instance == a.instance);
+        (!shared).then(|| self.budget.to_string())
+    }
+
     /// What taking the last usable instances away means for consumers, and what to check.
     pub fn emptied_message(&self, done: bool) -> String {
         let what = if done {
@@ -243,6 +272,7 @@ impl ServicePlan {
             blocked: None,
             shared: None,
             empties: false,
+            budget: Budget::default(),
         }
     }
 }
@@ -454,6 +484,10 @@ fn plan_instance(
     if frozen && evidence.node_based && evidence.verdict.is_stale() {
         evidence.reason.push_str(" (frozen: most nodes not ready)");
     }
+    if evidence.verdict.is_stale() && instance.enabled {
+        let why = cause::still_served(instance, memory, input.now);
+        evidence.reason = format!("{}; {why}", evidence.reason);
+    }
     let ctx = DecideCtx {
         policy: input.policy,
         owner: &input.owner,
@@ -618,6 +652,11 @@ fn apply_budget(
     let allowed = limit.saturating_sub(used).min(removals.len());
     removals.sort_by(action_order);
     let held = removals.split_off(allowed);
+    out.budget = Budget {
+        used: used + allowed,
+        limit,
+        window_secs: window.num_seconds(),
+    };
     out.actions.extend(removals);
     out.actions.sort_by(action_order);
     out.held = held;

@@ -1642,7 +1642,13 @@ fn counts_and_reasons() {
         }
     );
     let a = &s.actions[0];
-    assert_eq!(a.reason, "pod shop/orders-7d9f deleted 31s ago");
+    assert_eq!(
+        a.reason,
+        format!(
+            "pod shop/orders-7d9f deleted 31s ago; {}",
+            super::cause::EPHEMERAL
+        )
+    );
     assert_eq!(a.evidence_at, t(-31));
     assert_eq!(a.confirm, Confirm::NoLivePodWithIp(ip("10.1.0.2")));
 
@@ -1654,7 +1660,13 @@ fn counts_and_reasons() {
         -75,
     ));
     let a = &fx.run().services[0].actions[0];
-    assert_eq!(a.reason, "node kwok-node-1 unreachable for 75s");
+    assert_eq!(
+        a.reason,
+        format!(
+            "node kwok-node-1 unreachable for 75s; {}",
+            super::cause::EPHEMERAL
+        )
+    );
     assert_eq!(a.confirm, Confirm::None);
 
     let mut fx = Fx::new(vec![inst("10.1.0.7")]);
@@ -1664,7 +1676,13 @@ fn counts_and_reasons() {
     other.container_ports = vec![(Some("http".into()), 9090)];
     fx.pods = vec![other];
     let v = &fx.run().services[0].instances[0];
-    assert_eq!(v.reason, "IP now held by pod pay/billing-1 of another app");
+    assert_eq!(
+        v.reason,
+        format!(
+            "IP now held by pod pay/billing-1 of another app; {}",
+            super::cause::EPHEMERAL
+        )
+    );
 }
 
 #[test]
@@ -1720,7 +1738,13 @@ fn unready_reason_and_extreme_durations_do_not_overflow() {
     fx.policy.removal_window = Duration::MAX;
     let p = fx.run();
     let s = &p.services[0];
-    assert_eq!(s.instances[0].reason, "pod shop/orders-1 not ready for 12s");
+    assert_eq!(
+        s.instances[0].reason,
+        format!(
+            "pod shop/orders-1 not ready for 12s; {}",
+            super::cause::EPHEMERAL
+        )
+    );
     assert!(s.actions.is_empty() && s.waiting.len() == 1);
 }
 
@@ -2098,4 +2122,41 @@ fn issue19_removals_that_take_away_the_last_usable_instances_empty_the_service()
     let p = fx.run();
     assert_eq!(p.services[0].actions.len(), 1);
     assert!(!p.services[0].empties);
+}
+
+/// Issue 19: a removal the budget holds says so, with the budget's state; a stale instance says why
+/// Nacos still serves it.
+#[test]
+fn issue19_held_removals_name_the_budget_and_stale_instances_their_cause() {
+    let mut persistent = inst("10.1.0.8");
+    persistent.ephemeral = false;
+    let mut fx = Fx::new(vec![inst("10.1.0.7"), persistent]);
+    fx.tombs = vec![
+        tomb("orders-1", "10.1.0.7", -100),
+        tomb("orders-2", "10.1.0.8", -100),
+    ];
+    fx.policy.max_removals = MaxRemovals::Count(1);
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!((s.actions.len(), s.held.len()), (1, 1));
+    let window = fx.policy.removal_window.as_secs();
+    assert_eq!(
+        s.budget_note(&s.held[0]).as_deref(),
+        Some(format!("held by the removal budget (1 of 1 removals per {window}s used)").as_str())
+    );
+    let reason = |ip: &str| {
+        s.instances
+            .iter()
+            .find(|v| v.instance.ip.to_string() == ip)
+            .map(|v| v.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("10.1.0.7").ends_with(super::cause::EPHEMERAL),
+        "{s:#?}"
+    );
+    assert!(
+        reason("10.1.0.8").ends_with("; persistent: Nacos never removes these by itself"),
+        "{s:#?}"
+    );
 }
