@@ -267,7 +267,14 @@ async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Serve
         },
     )
     .await;
-    deregister_ineffective(&scene, &victim).await;
+    let note = deregister_ineffective(&scene, &victim).await;
+    eprintln!("{server}: {note}");
+    // Why it came back, with the address to look for.
+    assert!(
+        note.contains("s after the operator deregistered it: something still sends beats for")
+            && note.contains(&format!("{victim}:8080 or holds")),
+        "{server}: {note}"
+    );
 
     // It stays offline while the client goes on beating (beats every 5 s), the survivor untouched.
     tokio::time::sleep(Duration::from_secs(12)).await;
