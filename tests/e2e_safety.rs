@@ -144,6 +144,15 @@ async fn a_mass_deletion_removes_only_the_budget_and_the_approval_releases_the_r
         .map(|p| {
             assert_eq!(&p.service, svc);
             assert_eq!(p.action, PlannedAction::Deregister);
+            // Why it is still online, and why it waits.
+            assert!(
+                p.reason
+                    .contains("; persistent: Nacos never removes these by itself; ")
+                    && p.reason
+                        .ends_with("held by the removal budget (5 of 5 removals per 3600s used)"),
+                "{}",
+                p.reason
+            );
             format!("{}:{}", p.ip, p.port)
         })
         .collect();
