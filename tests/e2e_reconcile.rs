@@ -320,6 +320,11 @@ async fn the_last_instance_going_warns_about_push_empty_protection(server: Serve
     // Why it is still online: its process (the Java app, on loopback) is still connected.
     let named = text.contains("a gRPC connection keeps it registered (client 127.0.0.1:");
     assert_eq!(named, server.is_alibaba(), "{server}: {text}");
+    assert_eq!(
+        text.contains("Nacos-Java-Client:v2.5.1), connected since"),
+        server.is_alibaba(),
+        "{server}: the connection's SDK: {text}"
+    );
     let operator = scene.operator();
     plain
         .wait_push(Duration::from_secs(30), <[String]>::is_empty)

@@ -243,6 +243,12 @@ async fn publishers_name_the_connection_or_the_http_registration(server: Server)
         vec![Publisher::Http(format!("{http_ip}:8080#true"))],
         "{server}"
     );
+    let detail = c.client_detail(owner).await.expect("the client's detail");
+    assert_eq!(
+        detail.sdk.as_deref(),
+        Some("Nacos-Java-Client:v2.5.1"),
+        "{server}: {detail:?}"
+    );
 }
 per_server!(publishers_name_the_connection_or_the_http_registration: nacos_2_5_1, nacos_3_0_3, rnacos);
 

@@ -104,7 +104,9 @@ async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, Connection> {
     for instance in stale {
         if let Ok(publishers) = eval.nacos.publishers(instance).await {
             if let Some(c) = sole_connection(&publishers) {
-                out.insert(instance.key.clone(), c.clone());
+                let mut c = c.clone();
+                c.detail = eval.nacos.client_detail(&c).await.ok();
+                out.insert(instance.key.clone(), c);
             }
         }
     }

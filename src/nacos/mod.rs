@@ -47,7 +47,7 @@ pub use config::{
     TlsConfig,
 };
 pub use error::{classify_error, NacosError, Result};
-pub use publishers::{sole_connection, Connection, Publisher};
+pub use publishers::{sole_connection, ClientDetail, Connection, Publisher};
 pub use transport::{Operation, RequestCounters, RequestEvent, RequestObserver};
 
 use transport::{Operation as Op, Req, Transport};
@@ -413,6 +413,13 @@ impl NacosClient {
             self.inner.publishers_refused.store(true, Ordering::Relaxed);
         }
         listed
+    }
+
+    /// What the client of a connection [`Self::publishers`] named reports of itself (its SDK,
+    /// its own address). Only the member it is connected to can tell.
+    pub async fn client_detail(&self, c: &Connection) -> Result<ClientDetail> {
+        let info = self.resolved().await?;
+        publishers::detail(self.t(), info.api, &c.id).await
     }
 
     /// The instance as the server lists it once a write had time to show: reads after the

@@ -21,6 +21,8 @@ use crate::model::Instance;
 
 const V2: &str = "/nacos/v2/ns/client/service/publisher/list";
 const V3: &str = "/nacos/v3/admin/ns/client/service/publisher/list";
+const V2_CLIENT: &str = "/nacos/v2/ns/client";
+const V3_CLIENT: &str = "/nacos/v3/admin/ns/client";
 
 /// One client that publishes an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,20 @@ pub struct Connection {
     /// Where the client connects from (the process, wherever it runs now).
     pub client: Option<SocketAddr>,
     pub since: Option<DateTime<Utc>>,
+    /// What the client told the member it is connected to, where asked ([`detail`]).
+    pub detail: Option<ClientDetail>,
+}
+
+/// What a connected client reports of itself (`GET /v2/ns/client`, `/v3/admin/ns/client`). Only
+/// the member the client is connected to knows it (2.5.1 answers 500 elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientDetail {
+    /// e.g. `Nacos-Java-Client:v2.5.1`.
+    pub sdk: Option<String>,
+    /// The address the client reports as its own (its pod's, usually), which the connection's
+    /// may not show behind NAT.
+    pub ip: Option<String>,
+    pub app: Option<String>,
 }
 
 impl Publisher {
@@ -62,20 +78,38 @@ impl Publisher {
             id: id.to_string(),
             client,
             since,
+            detail: None,
         })
     }
 }
 
 impl std::fmt::Display for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.client, self.since) {
-            (Some(client), Some(since)) => write!(
-                f,
-                "client {client}, connected since {}",
-                since.format("%Y-%m-%dT%H:%M:%SZ")
-            ),
-            _ => write!(f, "connection {}", self.id),
+        match self.client {
+            Some(client) => write!(f, "client {client}")?,
+            None => write!(f, "connection {}", self.id)?,
         }
+        if let Some(d) = &self.detail {
+            let said: Vec<String> = [
+                d.ip.as_ref().map(|ip| format!("reports itself as {ip}")),
+                d.app.as_ref().map(|app| format!("app {app}")),
+                d.sdk.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !said.is_empty() {
+                write!(f, " ({})", said.join(", "))?;
+            }
+        }
+        if let Some(since) = self.since {
+            write!(
+                f,
+                ", connected since {}",
+                since.format("%Y-%m-%dT%H:%M:%SZ")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -109,6 +143,36 @@ pub(super) async fn list(
         ),
     );
     t.request(&req).await?.ok()?.parse(parse)
+}
+
+/// What the client of connection `id` reports of itself.
+pub(super) async fn detail(t: &Transport, api: ApiGeneration, id: &str) -> Result<ClientDetail> {
+    let path = if api == ApiGeneration::V3 {
+        V3_CLIENT
+    } else {
+        V2_CLIENT
+    };
+    let req = Req::get(
+        Operation::ClientDetail,
+        path,
+        vec![("clientId", id.to_string())],
+    );
+    t.request(&req).await?.ok()?.parse(parse_detail)
+}
+
+fn parse_detail(body: &[u8]) -> Result<ClientDetail, WireError> {
+    let data = parse_wrapped(body)?;
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty() && *v != "unknown")
+            .map(str::to_string)
+    };
+    Ok(ClientDetail {
+        sdk: text("version"),
+        ip: text("clientIp"),
+        app: text("appName"),
+    })
 }
 
 fn parse(body: &[u8]) -> Result<Vec<Publisher>, WireError> {
@@ -145,6 +209,15 @@ mod tests {
         assert_eq!(
             c.to_string(),
             "client 127.0.0.1:49866, connected since 2026-12-06T22:35:45Z"
+        );
+        // As 2.5.1 and 3.0.3 describe a Java SDK's connection (`appName` unknown).
+        let answer = br#"{"code":0,"message":"success","data":{"clientId":"1796598660718_127.0.0.1_33310","ephemeral":true,"lastUpdatedTime":1796598660826,"clientType":"connection","connectType":"GRPC","appName":"unknown","version":"Nacos-Java-Client:v2.5.1","clientIp":"192.0.2.2","clientPort":"33310"}}"#;
+        let mut described = c.clone();
+        described.detail = Some(parse_detail(answer).unwrap());
+        assert_eq!(
+            described.to_string(),
+            "client 127.0.0.1:49866 (reports itself as 192.0.2.2, Nacos-Java-Client:v2.5.1), \
+             connected since 2026-12-06T22:35:45Z"
         );
         let Publisher::Connection(v6) = Publisher::from_client_id("1796596545084_fd00::7_41000")
         else {

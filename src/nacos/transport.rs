@@ -32,6 +32,7 @@ pub enum Operation {
     ListInstances,
     GetInstance,
     ListPublishers,
+    ClientDetail,
     Deregister,
     SetEnabled,
 }
@@ -46,6 +47,7 @@ impl Operation {
             Operation::ListInstances => "list_instances",
             Operation::GetInstance => "get_instance",
             Operation::ListPublishers => "list_publishers",
+            Operation::ClientDetail => "client_detail",
             Operation::Deregister => "deregister",
             Operation::SetEnabled => "set_enabled",
         }
