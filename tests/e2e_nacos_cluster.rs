@@ -74,6 +74,23 @@ async fn offline_at(cluster: &PrivateNacosCluster, i: usize, svc: &str, ip: &str
         .is_none_or(|h| !h.enabled)
 }
 
+/// Waits until `ip:8080` of `svc` is offline as all three members list it.
+async fn offline_everywhere(cluster: &PrivateNacosCluster, svc: &str, ip: &str, timeout: Duration) {
+    wait_for(
+        &format!("{ip}:8080 offline as all three members list it"),
+        timeout,
+        || async {
+            for i in 0..3 {
+                if !offline_at(cluster, i, svc, ip).await {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
 fn assert_untouched(proxies: &[FaultProxy], live: &[String]) {
     for p in proxies {
         p.assert_untouched(live);
@@ -108,19 +125,7 @@ async fn grpc_owner_on_one_member_operator_on_another(cluster: &PrivateNacosClus
     let (survivors, gone) = scene.scale_to(1).await;
     let ip = gone[0].clone();
     let took = Instant::now();
-    wait_for(
-        &format!("{ip}:8080 offline as all three members list it"),
-        Duration::from_secs(60),
-        || async {
-            for i in 0..3 {
-                if !offline_at(cluster, i, &scene.svc, &ip).await {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
+    offline_everywhere(cluster, &scene.svc, &ip, Duration::from_secs(60)).await;
     let writes: Vec<(usize, (usize, usize))> = proxies
         .iter()
         .map(|p| p.removal_writes(&ip))
@@ -229,19 +234,7 @@ async fn a_member_partitioned_from_the_others(cluster: &PrivateNacosCluster) {
 
     cluster.reconnect_member_2();
     let healed = Instant::now();
-    wait_for(
-        &format!("{gone}:8080 offline as all three members list it after the partition"),
-        Duration::from_secs(120),
-        || async {
-            for i in 0..3 {
-                if !offline_at(cluster, i, &scene.svc, &gone).await {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
+    offline_everywhere(cluster, &scene.svc, &gone, Duration::from_secs(120)).await;
     eprintln!(
         "partition healed: the stale {gone} offline on all three members {:?} later",
         healed.elapsed()
