@@ -139,7 +139,9 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server:
     }
     let orphan = line("10.244.250.1");
     assert!(
-        orphan.contains("Orphan") && orphan.contains("deregister now"),
+        orphan.contains("Orphan")
+            && orphan.contains("deregister now")
+            && orphan.contains("persistent: Nacos never removes these by itself"),
         "{text}"
     );
     assert!(line("192.168.250.1").contains("Foreign"), "{text}");
@@ -229,6 +231,10 @@ async fn a_pod_gone_while_its_grpc_client_stays_connected_is_taken_away_from_con
         assert_eq!(held.disabled_by(), Some(uid.as_str()));
         let note = deregister_ineffective(&scene, &gone[0]).await;
         eprintln!("{note}");
+        assert!(
+            note.contains("a gRPC connection keeps it registered (client 127.0.0.1:"),
+            "{note}"
+        );
     } else {
         assert!(
             held.is_none(),
