@@ -89,22 +89,6 @@ per_server!(
     nacos_2_5_1, nacos_3_0_3, rnacos
 );
 
-/// What `nacos-reconciler plan` prints for the scene's binding.
-fn plan(scene: &Scene) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
-        .args(["plan", "-n", &scene.ns, &scene.app])
-        .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
-        .output()
-        .expect("run nacos-reconciler plan");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "plan failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 /// `plan` prints the server, every instance with its verdict and what would be done, and changes
 /// nothing.
 async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server: Server) {
@@ -120,7 +104,7 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server:
             .register_persistent(&Registration::new(&scene.svc, ip, 8080))
             .await;
     }
-    let text = plan(&scene);
+    let text = scene.plan();
     let header = text.lines().next().unwrap_or_default();
     let want = match server {
         Server::Nacos2 => "Nacos 2.5.1 (api V2)",
@@ -320,7 +304,7 @@ async fn the_last_instance_going_warns_about_push_empty_protection(server: Serve
     }
     let (_, gone) = scene.scale_to(0).await;
     assert_eq!(gone.len(), 1);
-    let text = plan(&scene);
+    let text = scene.plan();
     assert!(
         text.contains(&format!(
             "warning: {}: taking its last usable instances offline (dry run)",

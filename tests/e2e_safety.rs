@@ -167,6 +167,31 @@ async fn a_mass_deletion_removes_only_the_budget_and_the_approval_releases_the_r
     }
     assert_eq!(s.services.len(), 1);
     assert_eq!(s.services[0].held, 3, "{s:#?}");
+    // `plan` says why Nacos still lists each (its grace starts over: `plan` has not seen the
+    // pods go), and so do the Events of those removed.
+    let text = scene.plan();
+    for h in &held {
+        let row = text
+            .lines()
+            .find(|l| l.contains(&format!(" {h} ")))
+            .unwrap_or_default();
+        assert!(
+            row.contains("persistent: Nacos never removes these by itself"),
+            "{h}: {text}"
+        );
+    }
+    let removed: Vec<String> = gone
+        .iter()
+        .filter(|ip| !held.contains(&format!("{ip}:8080")))
+        .map(|ip| format!("{ip}:8080"))
+        .collect();
+    let notes = wait_events(client, ns, name, "Deregistered", "Normal", &removed).await;
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.contains("persistent: Nacos never removes these by itself")),
+        "{notes:#?}"
+    );
 
     // Nacos shows the survivors and exactly the held instances; the budget stays spent.
     let mut want = scene.addrs(&survivors);

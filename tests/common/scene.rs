@@ -262,6 +262,22 @@ impl Scene {
     }
 
     /// The operator binary, watching this namespace.
+    /// What `nacos-reconciler plan` prints for the scene's binding.
+    pub fn plan(&self) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
+            .args(["plan", "-n", &self.ns, &self.app])
+            .args(["--kubeconfig", &testbed_env("KUBECONFIG")])
+            .output()
+            .expect("run nacos-reconciler plan");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "plan failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
     pub fn operator(&self) -> Operator {
         Operator::start(&self.ns)
     }
