@@ -24,6 +24,16 @@ cargo test --lib --bins
 step "build integration tests"
 cargo test --tests --no-run
 
+# tests/e2e_nacos_cluster.rs runs a Nacos member in a network namespace of its own (iproute2's
+# `ip netns`, veth links; root, or CAP_NET_ADMIN).
+if ! command -v ip >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+  else
+    echo "ip is missing: install iproute2 (Debian: apt-get install iproute2)" >&2; exit 1
+  fi
+fi
+
 step "static release binary, built as the Dockerfile builds it"
 # The image is not built here (no container runtime); its build step is: musl target, musl-gcc for ring.
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
