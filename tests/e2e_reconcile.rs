@@ -216,7 +216,8 @@ async fn a_pod_gone_while_its_grpc_client_stays_connected_is_taken_away_from_con
         let note = deregister_ineffective(&scene, &gone[0]).await;
         eprintln!("{note}");
         assert!(
-            note.contains("a gRPC connection keeps it registered (client 127.0.0.1:"),
+            note.contains("a gRPC connection keeps it registered (client 127.0.0.1:")
+                && note.contains("Nacos-Java-Client:v2.5.1), connected since"),
             "{note}"
         );
     } else {

@@ -233,7 +233,8 @@ async fn apply(
                 // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
                 // would be answered ok and change nothing. Not sent; disabling is what works.
                 remember(memory, |m| m.forget_deregistration(&instance.key));
-                return disable_instead(nacos, marker, instance, memory, Some(owner)).await;
+                let written = disable_instead(nacos, marker, instance, memory, Some(owner)).await;
+                return described(nacos, written).await;
             }
             if let Err(e) = nacos.deregister(instance).await {
                 remember(memory, |m| m.forget_deregistration(&instance.key));
@@ -285,6 +286,19 @@ async fn connection_owner(nacos: &impl Registry, instance: &Instance) -> Option<
             None
         }
     }
+}
+
+/// The owner a result names, with what its client reports of itself (its SDK, its own address),
+/// for the Event: asked once the instance is offline, as only the Event waits on it (and only the
+/// member the client is connected to answers).
+async fn described(nacos: &impl Registry, mut written: Written) -> Written {
+    if let Written::Ineffective {
+        owner: Some(owner), ..
+    } = &mut written
+    {
+        owner.detail = nacos.client_detail(owner).await.ok();
+    }
+    written
 }
 
 /// A deregistration that cannot (or did not) take: the instance is disabled instead.
@@ -567,8 +581,10 @@ mod tests {
         };
         let named = note(r.result.clone());
         assert!(
-            named.contains("a gRPC connection keeps it registered (client 10.1.0.99:49866, connected since 2026-12-06T")
-                && named.contains("disabled it instead (enabled=false)"),
+            named.contains(
+                "a gRPC connection keeps it registered (client 10.1.0.99:49866 (reports itself \
+                 as 10.1.0.99, Nacos-Java-Client:v2.5.1), connected since 2026-12-06T"
+            ) && named.contains("disabled it instead (enabled=false)"),
             "{named}"
         );
         let unnamed = note(Written::Ineffective {

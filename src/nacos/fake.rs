@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{ApiGeneration, NacosError, Publisher, Registry, Result, ServerFlavor, ServerInfo};
+use super::{
+    ApiGeneration, ClientDetail, Connection, NacosError, Publisher, Registry, Result, ServerFlavor,
+    ServerInfo,
+};
 use crate::model::{Instance, InstanceKey, ServiceKey, ServiceSnapshot, DISABLED_BY_KEY};
 
 /// How the fake answers; everything off is a registry that does what it is told.
@@ -194,6 +197,14 @@ impl Registry for FakeRegistry {
             vec![Publisher::from_client_id(OWNER_ID)]
         } else {
             Vec::new()
+        })
+    }
+
+    async fn client_detail(&self, _c: &Connection) -> Result<ClientDetail> {
+        Ok(ClientDetail {
+            sdk: Some("Nacos-Java-Client:v2.5.1".into()),
+            ip: Some("10.1.0.99".into()),
+            app: None,
         })
     }
 

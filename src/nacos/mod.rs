@@ -153,6 +153,8 @@ pub trait Registry: Send + Sync {
         &self,
         instance: &Instance,
     ) -> impl Future<Output = Result<Vec<Publisher>>> + Send;
+    /// What the client of a connection `publishers` named reports of itself.
+    fn client_detail(&self, c: &Connection) -> impl Future<Output = Result<ClientDetail>> + Send;
     /// The instance once a write had time to show: read until `settled` accepts what the server
     /// lists (`None`: not listed) or the server's settle time is over; the last reading.
     fn read_back(
@@ -526,6 +528,10 @@ impl Registry for NacosClient {
         instance: &Instance,
     ) -> impl Future<Output = Result<Vec<Publisher>>> + Send {
         NacosClient::publishers(self, instance)
+    }
+
+    fn client_detail(&self, c: &Connection) -> impl Future<Output = Result<ClientDetail>> + Send {
+        NacosClient::client_detail(self, c)
     }
 }
 
