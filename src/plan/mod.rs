@@ -653,7 +653,7 @@ fn apply_budget(
     removals.sort_by(action_order);
     let held = removals.split_off(allowed);
     out.budget = Budget {
-        used: used + allowed,
+        used: used.saturating_add(allowed),
         limit,
         window_secs: window.num_seconds(),
     };
