@@ -216,6 +216,10 @@ proptest! {
                 prop_assert!(s.shared.is_some());
                 prop_assert_eq!(a.verdict, Verdict::Orphan, "{}", a.instance);
             }
+            // A service is said to be emptied only by removals this pass makes (or would make).
+            if s.empties {
+                prop_assert!(s.actions.iter().chain(&s.would_act).any(|a| a.kind.is_removal()));
+            }
         }
     }
 
