@@ -140,10 +140,11 @@ fn actions_by_instance(
         for a in &sp.would_act {
             put(a, format!("{} (dry run)", a.kind.verb()));
         }
-        for a in &sp.held {
-            let why = sp
-                .budget_note(a)
-                .unwrap_or_else(|| "held: the service looks shared with another cluster".into());
+        for (a, budget) in sp.held_with_budget() {
+            let why = budget.map_or_else(
+                || "held: the service looks shared with another cluster".into(),
+                |b| b.to_string(),
+            );
             put(a, format!("{} {why}", a.kind.verb()));
         }
         for w in &sp.waiting {

@@ -144,18 +144,16 @@ impl<'a> Report<'a> {
                 )
                 .await;
             }
-            let shared_held: Vec<_> = sp.held_as_shared().collect();
+            let (budget_held, shared_held): (Vec<_>, Vec<_>) = sp
+                .held_with_budget()
+                .partition(|(_, budget)| budget.is_some());
             if let Some(shared) = &sp.shared {
                 let msg = self.shared_message(&sp.service, shared, shared_held.len());
                 self.event(EventType::Warning, SHARED_REASON, &msg).await;
                 first_shared.get_or_insert(msg);
                 self.held_shared += shared_held.len();
             }
-            let budget_held: Vec<_> = sp
-                .held
-                .iter()
-                .filter(|a| !shared_held.iter().any(|s| s.instance == a.instance))
-                .collect();
+            let budget_held: Vec<_> = budget_held.into_iter().map(|(a, _)| a).collect();
             if !budget_held.is_empty() {
                 self.event(
                     EventType::Warning,

@@ -160,10 +160,10 @@ pub(super) fn plan_status(plan: &Plan, taken: &BTreeMap<ServiceKey, Taken>) -> P
         for w in &sp.waiting {
             pending.push(pending_of(&w.action, PendingState::Grace, Some(w.due_at)));
         }
-        for a in &sp.held {
+        for (a, budget) in sp.held_with_budget() {
             let mut p = pending_of(a, PendingState::Held, None);
-            if let Some(note) = sp.budget_note(a) {
-                p.reason = format!("{}; {note}", p.reason);
+            if let Some(budget) = budget {
+                p.reason = format!("{}; {budget}", p.reason);
             }
             pending.push(p);
         }

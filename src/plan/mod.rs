@@ -218,9 +218,9 @@ pub struct Plan {
 }
 
 impl ServicePlan {
-    /// The held removals the shared-service guard holds (orphans at unseen addresses); the rest of
-    /// `held` is the budget's.
-    pub fn held_as_shared(&self) -> impl Iterator<Item = &Action> {
+    /// Each held removal, in order, with the budget that holds it; `None`: the shared-service
+    /// guard holds it (an orphan at an unseen address; its reason says so).
+    pub fn held_with_budget(&self) -> impl Iterator<Item = (&Action, Option<Budget>)> {
         let unseen: BTreeSet<&InstanceKey> = match self.shared {
             Some(_) => self
                 .instances
@@ -232,14 +232,13 @@ impl ServicePlan {
         };
         self.held
             .iter()
-            .filter(move |a| unseen.contains(&a.instance))
+            .map(move |a| (a, (!unseen.contains(&a.instance)).then_some(self.budget)))
     }
 
-    /// Why the held removal `a` waits, when the budget holds it (`None`: the shared-service guard
-    /// holds it, and its reason says so).
-    pub fn budget_note(&self, a: &Action) -> Option<String> {
-        let shared = self.held_as_shared().any(|h| h.instance == a.instance);
-        (!shared).then(|| self.budget.to_string())
+    /// The held removals the shared-service guard holds; the rest of `held` is the budget's.
+    pub fn held_as_shared(&self) -> impl Iterator<Item = &Action> {
+        self.held_with_budget()
+            .filter_map(|(a, budget)| budget.is_none().then_some(a))
     }
 
     /// What taking the last usable instances away means for consumers, and what to check.

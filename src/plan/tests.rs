@@ -2141,7 +2141,11 @@ fn issue19_held_removals_name_the_budget_and_stale_instances_their_cause() {
     assert_eq!((s.actions.len(), s.held.len()), (1, 1));
     let window = fx.policy.removal_window.as_secs();
     assert_eq!(
-        s.budget_note(&s.held[0]).as_deref(),
+        s.held_with_budget()
+            .next()
+            .and_then(|(_, budget)| budget)
+            .map(|b| b.to_string())
+            .as_deref(),
         Some(format!("held by the removal budget (1 of 1 removals per {window}s used)").as_str())
     );
     let reason = |ip: &str| {
