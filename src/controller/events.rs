@@ -343,10 +343,7 @@ pub(super) fn outcome_event(o: &Outcome) -> (Event, String) {
                 "disabling it failed too"
             };
             let why = match owner {
-                Some(c) => format!(
-                    "a gRPC connection keeps it registered ({c}), which a deregistration does \
-                     not end: the process still runs somewhere"
-                ),
+                Some(c) => format!("{}; a deregistration does not end it", c.keeps_it()),
                 None => "Nacos answered ok to the deregistration but still lists it (a live \
                          client owns it)"
                     .to_string(),

@@ -99,6 +99,8 @@ async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, Connection> {
                 .flat_map(|s| &s.instances)
                 .find(|i| i.key == v.instance)
         })
+        // Only an ephemeral instance has a connection to name.
+        .filter(|i| i.ephemeral)
         .take(OWNERS_ASKED);
     let mut out = BTreeMap::new();
     for instance in stale {
@@ -182,10 +184,7 @@ pub fn render(
                     .cloned()
                     .unwrap_or_else(|| "-".into()),
                 match owners.get(&v.instance) {
-                    Some(c) => format!(
-                        "{}; a gRPC connection keeps it registered ({c}): the process still runs",
-                        v.reason
-                    ),
+                    Some(c) => format!("{}; {}", v.reason, c.keeps_it()),
                     None => v.reason.clone(),
                 },
             ]);

@@ -113,6 +113,13 @@ impl std::fmt::Display for Connection {
     }
 }
 
+impl Connection {
+    /// Why the instance it keeps is still listed, as `plan` and the Events say it.
+    pub fn keeps_it(&self) -> String {
+        format!("a gRPC connection keeps it registered ({self}): the process still runs")
+    }
+}
+
 /// The connection that alone keeps `instance`, if the server says one does.
 pub fn sole_connection(publishers: &[Publisher]) -> Option<&Connection> {
     match publishers {
