@@ -137,26 +137,11 @@ async fn plan_prints_every_instance_with_its_verdict_and_changes_nothing(server:
 }
 per_server!(plan_prints_every_instance_with_its_verdict_and_changes_nothing: nacos_2_5_1, nacos_3_0_3, rnacos);
 
-/// Waits for an Event of `reason` whose note contains `naming`; returns the note.
-async fn event_note(scene: &Scene, reason: &str, naming: &str) -> String {
-    wait_for(
-        &format!("a {reason} Event naming {naming}"),
-        Duration::from_secs(30),
-        || async {
-            binding_events(&scene.client, &scene.ns, &scene.app)
-                .await
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some(reason))
-                .filter_map(|e| e.note)
-                .find(|n| n.contains(naming))
-        },
-    )
-    .await
-}
-
 /// Waits for a `DeregisterIneffective` Event naming `ip`; returns its note.
 async fn deregister_ineffective(scene: &Scene, ip: &str) -> String {
-    event_note(scene, "DeregisterIneffective", &format!("{ip}:")).await
+    scene
+        .event_note("DeregisterIneffective", &format!("{ip}:"))
+        .await
 }
 
 /// (Scenario 2, the mission's own case) A pod is deleted while its process stays connected over
@@ -325,7 +310,7 @@ async fn the_last_instance_going_warns_about_push_empty_protection(server: Serve
     plain
         .wait_push(Duration::from_secs(30), <[String]>::is_empty)
         .expect("the consumer without push-empty protection to be pushed the empty list");
-    let note = event_note(&scene, "ServiceEmptied", &scene.svc).await;
+    let note = scene.event_note("ServiceEmptied", &scene.svc).await;
     eprintln!("{server}: {note}");
     assert!(
         note.contains(&scene.svc) && note.contains("namingPushEmptyProtection=true"),

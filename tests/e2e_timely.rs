@@ -252,18 +252,9 @@ async fn a_re_registration_by_a_beating_client_is_disabled_one_beat_later(server
         took <= Duration::from_secs(5) + Duration::from_secs(1) + SLACK,
         "took {took:?}"
     );
-    let note = wait_for(
-        "a DeregisterIneffective Event",
-        Duration::from_secs(10),
-        || async {
-            binding_events(&scene.client, &scene.ns, &scene.app)
-                .await
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("DeregisterIneffective"))
-                .find_map(|e| e.note.filter(|n| n.contains(&victim)))
-        },
-    )
-    .await;
+    let note = scene
+        .event_note_within("DeregisterIneffective", &victim, Duration::from_secs(10))
+        .await;
     assert!(
         note.contains("registered again"),
         "the Event does not name the re-registration: {note}"

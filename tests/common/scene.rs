@@ -262,6 +262,30 @@ impl Scene {
     }
 
     /// The operator binary, watching this namespace.
+    /// Waits (30 s) for an Event of the binding with `reason` whose note contains `naming`;
+    /// returns the note.
+    pub async fn event_note(&self, reason: &str, naming: &str) -> String {
+        self.event_note_within(reason, naming, Duration::from_secs(30))
+            .await
+    }
+
+    /// As [`Self::event_note`], waiting `timeout`.
+    pub async fn event_note_within(&self, reason: &str, naming: &str, timeout: Duration) -> String {
+        wait_for(
+            &format!("a {reason} Event naming {naming}"),
+            timeout,
+            || async {
+                binding_events(&self.client, &self.ns, &self.app)
+                    .await
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .filter_map(|e| e.note)
+                    .find(|n| n.contains(naming))
+            },
+        )
+        .await
+    }
+
     /// What `nacos-reconciler plan` prints for the scene's binding.
     pub fn plan(&self) -> String {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"))
