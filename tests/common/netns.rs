@@ -22,8 +22,6 @@ pub struct Netns {
     pub access_ip: String,
     /// The cluster link's end inside the namespace.
     inner_link: String,
-    /// The label of `host_ip` on `lo` (`lo:nrc<pid>`), by which a leftover is found.
-    label: String,
     /// The links' ends on this machine.
     host_links: [String; 2],
 }
@@ -118,7 +116,6 @@ impl Netns {
             inner_ip: format!("10.201.{n}.2"),
             access_ip: format!("10.202.{n}.2"),
             inner_link: format!("nrc{pid}x"),
-            label: format!("lo:nrc{pid}"),
             host_links: [format!("nrc{pid}a"), format!("nrc{pid}b")],
         };
         let [cluster_host, access_host] = ns.host_links.clone();
@@ -130,8 +127,9 @@ impl Netns {
             &format!("{}/32", ns.host_ip),
             "dev",
             "lo",
+            // By this label a leftover of a killed run is found (see `sweep_leftovers`).
             "label",
-            &ns.label,
+            &format!("lo:nrc{pid}"),
         ]);
         for (here, inside) in [
             (&cluster_host, &ns.inner_link),

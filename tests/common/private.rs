@@ -164,10 +164,8 @@ pub struct PrivateAlibabaNacos {
     pub dir: std::path::PathBuf,
     /// Alone (`-Dnacos.standalone=true`), or a member of a cluster (embedded storage).
     standalone: bool,
-    /// The address it is known by (a cluster member's, in `cluster.conf`).
-    ip: String,
-    /// The network namespace it runs in (`ip netns exec`), if not this machine's.
-    netns: Option<String>,
+    /// Where it runs (a cluster member's address is the one in `cluster.conf`).
+    place: Place,
     proc: Option<TestProcess>,
     /// How long each start took, until a login worked.
     pub starts: Vec<Duration>,
@@ -262,8 +260,7 @@ impl PrivateAlibabaNacos {
             port,
             dir,
             standalone: cluster.is_none(),
-            ip: place.ip.clone(),
-            netns: place.netns.clone(),
+            place: place.clone(),
             proc: None,
             starts: Vec::new(),
             launched: None,
@@ -289,7 +286,7 @@ impl PrivateAlibabaNacos {
             .open(self.dir.join("logs/stdout.log"))
             .expect("the private Nacos's stdout log");
         let java = testbed_env("NACOS_JAVA");
-        let mut cmd = match &self.netns {
+        let mut cmd = match &self.place.netns {
             Some(ns) => {
                 let mut c = std::process::Command::new("ip");
                 c.args(["netns", "exec", ns, &java]);
@@ -310,7 +307,7 @@ impl PrivateAlibabaNacos {
             } else {
                 vec![
                     "-DembeddedStorage=true".to_string(),
-                    format!("-Dnacos.server.ip={}", self.ip),
+                    format!("-Dnacos.server.ip={}", self.place.ip),
                 ]
             })
             .arg(format!("-Dnacos.home={}", self.dir.display()))
