@@ -309,6 +309,7 @@ mod tests {
             lists_disabled: true,
             settle: std::time::Duration::ZERO,
             metadata_overlay: false,
+            names_publishers: false,
         };
         let services = listings
             .iter()

@@ -70,6 +70,7 @@ pub(super) async fn probe(t: &Transport) -> Result<ServerInfo> {
         lists_disabled: console == rnacos::Console::Open,
         settle: Duration::ZERO,
         metadata_overlay: false,
+        names_publishers: false,
     })
 }
 
@@ -88,6 +89,7 @@ fn nacos(version: String, api: ApiGeneration) -> ServerInfo {
             Duration::ZERO
         },
         metadata_overlay: two_or_later,
+        names_publishers: two_or_later,
     }
 }
 
@@ -122,14 +124,16 @@ mod tests {
     }
 
     #[test]
-    fn nacos_2_and_3_settle_and_keep_metadata_in_an_overlay() {
+    fn nacos_2_and_3_settle_keep_metadata_in_an_overlay_and_name_publishers() {
         for v in ["2.5.1", "3.0.3", "unknown"] {
             let i = nacos(v.into(), ApiGeneration::V2);
             assert_eq!(i.settle, VIEW_REFRESH, "{v}");
             assert!(i.metadata_overlay, "{v}");
+            assert!(i.names_publishers, "{v}");
         }
         let old = nacos("1.4.8".into(), ApiGeneration::V1);
         assert_eq!(old.settle, Duration::ZERO);
         assert!(!old.metadata_overlay);
+        assert!(!old.names_publishers);
     }
 }

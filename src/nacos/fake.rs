@@ -127,6 +127,7 @@ impl Registry for FakeRegistry {
             lists_disabled: true,
             settle: Duration::ZERO,
             metadata_overlay: false,
+            names_publishers: true,
         })
     }
 

@@ -81,6 +81,9 @@ pub struct ServerInfo {
     /// Whether the server keeps a write's `metadata` apart from the registered one (Nacos 2.x and
     /// 3.x), in an overlay that each write replaces.
     pub metadata_overlay: bool,
+    /// Whether the server names who publishes an instance (Alibaba Nacos 2.x and 3.x, see
+    /// [`publishers`]).
+    pub names_publishers: bool,
 }
 
 impl ServerInfo {
@@ -397,8 +400,8 @@ impl NacosClient {
     /// an admin read: once refused, it is not asked again.
     pub async fn publishers(&self, instance: &Instance) -> Result<Vec<Publisher>> {
         let info = self.resolved().await?;
-        let tells = info.flavor == ServerFlavor::Nacos && !info.settle.is_zero();
-        if !instance.ephemeral || !tells || self.inner.publishers_refused.load(Ordering::Relaxed) {
+        let refused = self.inner.publishers_refused.load(Ordering::Relaxed);
+        if !instance.ephemeral || !info.names_publishers || refused {
             return Ok(Vec::new());
         }
         let listed = publishers::list(self.t(), info.api, instance).await;
