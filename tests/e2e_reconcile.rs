@@ -205,6 +205,13 @@ async fn a_pod_gone_while_its_grpc_client_stays_connected_is_taken_away_from_con
                 && note.contains("Nacos-Java-Client:v2.5.1), connected since"),
             "{note}"
         );
+        // The status says it too, for as long as Nacos lists the instance.
+        let why = scene.still_registered(&gone[0]).await;
+        assert!(
+            why.starts_with("a gRPC connection keeps it registered (client 127.0.0.1:")
+                && why.contains("Nacos-Java-Client:v2.5.1), connected since"),
+            "{why}"
+        );
     } else {
         assert!(
             held.is_none(),
@@ -256,6 +263,33 @@ async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Serve
             && note.contains(&format!("{victim}:8080 or holds")),
         "{server}: {note}"
     );
+
+    // The status says why it is still listed, and so does `plan`: on Alibaba Nacos, which names
+    // the publisher, the beats over HTTP; elsewhere, what keeps an ephemeral instance.
+    let why = scene.still_registered(&victim).await;
+    assert!(
+        why.contains(&format!("something still sends beats for {victim}:8080")),
+        "{server}: {why}"
+    );
+    let text = scene.plan();
+    let row = text
+        .lines()
+        .find(|l| l.contains(&format!(" {victim}:8080 ")))
+        .unwrap_or_default();
+    let generic =
+        "ephemeral: Nacos keeps it while its client's gRPC connection (2.x) or beats (1.x) last";
+    assert_eq!(
+        row.contains(generic),
+        !server.is_alibaba(),
+        "{server}: {row}"
+    );
+    let cause = if server.is_alibaba() {
+        format!("registered over HTTP as ephemeral (client {victim}:8080#true): Nacos keeps it while beats for it come")
+    } else {
+        generic.to_string()
+    };
+    eprintln!("{server}: status.stillRegistered: {why}\n{server}: plan: {row}");
+    assert!(row.contains(&cause), "{server}: {text}");
 
     // It stays offline while the client goes on beating (beats every 5 s), the survivor untouched.
     tokio::time::sleep(Duration::from_secs(12)).await;

@@ -167,8 +167,8 @@ async fn a_mass_deletion_removes_only_the_budget_and_the_approval_releases_the_r
     }
     assert_eq!(s.services.len(), 1);
     assert_eq!(s.services[0].held, 3, "{s:#?}");
-    // `plan` says why Nacos still lists each (its grace starts over: `plan` has not seen the
-    // pods go), and so do the Events of those removed.
+    // `plan` says why Nacos still lists each, and that the budget will hold it when its grace
+    // (started over: `plan` has not seen the pods go) runs out; so do the Events of those removed.
     let text = scene.plan();
     for h in &held {
         let row = text
@@ -176,7 +176,9 @@ async fn a_mass_deletion_removes_only_the_budget_and_the_approval_releases_the_r
             .find(|l| l.contains(&format!(" {h} ")))
             .unwrap_or_default();
         assert!(
-            row.contains("persistent: Nacos never removes these by itself"),
+            row.contains("persistent: Nacos never removes these by itself")
+                && row
+                    .contains(", then held by the removal budget (5 of 5 removals per 3600s used)"),
             "{h}: {text}"
         );
     }

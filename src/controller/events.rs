@@ -312,6 +312,20 @@ pub(super) fn describe(k: &InstanceKey) -> String {
     k.to_string()
 }
 
+/// Why an instance this outcome left disabled is still registered: its Event's words, without the
+/// instance's name (the status entry names it).
+pub(super) fn offline_note(o: &Outcome) -> Option<String> {
+    if !o.left_disabled() {
+        return None;
+    }
+    let (event, target) = outcome_event(o);
+    let note = event.note.unwrap_or_default();
+    Some(match note.strip_prefix(&target) {
+        Some(rest) => rest.trim_start_matches(':').trim_start().to_string(),
+        None => note,
+    })
+}
+
 /// One action's outcome as an Event, with the subject (the instance) its series is about.
 pub(super) fn outcome_event(o: &Outcome) -> (Event, String) {
     let a = &o.action;
@@ -423,6 +437,70 @@ mod tests {
             ),
         ] {
             assert_eq!(r.repeat_of(other), None);
+        }
+    }
+
+    /// `status.stillRegistered` gets the Event's words of what left an instance disabled.
+    #[test]
+    fn an_offline_note_is_the_disabling_events_words_without_the_instance() {
+        use crate::model::{InstanceKey, ServiceKey};
+        use crate::nacos::Connection;
+        use crate::plan::{ActionKind, Confirm, Verdict};
+        let outcome = |kind, result| Outcome {
+            action: crate::plan::Action {
+                kind,
+                instance: InstanceKey {
+                    service: ServiceKey::new("DEFAULT_GROUP", "orders"),
+                    cluster: "DEFAULT".into(),
+                    ip: "10.1.0.7".parse().unwrap(),
+                    port: 8080,
+                },
+                ephemeral: true,
+                verdict: Verdict::Orphan,
+                reason: "pod shop/orders-1 deleted 3s ago".into(),
+                evidence_at: chrono::Utc::now(),
+                confirm: Confirm::None,
+                replaces_deregister: false,
+            },
+            result,
+        };
+        let owned = Written::Ineffective {
+            disabled: true,
+            owner: Some(Connection {
+                id: "1765000000000_127.0.0.1_58722".into(),
+                client: Some("127.0.0.1:58722".parse().unwrap()),
+                since: None,
+                detail: None,
+            }),
+        };
+        assert_eq!(
+            offline_note(&outcome(ActionKind::Deregister, owned)).as_deref(),
+            Some(
+                "a gRPC connection keeps it registered (client 127.0.0.1:58722): the process \
+                 still runs; a deregistration does not end it; disabled it instead \
+                 (enabled=false): pod shop/orders-1 deleted 3s ago"
+            )
+        );
+        assert_eq!(
+            offline_note(&outcome(ActionKind::Disable, Written::Done)).as_deref(),
+            Some("disabled: pod shop/orders-1 deleted 3s ago")
+        );
+        for (kind, result) in [
+            (ActionKind::Deregister, Written::Done),
+            (
+                ActionKind::Deregister,
+                Written::Ineffective {
+                    disabled: false,
+                    owner: None,
+                },
+            ),
+            (ActionKind::Enable, Written::Done),
+        ] {
+            assert_eq!(
+                offline_note(&outcome(kind, result.clone())),
+                None,
+                "{result:?}"
+            );
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::Metrics;
 use crate::model::{InstanceKey, MarkerOwner};
-use crate::nacos::{sole_connection, Connection};
-use crate::plan::{Action, Plan};
+use crate::nacos::Publisher;
+use crate::plan::{Action, Plan, EPHEMERAL_CAUSE};
 
 /// Why `plan` could not show a plan.
 #[derive(Debug, thiserror::Error)]
@@ -83,15 +83,16 @@ pub async fn plan_once(
 /// Stale instances asked about, at most: each is one request.
 const OWNERS_ASKED: usize = 50;
 
-/// The gRPC connections that keep stale instances registered, where the server names them (Nacos
-/// 2.x/3.x, for a user allowed the publisher list).
-async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, Connection> {
+/// What keeps stale instances registered, where the server names their publisher (Nacos 2.x/3.x,
+/// for a user allowed the publisher list): a gRPC connection, with what its client reports of
+/// itself, or an HTTP registration and its beats.
+async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, String> {
     let stale = eval
         .plan
         .services
         .iter()
         .flat_map(|sp| &sp.instances)
-        .filter(|v| v.verdict.is_stale() && v.enabled)
+        .filter(|v| v.verdict.is_stale())
         .filter_map(|v| {
             eval.listings
                 .iter()
@@ -99,17 +100,19 @@ async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, Connection> {
                 .flat_map(|s| &s.instances)
                 .find(|i| i.key == v.instance)
         })
-        // Only an ephemeral instance has a connection to name.
+        // Only an ephemeral instance has a publisher to name.
         .filter(|i| i.ephemeral)
         .take(OWNERS_ASKED);
     let mut out = BTreeMap::new();
     for instance in stale {
-        if let Ok(publishers) = eval.nacos.publishers(instance).await {
-            if let Some(c) = sole_connection(&publishers) {
-                let mut c = c.clone();
-                c.detail = eval.nacos.client_detail(&c).await.ok();
-                out.insert(instance.key.clone(), c);
+        let Ok(mut publishers) = eval.nacos.publishers(instance).await else {
+            continue;
+        };
+        if let [one] = publishers.as_mut_slice() {
+            if let Publisher::Connection(c) = one {
+                c.detail = eval.nacos.client_detail(c).await.ok();
             }
+            out.insert(instance.key.clone(), one.keeps_it());
         }
     }
     out
@@ -149,9 +152,17 @@ fn actions_by_instance(
             );
             put(a, format!("{} {why}", a.kind.verb()));
         }
+        // `plan` starts the grace clocks afresh (it has not seen the pods go): it says which of
+        // them the budget will hold once they run out.
+        let held_when_due: Vec<&InstanceKey> =
+            sp.held_when_due().map(|w| &w.action.instance).collect();
         for w in &sp.waiting {
             let secs = (w.due_at - now).num_seconds().max(0);
-            put(&w.action, format!("{} in {secs}s", w.action.kind.verb()));
+            let mut text = format!("{} in {secs}s", w.action.kind.verb());
+            if held_when_due.contains(&&w.action.instance) {
+                text.push_str(&format!(", then {}", sp.budget));
+            }
+            put(&w.action, text);
         }
     }
     out
@@ -160,7 +171,7 @@ fn actions_by_instance(
 /// The table `nacos-reconciler plan` prints.
 pub fn render(
     eval: &Evaluation,
-    owners: &BTreeMap<InstanceKey, Connection>,
+    owners: &BTreeMap<InstanceKey, String>,
     default_scope: bool,
 ) -> String {
     let actions = actions_by_instance(&eval.plan, eval.now);
@@ -184,7 +195,11 @@ pub fn render(
                     .cloned()
                     .unwrap_or_else(|| "-".into()),
                 match owners.get(&v.instance) {
-                    Some(c) => format!("{}; {}", v.reason, c.keeps_it()),
+                    // What the server names replaces the cause told from the listing alone.
+                    Some(why) => match v.reason.strip_suffix(EPHEMERAL_CAUSE) {
+                        Some(evidence) => format!("{evidence}{why}"),
+                        None => format!("{}; {why}", v.reason),
+                    },
                     None => v.reason.clone(),
                 },
             ]);

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 
 use crate::crd::NacosBinding;
 use crate::nacos::{Connection, NacosError};
-use crate::plan::Action;
+use crate::plan::{Action, ActionKind};
 
 /// `namespace/name`: how logs, metrics and the claims name a binding.
 pub fn key(b: &NacosBinding) -> String {
@@ -87,6 +87,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Taken offline with `enabled=false`: Nacos goes on listing it.
+    pub fn left_disabled(&self) -> bool {
+        match self.result {
+            Written::Done => self.action.kind == ActionKind::Disable,
+            Written::Ineffective { disabled, .. } => disabled,
+            _ => false,
+        }
+    }
+
     /// Taken offline, by the planned action or by the fallback.
     pub fn took_offline(&self) -> bool {
         self.action.kind.is_removal()

@@ -15,6 +15,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::context::{BindingState, Context};
 use super::dereference::{dereference, resync_period};
+use super::events::offline_note;
 use super::execute::execute;
 use super::judge::{judge, Judged};
 use super::listing;
@@ -154,6 +155,11 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     )
     .await;
     let executed = started.elapsed();
+    for o in &outcomes {
+        if let Some(why) = offline_note(o) {
+            memory.note_offline(&o.action.instance, Utc::now(), why);
+        }
+    }
     follow_up(&ctx, &b, &mut state, &eval, &snapshots, &outcomes);
     state.memory = Some(memory.clone());
     if let Some(kept) = &mut state.kept {

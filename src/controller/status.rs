@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::problem::{failing, Problem};
 use crate::crd::{
     InstanceCounts, NacosApi, NacosBinding, NacosBindingStatus, NacosServerStatus, PendingAction,
-    PendingState, PlannedAction, RemovalRecord, ServiceStatus, MAX_PENDING, MAX_REMOVAL_RECORDS,
-    MAX_SERVICE_STATUS,
+    PendingState, PlannedAction, RemovalRecord, ServiceStatus, StillRegistered, MAX_PENDING,
+    MAX_REMOVAL_RECORDS, MAX_SERVICE_STATUS, MAX_STILL_REGISTERED,
 };
 use crate::model::ServiceKey;
 use crate::nacos::{ApiGeneration, ServerInfo};
@@ -59,6 +59,7 @@ pub fn memory_from_status(b: &NacosBinding) -> Memory {
 /// [`memory_from_status`] reads them back.
 pub(super) fn set_memory(status: &mut NacosBindingStatus, memory: &Memory) {
     status.removals = removal_records(memory);
+    status.still_registered = still_registered(memory);
     status.approved_token = memory.approval_consumed.clone();
     status.frozen_at = memory.frozen_at.and_then(to_time);
 }
@@ -70,6 +71,33 @@ pub(super) fn budget_fields(memory: &Memory) -> serde_json::Value {
         status["approvedToken"] = serde_json::json!(token);
     }
     status
+}
+
+/// The instances we disabled that Nacos still lists, newest first, as `status.stillRegistered`.
+fn still_registered(memory: &Memory) -> Vec<StillRegistered> {
+    let mut out: Vec<(DateTime<Utc>, StillRegistered)> = memory
+        .offline_notes
+        .iter()
+        .filter(|(k, _)| memory.disabled.contains(*k))
+        .filter_map(|(k, n)| {
+            Some((
+                n.at,
+                StillRegistered {
+                    service: k.service.name.clone(),
+                    group: k.service.group.clone(),
+                    ip: k.ip.to_string(),
+                    port: k.port,
+                    since: to_time(n.at)?,
+                    reason: n.why.clone(),
+                },
+            ))
+        })
+        .collect();
+    out.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    out.into_iter()
+        .take(MAX_STILL_REGISTERED)
+        .map(|(_, s)| s)
+        .collect()
 }
 
 pub(super) fn removal_records(memory: &Memory) -> Vec<RemovalRecord> {
@@ -382,6 +410,7 @@ fn cond(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::InstanceKey;
 
     /// Issue 17 B: a service that looks shared with another cluster sets SharedService, and the
     /// RemovalsHeld condition says why its removals are held.
@@ -496,5 +525,38 @@ mod tests {
         assert_eq!(names[MAX_SERVICE_STATUS - 1], "s0097");
         let few: Vec<ServiceStatus> = (0..3).map(|i| svc(i, 0, 0, 0)).collect();
         assert_eq!(bounded_services(few.clone()), few);
+    }
+
+    #[test]
+    fn still_registered_lists_what_we_disabled_newest_first_and_at_most_the_bound() {
+        let key = |i: usize| InstanceKey {
+            service: ServiceKey::new("DEFAULT_GROUP", "orders"),
+            cluster: "DEFAULT".into(),
+            ip: format!("10.1.{}.{}", i / 250, i % 250).parse().unwrap(),
+            port: 8080,
+        };
+        let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let mut m = Memory::default();
+        for i in 0..30 {
+            m.record_disabled(&key(i));
+            m.note_offline(&key(i), at(i as i64), format!("kept {i}"));
+        }
+        // Enabled again since: not listed as kept offline.
+        m.disabled.remove(&key(29));
+        let shown = still_registered(&m);
+        assert_eq!(shown.len(), MAX_STILL_REGISTERED);
+        assert_eq!(
+            (
+                shown[0].ip.as_str(),
+                shown[0].port,
+                shown[0].reason.as_str()
+            ),
+            ("10.1.0.28", 8080, "kept 28")
+        );
+        assert_eq!(shown[0].since, to_time(at(28)).unwrap());
+        assert_eq!(shown[MAX_STILL_REGISTERED - 1].reason, "kept 9");
+        let mut status = NacosBindingStatus::default();
+        set_memory(&mut status, &m);
+        assert_eq!(status.still_registered, shown);
     }
 }

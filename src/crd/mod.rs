@@ -32,6 +32,6 @@ pub use spec::{
 };
 pub use status::{
     InstanceCounts, NacosBindingStatus, NacosServerStatus, PendingAction, PendingState,
-    PlannedAction, RemovalRecord, ServiceStatus, MAX_PENDING, MAX_REMOVAL_RECORDS,
-    MAX_SERVICE_STATUS,
+    PlannedAction, RemovalRecord, ServiceStatus, StillRegistered, MAX_PENDING, MAX_REMOVAL_RECORDS,
+    MAX_SERVICE_STATUS, MAX_STILL_REGISTERED,
 };

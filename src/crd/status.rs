@@ -9,6 +9,9 @@ use super::spec::{default_group, NacosApi};
 /// Upper bound of `status.pending`.
 pub const MAX_PENDING: usize = 50;
 
+/// Upper bound of `status.stillRegistered`.
+pub const MAX_STILL_REGISTERED: usize = 20;
+
 /// Upper bound of `status.removals` (the removal history kept for the budget window).
 pub const MAX_REMOVAL_RECORDS: usize = 1000;
 
@@ -58,6 +61,11 @@ pub struct NacosBindingStatus {
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub pending: Vec<PendingAction>,
+
+    /// Instances this binding took offline with enabled=false that Nacos still lists, newest first (at most 20), each with what keeps it registered as the operator saw it when it disabled it (the words of that Event). Kept by the leader in memory: a new leader starts it afresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub still_registered: Vec<StillRegistered>,
 
     /// Recent removals, newest last, kept so that the removal budget window survives a leader change.
     #[serde(default)]
@@ -156,6 +164,25 @@ pub struct PendingAction {
     /// When the action becomes due (end of grace), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<Time>,
+}
+
+/// An instance taken offline (enabled=false) that Nacos still lists, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StillRegistered {
+    /// Service name.
+    pub service: String,
+    /// Nacos group.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Instance IP.
+    pub ip: String,
+    /// Instance port.
+    pub port: u16,
+    /// When this binding disabled it.
+    pub since: Time,
+    /// What keeps it registered, e.g. "a gRPC connection keeps it registered (client 10.244.1.7:50412 (Nacos-Java-Client:v2.5.1), connected since …)".
+    pub reason: String,
 }
 
 /// An action the operator takes on an instance.

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use super::helpers::{in_scope, MaxRemovals, PortSelector, SpecError};
 use super::resource::{crd_yaml, NacosBinding, NacosBindingSpec};
 use super::spec::{NacosApi, NacosApiVersion, PolicySpec, ScopeSpec, DEFAULT_GROUP};
-use super::status::{NacosBindingStatus, MAX_PENDING, MAX_REMOVAL_RECORDS, MAX_SERVICE_STATUS};
+use super::status::{
+    NacosBindingStatus, MAX_PENDING, MAX_REMOVAL_RECORDS, MAX_SERVICE_STATUS, MAX_STILL_REGISTERED,
+};
 
 const API_EXAMPLE: &str = r#"
 apiVersion: nacos-reconciler.io/v1alpha1
@@ -266,6 +268,10 @@ fn schema_has_cel_rules() {
     assert_eq!(
         status["properties"]["removals"]["maxItems"],
         json!(MAX_REMOVAL_RECORDS)
+    );
+    assert_eq!(
+        status["properties"]["stillRegistered"]["maxItems"],
+        json!(MAX_STILL_REGISTERED)
     );
     assert_eq!(
         status["properties"]["services"]["maxItems"],

@@ -120,6 +120,19 @@ impl Connection {
     }
 }
 
+impl Publisher {
+    /// Why the instance it publishes is still listed, as `plan` says it.
+    pub fn keeps_it(&self) -> String {
+        match self {
+            Publisher::Connection(c) => c.keeps_it(),
+            Publisher::Http(id) => format!(
+                "registered over HTTP as ephemeral (client {id}): Nacos keeps it while beats for \
+                 it come (a 1.x client or the open API) and drops it 30s after the last one"
+            ),
+        }
+    }
+}
+
 /// The connection that alone keeps `instance`, if the server says one does.
 pub fn sole_connection(publishers: &[Publisher]) -> Option<&Connection> {
     match publishers {
@@ -248,6 +261,13 @@ mod tests {
         for id in ["10.9.9.10:8080#true", "10.9.9.11:8080#false"] {
             assert_eq!(Publisher::from_client_id(id), Publisher::Http(id.into()));
         }
+        // What keeps each registered, in `plan`'s words.
+        assert!(Publisher::from_client_id("10.9.9.10:8080#true")
+            .keeps_it()
+            .starts_with("registered over HTTP as ephemeral (client 10.9.9.10:8080#true): Nacos keeps it while beats"));
+        assert!(Publisher::from_client_id("1796596545084_127.0.0.1_49866")
+            .keeps_it()
+            .starts_with("a gRPC connection keeps it registered (client 127.0.0.1:49866"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(super) fn still_served(instance: &Instance, memory: &Memory, now: DateTime<U
 }
 
 /// The cause of an ephemeral instance nothing else is known about.
-pub(super) const EPHEMERAL: &str =
+pub const EPHEMERAL: &str =
     "ephemeral: Nacos keeps it while its client's gRPC connection (2.x) or beats (1.x) last";
 
 #[cfg(test)]

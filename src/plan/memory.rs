@@ -26,10 +26,20 @@ pub struct Memory {
     /// disabled instances (rnacos without its console), these keys are how the caller finds them
     /// again, one by one, to re-enable them.
     pub disabled: BTreeSet<InstanceKey>,
+    /// Of the instances we disabled, what kept each registered when we did (an Event's words):
+    /// `status.stillRegistered` shows them while Nacos lists them.
+    pub offline_notes: BTreeMap<InstanceKey, OfflineNote>,
     /// The last pass that saw the cluster partitioned (frozen). Node evidence from before it is not
     /// trusted: as a partition heals, the last nodes to report again must not look unreachable
     /// since the partition began.
     pub frozen_at: Option<DateTime<Utc>>,
+}
+
+/// Why an instance we disabled is still registered, as seen when we disabled it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfflineNote {
+    pub at: DateTime<Utc>,
+    pub why: String,
 }
 
 impl Memory {
@@ -88,6 +98,13 @@ impl Memory {
     /// Forgets an instance we disabled once it is enabled again (the executor calls this).
     pub fn forget_disabled(&mut self, key: &InstanceKey) {
         self.disabled.remove(key);
+        self.offline_notes.remove(key);
+    }
+
+    /// Notes why an instance we have just disabled is still registered.
+    pub fn note_offline(&mut self, key: &InstanceKey, at: DateTime<Utc>, why: String) {
+        self.offline_notes
+            .insert(key.clone(), OfflineNote { at, why });
     }
 
     /// Forgets the staleness history of an instance that is live again (a new life for its address).
@@ -115,6 +132,7 @@ impl Memory {
         self.first_seen_stale.retain(|k, _| keep(k));
         self.ineffective.retain(|k| keep(k));
         self.disabled.retain(|k| keep(k));
+        self.offline_notes.retain(|k, _| keep(k));
         self.deregistered
             .retain(|k, at| governed.contains(&k.service) && *at > start);
         self.removals.retain(|s, times| {

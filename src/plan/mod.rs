@@ -39,9 +39,10 @@ use crate::model::{
     PodTombstone, ServiceKey, ServiceSnapshot,
 };
 
+pub use cause::EPHEMERAL as EPHEMERAL_CAUSE;
 pub use classify::{Confirm, Verdict};
 pub use decide::ActionKind;
-pub use memory::Memory;
+pub use memory::{Memory, OfflineNote};
 pub use policy::{
     MaxRemovals, NodeAction, Policy, PortFilter, RemovalAction, TerminatingAction, UnreadyAction,
 };
@@ -233,6 +234,17 @@ impl ServicePlan {
         self.held
             .iter()
             .map(move |a| (a, (!unseen.contains(&a.instance)).then_some(self.budget)))
+    }
+
+    /// The removals in grace that the budget, as this pass left it, would hold when they fall
+    /// due (unless its window frees room or an approval comes first): those beyond its room, in
+    /// the order they fall due.
+    pub fn held_when_due(&self) -> impl Iterator<Item = &Waiting> {
+        let room = self.budget.limit.saturating_sub(self.budget.used);
+        self.waiting
+            .iter()
+            .filter(|w| w.action.kind.is_removal())
+            .skip(room)
     }
 
     /// The held removals the shared-service guard holds; the rest of `held` is the budget's.
@@ -483,7 +495,8 @@ fn plan_instance(
     if frozen && evidence.node_based && evidence.verdict.is_stale() {
         evidence.reason.push_str(" (frozen: most nodes not ready)");
     }
-    if evidence.verdict.is_stale() && instance.enabled {
+    // Disabled or not, why it is still listed: what keeps a stale instance registered.
+    if evidence.verdict.is_stale() {
         let why = cause::still_served(instance, memory, input.now);
         evidence.reason = format!("{}; {why}", evidence.reason);
     }

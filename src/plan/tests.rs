@@ -1649,6 +1649,19 @@ fn counts_and_reasons() {
             super::cause::EPHEMERAL
         )
     );
+    // Disabled, it is not served, and still listed: the same cause says why.
+    let offline = s
+        .instances
+        .iter()
+        .find(|v| v.instance.ip.to_string() == "10.1.0.3")
+        .expect("the disabled instance");
+    assert_eq!(
+        offline.reason,
+        format!(
+            "pod shop/orders-3 deleted 600s ago; {}",
+            super::cause::EPHEMERAL
+        )
+    );
     assert_eq!(a.evidence_at, t(-31));
     assert_eq!(a.confirm, Confirm::NoLivePodWithIp(ip("10.1.0.2")));
 
@@ -1777,8 +1790,10 @@ fn disabled_instances_are_remembered_while_listed() {
     let listed = inst("10.1.0.7").key;
     let unlisted = inst("10.1.0.8").key;
     let mut m = Memory::default();
-    m.record_disabled(&listed);
-    m.record_disabled(&unlisted);
+    for k in [&listed, &unlisted] {
+        m.record_disabled(k);
+        m.note_offline(k, t(0), "kept by a gRPC connection".into());
+    }
     let service = listed.service.clone();
     let governed: BTreeSet<&ServiceKey> = [&service].into_iter().collect();
     let keys: BTreeSet<&InstanceKey> = [&listed].into_iter().collect();
@@ -1790,8 +1805,9 @@ fn disabled_instances_are_remembered_while_listed() {
         chrono::TimeDelta::seconds(300),
     );
     assert_eq!(m.disabled, [listed.clone()].into());
+    assert_eq!(m.offline_notes.keys().collect::<Vec<_>>(), [&listed]);
     m.forget_disabled(&listed);
-    assert!(m.disabled.is_empty());
+    assert!(m.disabled.is_empty() && m.offline_notes.is_empty());
 }
 
 fn departure(name: &str, addr: &str, at: i64, deleted: bool) -> crate::model::NodeDeparture {
@@ -2163,4 +2179,14 @@ fn issue19_held_removals_name_the_budget_and_stale_instances_their_cause() {
         reason("10.1.0.8").ends_with("; persistent: Nacos never removes these by itself"),
         "{s:#?}"
     );
+    // In grace, the same two: the budget's one removal goes to the first to fall due, the
+    // second would be held then.
+    fx.policy.grace_period = Duration::from_secs(300);
+    let p = fx.run();
+    let s = &p.services[0];
+    assert_eq!((s.actions.len(), s.held.len(), s.waiting.len()), (0, 0, 2));
+    let held: Vec<_> = s.held_when_due().map(|w| &w.action.instance).collect();
+    assert_eq!(held, [&s.waiting[1].action.instance]);
+    fx.policy.max_removals = MaxRemovals::Count(2);
+    assert_eq!(fx.run().services[0].held_when_due().count(), 0);
 }

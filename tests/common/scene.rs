@@ -346,6 +346,25 @@ impl Scene {
         wait_status(&self.bindings, &self.app, what, timeout, ready).await
     }
 
+    /// Why Nacos still lists `ip` (taken offline by this binding), once `status.stillRegistered`
+    /// says so.
+    pub async fn still_registered(&self, ip: &str) -> String {
+        let entry = |s: &NacosBindingStatus| {
+            s.still_registered
+                .iter()
+                .find(|e| e.ip == ip && e.port == self.port && e.service == self.svc)
+                .map(|e| e.reason.clone())
+        };
+        let s = self
+            .wait_status(
+                &format!("{ip} in status.stillRegistered"),
+                Duration::from_secs(20),
+                |s| entry(s).is_some(),
+            )
+            .await;
+        entry(&s).unwrap_or_default()
+    }
+
     /// Waits until the binding is Ready with `live` live instances.
     pub async fn wait_ready_live(&self, live: u32) -> NacosBindingStatus {
         self.wait_status(
