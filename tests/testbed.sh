@@ -446,7 +446,7 @@ launch_nacos() {
   dist=$(nacos_dist "$v")
   [ -s "$dist/target/nacos-server.jar" ] || die "Alibaba Nacos $v is not built ($dist); run: tests/testbed.sh build nacos"
   dir=$STATE/$name major=${v%%.*}
-  rm -rf "$dir" && mkdir -p "$dir/home" "$dir/logs" && cp -r "$dist/conf" "$dir/conf"
+  rm -rf "$dir" && mkdir -p "$dir/home" "$dir/logs" "$dir/tmp" && cp -r "$dist/conf" "$dir/conf"
   port=$(nacos_free_port)
   echo "$port" >"$STATE/ports/$name"
   {
@@ -467,10 +467,11 @@ launch_nacos() {
   } >>"$dir/conf/application.properties"
   sed -n 's/^nacos.console.port=//p' "$dir/conf/application.properties" | tail -n1 >"$STATE/ports/$name-console"
   # As bin/startup.sh -m standalone does, with a smaller heap: several servers share two cores and 24 GiB.
-  # In its own directory: Derby and Tomcat write derby.log and logs/ into the working directory.
+  # In its own directory: Derby and Tomcat write derby.log and logs/ into the working directory,
+  # RocksDB its 14 MB native library into java.io.tmpdir at every start.
   cd "$dir"
   start "$name" env HOME="$dir/home" java -Xms256m -Xmx512m -XX:MaxMetaspaceSize=256m -XX:-OmitStackTraceInFastThrow \
-    -Duser.home="$dir/home" -Dnacos.standalone=true -Dnacos.home="$dir" -Dnacos.deployment.type=merged \
+    -Duser.home="$dir/home" -Djava.io.tmpdir="$dir/tmp" -Dnacos.standalone=true -Dnacos.home="$dir" -Dnacos.deployment.type=merged \
     -jar "$dist/target/nacos-server.jar" --spring.config.additional-location="file:$dir/conf/" \
     --logging.config="$dir/conf/nacos-logback.xml"
   cd - >/dev/null

@@ -173,10 +173,12 @@ pub struct PrivateAlibabaNacos {
 }
 
 impl Drop for PrivateAlibabaNacos {
-    /// Kills the server and removes its data (JRaft's files take ~600 MB); its logs stay.
+    /// Kills the server and removes its data (JRaft's files take ~600 MB) and its temporary
+    /// files; its logs stay.
     fn drop(&mut self) {
         drop(self.proc.take());
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        let _ = std::fs::remove_dir_all(self.dir.join("tmp"));
     }
 }
 
@@ -280,6 +282,10 @@ impl PrivateAlibabaNacos {
         self.launched = Some(Instant::now());
         let jar = alibaba_2_5_1_dist().join("target/nacos-server.jar");
         let home = self.dir.join("home");
+        // RocksDB unpacks its 14 MB native library into the JVM's temporary directory at every
+        // start: into this server's directory, which goes with it, not into /tmp for good.
+        let tmp = self.dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("the private Nacos's temporary directory");
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -300,6 +306,7 @@ impl PrivateAlibabaNacos {
             .args(["-Xms128m", "-Xmx384m", "-XX:MaxMetaspaceSize=256m"])
             .arg("-XX:-OmitStackTraceInFastThrow")
             .arg(format!("-Duser.home={}", home.display()))
+            .arg(format!("-Djava.io.tmpdir={}", tmp.display()))
             // A member's JRaft node takes the machine's address unless told: the members of
             // `cluster.conf` would not find it among them.
             .args(if self.standalone {
