@@ -182,6 +182,15 @@ impl Drop for Cleanup {
     }
 }
 
+/// Removes a directory of the test's (the kubeconfig holding a token) when the test ends.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn chart_lints() {
     for sets in [
@@ -991,6 +1000,7 @@ async fn the_operator_as_the_charts_service_account_takes_a_removed_pods_instanc
     );
     let dir = std::env::temp_dir().join(unique("helm-run"));
     std::fs::create_dir_all(&dir).unwrap();
+    let _dir = RemoveDir(dir.clone());
     let kubeconfig = token_kubeconfig(&dir, token.trim());
     args.push("--kubeconfig".into());
     args.push(kubeconfig.to_string_lossy().into_owned());
