@@ -131,19 +131,23 @@ impl Step<'_> {
         let result = match confirmed {
             Err(why) => Written::NotConfirmed(why),
             Ok(()) => {
-                // Never closed, so a slot always comes.
-                let _slot = self.writing.acquire().await;
-                // The leadership, checked again right before the write: a leader whose Lease
-                // renewals stopped answering must not go on writing.
-                let leading = if self.gate.allowed() {
-                    Ok(())
-                } else {
-                    Err(Unconfirmed::NotLeading)
+                let written = {
+                    // Never closed, so a slot always comes.
+                    let _slot = self.writing.acquire().await;
+                    // The leadership, checked again right before the write: a leader whose
+                    // Lease renewals stopped answering must not go on writing.
+                    let leading = if self.gate.allowed() {
+                        Ok(())
+                    } else {
+                        Err(Unconfirmed::NotLeading)
+                    };
+                    match leading.and_then(|()| ip.map_or(Ok(()), |ip| self.check.cache(ip))) {
+                        Err(why) => Written::NotConfirmed(why),
+                        Ok(()) => apply(nacos, marker, action, instance, self.memory).await,
+                    }
                 };
-                match leading.and_then(|()| ip.map_or(Ok(()), |ip| self.check.cache(ip))) {
-                    Err(why) => Written::NotConfirmed(why),
-                    Ok(()) => apply(nacos, marker, action, instance, self.memory).await,
-                }
+                // Out of the write slot: only the Event waits on it.
+                described(nacos, written).await
             }
         };
         if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
@@ -233,8 +237,7 @@ async fn apply(
                 // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
                 // would be answered ok and change nothing. Not sent; disabling is what works.
                 remember(memory, |m| m.forget_deregistration(&instance.key));
-                let written = disable_instead(nacos, marker, instance, memory, Some(owner)).await;
-                return described(nacos, written).await;
+                return disable_instead(nacos, marker, instance, memory, Some(owner)).await;
             }
             if let Err(e) = nacos.deregister(instance).await {
                 remember(memory, |m| m.forget_deregistration(&instance.key));
@@ -289,8 +292,8 @@ async fn connection_owner(nacos: &impl Registry, instance: &Instance) -> Option<
 }
 
 /// The owner a result names, with what its client reports of itself (its SDK, its own address),
-/// for the Event: asked once the instance is offline, as only the Event waits on it (and only the
-/// member the client is connected to answers).
+/// for the Event: asked once the instance is offline and its write slot free, as only the Event
+/// waits on it (and only the member the client is connected to answers).
 async fn described(nacos: &impl Registry, mut written: Written) -> Written {
     if let Written::Ineffective {
         owner: Some(owner), ..
@@ -395,7 +398,12 @@ mod tests {
         }
         let result = {
             let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
-            apply(&nacos, MARKER, &action(kind), &target, &shared).await
+            // As `Step::act` does, past the second signal: the write, then the owner's detail.
+            described(
+                &nacos,
+                apply(&nacos, MARKER, &action(kind), &target, &shared).await,
+            )
+            .await
         };
         Run {
             result,
