@@ -1,4 +1,5 @@
-//! Scale benchmark of nacos-reconciler against the local testbed (real API server, KWOK, rnacos).
+//! Scale benchmark of nacos-reconciler against the local testbed (real API server, KWOK, and rnacos
+//! or Alibaba Nacos 2.5.1: `--server`).
 //! Not a test: it measures, prints a Markdown report, and writes it to `--out`. Run it through
 //! `bench/run.sh`, which starts a private testbed and builds the release binaries first.
 //!
@@ -47,6 +48,9 @@ struct Args {
     passes: usize,
     operator: PathBuf,
     out: PathBuf,
+    server: nacos::Server,
+    /// Where to write the run's cost figures as one JSON object (bench/merge.py's growth table).
+    cost: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -91,6 +95,8 @@ fn parse_args() -> Result<Args> {
             .get("out")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(format!("bench-{pods}.md"))),
+        server: nacos::Server::parse(kv.get("server").map_or("rnacos", String::as_str))?,
+        cost: kv.get("cost").map(PathBuf::from),
     })
 }
 
@@ -183,8 +189,10 @@ async fn run(args: &Args) -> Result<String> {
     let client = kube::Client::try_default()
         .await
         .context("kube client (KUBECONFIG)")?;
-    let nacos =
-        Nacos::new(&std::env::var("RNACOS_ADDR").context("RNACOS_ADDR is not set (testbed env)")?);
+    let nacos = Nacos::new(args.server)?;
+    let server_pid = server_pid(args.server)?;
+    let server_label = format!("{} (pid {server_pid}, measured)", args.server.title());
+    let named = [(server_pid, server_label.as_str())];
     let pod_watch = cluster::watch_pods(&client);
     let node_watch = cluster::watch_nodes(&client);
     let mut out = String::new();
@@ -319,9 +327,9 @@ async fn run(args: &Args) -> Result<String> {
     // ---------------------------------------------------------------- control deletion
     let control_names: Vec<String> = control.into_iter().map(|c| c.0).collect();
     let work0 = cluster::apiserver_work()?;
-    let cpu0 = operator::cpu_by_command();
+    let cpu0 = operator::cpu_by_command(&named);
     let control_cost = delete_at_once(&client, &pod_watch, &control_names).await?;
-    let control_cpu = operator::cpu_between(&cpu0, &operator::cpu_by_command());
+    let control_cpu = operator::cpu_between(&cpu0, &operator::cpu_by_command(&named));
     let control_work = cluster::work_between(&work0, &cluster::apiserver_work()?);
     say(format!(
         "control: {} pods deleted without the operator: calls answered after {:?}, last DELETED event after {:?}",
@@ -332,7 +340,7 @@ async fn run(args: &Args) -> Result<String> {
 
     // ---------------------------------------------------------------- binding and operator
     install_crd(&client).await?;
-    create_binding(&client, &nacos.base, args).await?;
+    create_binding(&client, &nacos, args).await?;
     let t = Instant::now();
     let log = PathBuf::from(std::env::var("TESTBED_STATE").unwrap_or_else(|_| "/tmp".into()))
         .join("logs/operator-bench.log");
@@ -346,6 +354,7 @@ async fn run(args: &Args) -> Result<String> {
     wait_binding_live(&client, total, Duration::from_secs(300), &mut op).await?;
     let first_ready_in = t.elapsed();
     let (rss_synced, _) = op.memory_kib();
+    let (server_rss_synced, _) = memory_kib(server_pid);
     say(format!(
         "binding Ready with {total} live instances after {first_ready_in:?}"
     ));
@@ -361,8 +370,11 @@ async fn run(args: &Args) -> Result<String> {
     let load_idle = loadavg();
     let c0 = Counters::read(&op.metrics().await);
     let cpu0 = op.cpu_seconds();
+    let server_cpu0 = operator::cpu_seconds(server_pid);
     tokio::time::sleep(args.idle).await;
     let idle_cpu_per_min = (op.cpu_seconds() - cpu0) * 60.0 / args.idle.as_secs_f64();
+    let server_idle_per_min =
+        (operator::cpu_seconds(server_pid) - server_cpu0) * 60.0 / args.idle.as_secs_f64();
     let idle_passes = Counters::read(&op.metrics().await).minus(c0).passes;
     say(format!(
         "idle: {idle_cpu_per_min:.3} CPU s/min ({idle_passes} passes in {:?})",
@@ -373,10 +385,14 @@ async fn run(args: &Args) -> Result<String> {
     let mut pass_requests = Vec::new();
     let mut pass_lists = Vec::new();
     let mut pass_cpu = Vec::new();
+    let mut pass_server_cpu = Vec::new();
     let bindings: Api<NacosBinding> = Api::namespaced(client.clone(), NS);
+    // The API server's requests over the forced passes, the 2 s pauses between them included.
+    let passes_work0 = cluster::apiserver_work()?;
     for i in 0..args.passes {
         let before = Counters::read(&op.metrics().await);
         let cpu = op.cpu_seconds();
+        let server_cpu = operator::cpu_seconds(server_pid);
         let t = Instant::now();
         bindings
             .patch(
@@ -400,12 +416,33 @@ async fn run(args: &Args) -> Result<String> {
         pass_requests.push(d.requests / d.passes);
         pass_lists.push(d.list_instances / d.passes);
         pass_cpu.push((op.cpu_seconds() - cpu) / d.passes);
+        pass_server_cpu.push((operator::cpu_seconds(server_pid) - server_cpu) / d.passes);
         say(format!(
             "full pass {i}: {:?}, {} Nacos requests ({} listings)",
             pass_walls[i], pass_requests[i], pass_lists[i]
         ));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let passes_work = cluster::work_between(&passes_work0, &cluster::apiserver_work()?);
+    // What the operator asks of the API server in a full pass: requests on its own objects (the
+    // binding, its status, Events) and any listing of pods or nodes (a relist). The harness's
+    // annotation (one PATCH per pass) is taken off; background traffic (kwok's leases and
+    // statuses, the controller-manager) is left out by resource.
+    let api_per_pass = {
+        let ours: f64 = passes_work
+            .iter()
+            .filter(|(k, _)| {
+                k.contains("nacosbindings")
+                    || k.ends_with(" events")
+                    || k.as_str() == "LIST pods"
+                    || k.as_str() == "LIST nodes"
+            })
+            .map(|(_, (n, _))| n)
+            .sum();
+        (ours - args.passes as f64).max(0.0) / args.passes.max(1) as f64
+    };
+    let api_all_per_pass =
+        passes_work.values().map(|(n, _)| n).sum::<f64>() / args.passes.max(1) as f64;
 
     // ---------------------------------------------------------------- single deletions
     let seen_deleted: nacos::SeenDeleted = {
@@ -423,7 +460,10 @@ async fn run(args: &Args) -> Result<String> {
         .copied()
         .collect();
     let load_singles = loadavg();
-    let c_singles = Counters::read(&op.metrics().await);
+    let m_singles = op.metrics().await;
+    let c_singles = Counters::read(&m_singles);
+    let ops_singles0 = requests_by_operation(&m_singles);
+    let server_cpu_singles = operator::cpu_seconds(server_pid);
     let mut sent = Vec::new();
     say(format!(
         "deleting {} pods one by one, every {:?}",
@@ -438,7 +478,14 @@ async fn run(args: &Args) -> Result<String> {
         tokio::time::sleep(args.delete_interval).await;
     }
     tracker.wait_all(Duration::from_secs(60)).await;
-    let d_singles = Counters::read(&op.metrics().await).minus(c_singles);
+    let m_singles_end = op.metrics().await;
+    let d_singles = Counters::read(&m_singles_end).minus(c_singles);
+    let ops_singles = fmt_by_operation(
+        &ops_singles0,
+        &requests_by_operation(&m_singles_end),
+        singles.len() as f64,
+    );
+    let server_cpu_singles = operator::cpu_seconds(server_pid) - server_cpu_singles;
     let (single_watch, single_api, watch_lag) = {
         let w = pod_watch.lock().expect("lock");
         let mut from_watch = Vec::new();
@@ -544,8 +591,11 @@ async fn run(args: &Args) -> Result<String> {
 
     // ---------------------------------------------------------------- mass deletion
     let load_mass = loadavg();
-    let c_mass = Counters::read(&op.metrics().await);
+    let m_mass = op.metrics().await;
+    let c_mass = Counters::read(&m_mass);
+    let ops_mass0 = requests_by_operation(&m_mass);
     let cpu_mass = op.cpu_seconds();
+    let server_cpu_mass = operator::cpu_seconds(server_pid);
     let mass_base = 2_000_000;
     for (k, p) in mass.iter().enumerate() {
         tracker.track(
@@ -560,15 +610,18 @@ async fn run(args: &Args) -> Result<String> {
     say(format!("deleting {} pods at once", mass.len()));
     let mass_names: Vec<String> = mass.iter().map(|p| p.name.clone()).collect();
     let work0 = cluster::apiserver_work()?;
-    let cpu0 = operator::cpu_by_command();
+    let cpu0 = operator::cpu_by_command(&named);
     let mass_cost = delete_at_once(&client, &pod_watch, &mass_names).await?;
     let t_mass = mass_cost.started;
-    let mass_cpu_deleting = operator::cpu_between(&cpu0, &operator::cpu_by_command());
+    let mass_cpu_deleting = operator::cpu_between(&cpu0, &operator::cpu_by_command(&named));
     tracker.wait_all(Duration::from_secs(180)).await;
     let mass_work = cluster::work_between(&work0, &cluster::apiserver_work()?);
     let polls_mass = tracker.polls() - polls_mass;
-    let d_mass = Counters::read(&op.metrics().await).minus(c_mass);
+    let m_mass_end = op.metrics().await;
+    let d_mass = Counters::read(&m_mass_end).minus(c_mass);
+    let ops_mass_end = requests_by_operation(&m_mass_end);
     let mass_cpu = op.cpu_seconds() - cpu_mass;
+    let server_cpu_mass = operator::cpu_seconds(server_pid) - server_cpu_mass;
     let mass_done: Vec<Option<Instant>> = (0..mass.len())
         .map(|k| tracker.done_at(mass_base + k))
         .collect();
@@ -590,6 +643,7 @@ async fn run(args: &Args) -> Result<String> {
         .max()
         .map(|d| d.saturating_duration_since(t_mass + mass_cost.last_event));
     let removed_mass = (mass.len() - mass_missing).max(1) as f64;
+    let ops_mass = fmt_by_operation(&ops_mass0, &ops_mass_end, removed_mass);
     say(format!(
         "mass: last offline after {} ({} missing)",
         fmt_dur(mass_last),
@@ -601,6 +655,7 @@ async fn run(args: &Args) -> Result<String> {
     let (wrongful, leftovers) = check_registry(&nacos, &pods, &pod_watch, args.services).await?;
     let totals = Counters::read(&op.metrics().await);
     let (rss_end, hwm) = op.memory_kib();
+    let (server_rss_end, server_hwm) = memory_kib(server_pid);
     let cpu_total = op.cpu_seconds();
     let alive = op.alive();
     say(format!(
@@ -617,8 +672,9 @@ async fn run(args: &Args) -> Result<String> {
     // ---------------------------------------------------------------- report
     let op_p99 = single_watch.p99;
     out.push_str(&format!(
-        "### {} pods: {} instances in {} services, {} KWOK nodes\n\n",
+        "### {} pods on {}: {} instances in {} services, {} KWOK nodes\n\n",
         args.pods,
+        args.server.title(),
         total,
         args.services,
         node_names.len()
@@ -681,13 +737,15 @@ async fn run(args: &Args) -> Result<String> {
     out.push_str(&t.render());
     out.push('\n');
     out.push_str(&format!(
-        "Single deletions: one every {:?}; the operator made {} Nacos requests ({:.1} per deletion), {} passes.\n\
+        "Single deletions: one every {:?}; the operator made {} Nacos requests ({:.1} per deletion: {ops_singles}), \
+         {} passes; {} used {server_cpu_singles:.1} CPU s meanwhile.\n\
          Node loss: {} instances on `bench-lost`, `onNodeUnreachable: Disable`; {} disabled, {} Nacos requests.\n\
          The harness's own consumer-view listings (its offline detector): {} in total.\n\n",
         args.delete_interval,
         d_singles.requests,
         d_singles.requests / singles.len().max(1) as f64,
         d_singles.passes,
+        args.server.title(),
         lost_pods.len(),
         d_node.disabled,
         d_node.requests,
@@ -743,6 +801,10 @@ async fn run(args: &Args) -> Result<String> {
         format!("{:.2}", d_mass.list_instances / removed_mass),
     ]);
     t.row(vec![
+        "Nacos requests per removed instance, by operation".into(),
+        ops_mass.clone(),
+    ]);
+    t.row(vec![
         format!(
             "the harness's consumer-view listings meanwhile (at most {MASS_POLL_RATE}/s; each \
              service once a round, only for instances whose pod's deletion it saw)"
@@ -759,8 +821,11 @@ async fn run(args: &Args) -> Result<String> {
         format!("{:.0} / {:.0}", event_writes("POST"), event_writes("PATCH")),
     ]);
     t.row(vec![
-        "reconcile passes / operator CPU seconds".into(),
-        format!("{} / {:.1}", d_mass.passes, mass_cpu),
+        format!(
+            "reconcile passes / operator CPU seconds / {} CPU seconds",
+            args.server.title()
+        ),
+        format!("{} / {:.1} / {server_cpu_mass:.1}", d_mass.passes, mass_cpu),
     ]);
     out.push_str(&t.render());
     out.push('\n');
@@ -802,11 +867,23 @@ async fn run(args: &Args) -> Result<String> {
         format!("{:.2} s", mean(&pass_cpu)),
     ]);
     t.row(vec![
+        format!("{} CPU per full pass (answering it)", args.server.title()),
+        format!("{:.2} s", mean(&pass_server_cpu)),
+    ]);
+    t.row(vec![
+        "API server requests per full pass: the operator's (binding, status, Events, pod/node lists) / all, background included".into(),
+        format!("{api_per_pass:.1} / {api_all_per_pass:.0}"),
+    ]);
+    t.row(vec![
         format!(
             "operator CPU while idle ({} s window, {idle_passes} passes in it)",
             args.idle.as_secs()
         ),
         format!("{idle_cpu_per_min:.3} CPU s/min"),
+    ]);
+    t.row(vec![
+        format!("{} CPU in the same window", args.server.title()),
+        format!("{server_idle_per_min:.3} CPU s/min"),
     ]);
     t.row(vec![
         "RSS once every instance was Live".into(),
@@ -824,11 +901,24 @@ async fn run(args: &Args) -> Result<String> {
         "operator CPU over the whole run".into(),
         format!("{cpu_total:.1} s"),
     ]);
+    t.row(vec![
+        format!(
+            "{} RSS once every instance was Live / at the end / peak (VmHWM)",
+            args.server.title()
+        ),
+        format!(
+            "{:.0} MiB / {:.0} MiB / {:.0} MiB",
+            server_rss_synced as f64 / 1024.0,
+            server_rss_end as f64 / 1024.0,
+            server_hwm as f64 / 1024.0
+        ),
+    ]);
     out.push_str(&t.render());
     out.push('\n');
 
+    let server_itself = format!("Nacos itself ({}), same run", args.server.title());
     let mut t = Table::new(&[
-        "Nacos itself (rnacos), same run",
+        server_itself.as_str(),
         "unusable after",
         "gone after",
         "operator p99 is faster by",
@@ -926,7 +1016,108 @@ async fn run(args: &Args) -> Result<String> {
             "{leftovers} instances of deleted pods were still listed at the end.\n\n"
         ));
     }
+    if let Some(path) = &args.cost {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let cost = serde_json::json!({
+            "pods": args.pods,
+            "instances": total,
+            "services": args.services,
+            "server": args.server.id(),
+            "run": started_at.format("%Y-%m-%d %H:%M").to_string(),
+            "load_passes": load_idle,
+            "pass_ms_mean": mean(&pass_walls.iter().map(|d| d.as_secs_f64() * 1000.0).collect::<Vec<_>>()),
+            "pass_ms_max": ms(pass_walls.iter().max().copied()),
+            "listings_per_pass": mean(&pass_lists),
+            "nacos_requests_per_pass": mean(&pass_requests),
+            "operator_cpu_per_pass": mean(&pass_cpu),
+            "server_cpu_per_pass": mean(&pass_server_cpu),
+            "api_per_pass": api_per_pass,
+            "api_all_per_pass": api_all_per_pass,
+            "rss_synced_mib": rss_synced as f64 / 1024.0,
+            "rss_peak_mib": hwm as f64 / 1024.0,
+            "idle_cpu_per_min": idle_cpu_per_min,
+            "server_idle_cpu_per_min": server_idle_per_min,
+            "server_rss_synced_mib": server_rss_synced as f64 / 1024.0,
+            "server_peak_mib": server_hwm as f64 / 1024.0,
+            "single_p99_ms": ms(op_p99),
+            "single_requests_per_deletion": d_singles.requests / singles.len().max(1) as f64,
+            "single_by_operation": ops_singles,
+            "mass": mass.len(),
+            "mass_last_ms": ms(mass_last),
+            "mass_by_operation": ops_mass,
+            "wrongful": wrong,
+        });
+        std::fs::write(path, format!("{cost}\n"))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
     Ok(out)
+}
+
+/// The PID of the testbed's `server` (bench/run.sh stops the servers a run does not measure).
+fn server_pid(server: nacos::Server) -> Result<u32> {
+    let state = std::env::var("TESTBED_STATE").context("TESTBED_STATE is not set (testbed env)")?;
+    let f = PathBuf::from(state).join("pids").join(server.component());
+    let pid = std::fs::read_to_string(&f).with_context(|| format!("read {}", f.display()))?;
+    pid.trim()
+        .parse()
+        .with_context(|| format!("{}: {pid:?}", f.display()))
+}
+
+/// A process's VmRSS and VmHWM in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The operator's Nacos requests by operation (`nacos_request_duration_seconds_count`).
+fn requests_by_operation(text: &str) -> BTreeMap<String, f64> {
+    let mut by = BTreeMap::new();
+    let name = "nacos_reconciler_nacos_request_duration_seconds_count{";
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Some(op) = labels
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("operation=\""))
+            .map(|v| v.trim_end_matches('"').to_string())
+        else {
+            continue;
+        };
+        *by.entry(op).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    by
+}
+
+/// `after - before` per operation, divided by `per`, as `op 1.23, …` (operations that did not
+/// happen left out).
+fn fmt_by_operation(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    per: f64,
+) -> String {
+    let parts: Vec<String> = after
+        .iter()
+        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .map(|(k, d)| format!("{k} {:.2}", d / per.max(1.0)))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Live pods whose instance consumers no longer get (wrongful), and instances still listed whose pod
@@ -1028,12 +1219,27 @@ async fn install_crd(client: &kube::Client) -> Result<()> {
     bail!("CRD not established")
 }
 
-async fn create_binding(client: &kube::Client, nacos: &str, args: &Args) -> Result<()> {
+async fn create_binding(client: &kube::Client, nacos: &Nacos, args: &Args) -> Result<()> {
+    let mut spec_nacos = serde_json::json!({"serverAddr": [nacos.base]});
+    // With auth, the credentials go in a Secret the binding names, as users set it up.
+    if let Some((user, pass)) = nacos.credentials() {
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "nacos-auth", "namespace": NS},
+                "stringData": {"username": user, "password": pass}
+            }))?;
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+            .create(&Default::default(), &secret)
+            .await
+            .context("create the credentials Secret")?;
+        spec_nacos["credentialsSecretRef"] = serde_json::json!({"name": "nacos-auth"});
+    }
     let b: NacosBinding = serde_json::from_value(serde_json::json!({
         "apiVersion": "nacos-reconciler.io/v1alpha1", "kind": "NacosBinding",
         "metadata": {"name": BINDING, "namespace": NS},
         "spec": {
-            "nacos": {"serverAddr": [nacos]},
+            "nacos": spec_nacos,
             "services": [{"namePattern": "bench-s*"}],
             "pods": {"selector": {"matchLabels": {"app": "bench"}}},
             "policy": {

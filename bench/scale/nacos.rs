@@ -1,5 +1,6 @@
 //! The harness's side of Nacos: fast registration, the consumer's view, and a tracker that records
-//! when each watched instance stops being listed as usable.
+//! when each watched instance stops being listed as usable. Speaks to rnacos (open) and to Alibaba
+//! Nacos 2.5.1 (auth on: a login token rides on every request).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,10 +9,68 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use futures::StreamExt;
 
+/// The server a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// The testbed's open rnacos 0.8.8 (`RNACOS_ADDR`).
+    Rnacos,
+    /// The testbed's Alibaba Nacos 2.5.1, standalone, auth on (`NACOS_V2_ADDR`).
+    Nacos2,
+}
+
+impl Server {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "rnacos" => Ok(Server::Rnacos),
+            "nacos-2.5.1" => Ok(Server::Nacos2),
+            _ => bail!("--server {s}: rnacos or nacos-2.5.1"),
+        }
+    }
+
+    /// As `--server` and bench/run.sh name it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Server::Rnacos => "rnacos",
+            Server::Nacos2 => "nacos-2.5.1",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Server::Rnacos => "rnacos 0.8.8",
+            Server::Nacos2 => "Alibaba Nacos 2.5.1",
+        }
+    }
+
+    /// The testbed's component name (its PID is in `$TESTBED_STATE/pids/<name>`).
+    pub fn component(self) -> &'static str {
+        match self {
+            Server::Rnacos => "rnacos",
+            Server::Nacos2 => "nacos-2.5.1",
+        }
+    }
+
+    fn addr_var(self) -> &'static str {
+        match self {
+            Server::Rnacos => "RNACOS_ADDR",
+            Server::Nacos2 => "NACOS_V2_ADDR",
+        }
+    }
+
+    pub fn auth(self) -> bool {
+        self == Server::Nacos2
+    }
+}
+
 #[derive(Clone)]
 pub struct Nacos {
     pub base: String,
+    pub server: Server,
     http: reqwest::Client,
+    /// username, password where the server has auth.
+    credentials: Option<(String, String)>,
+    /// The login token and when to log in again.
+    token: Arc<tokio::sync::Mutex<Option<(String, Instant)>>>,
 }
 
 /// An instance as a consumer sees it in `/nacos/v1/ns/instance/list` (which hides disabled ones).
@@ -23,16 +82,67 @@ pub struct Listed {
 }
 
 impl Nacos {
-    pub fn new(base: &str) -> Self {
+    /// The testbed's `server`, from its environment.
+    pub fn new(server: Server) -> Result<Self> {
+        let env =
+            |k: &str| std::env::var(k).with_context(|| format!("{k} is not set (testbed env)"));
+        let base = env(server.addr_var())?;
+        let credentials = if server.auth() {
+            Some((env("NACOS_USERNAME")?, env("NACOS_PASSWORD")?))
+        } else {
+            None
+        };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .timeout(Duration::from_secs(10))
             .build()
-            .expect("an HTTP client");
-        Self {
+            .context("an HTTP client")?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
+            server,
             http,
+            credentials,
+            token: Default::default(),
+        })
+    }
+
+    pub fn credentials(&self) -> Option<&(String, String)> {
+        self.credentials.as_ref()
+    }
+
+    /// The `accessToken` query parameter (none without auth). One login per process, renewed a
+    /// minute before the server's `tokenTtl` runs out; concurrent callers wait for the one login.
+    async fn auth_query(&self) -> Result<Vec<(&'static str, String)>> {
+        let Some((user, pass)) = &self.credentials else {
+            return Ok(Vec::new());
+        };
+        let mut token = self.token.lock().await;
+        if let Some((t, until)) = token.as_ref() {
+            if Instant::now() < *until {
+                return Ok(vec![("accessToken", t.clone())]);
+            }
         }
+        let r = self
+            .http
+            .post(format!("{}/nacos/v1/auth/login", self.base))
+            .form(&[("username", user.as_str()), ("password", pass.as_str())])
+            .send()
+            .await
+            .context("login")?;
+        if !r.status().is_success() {
+            bail!("login: HTTP {}", r.status());
+        }
+        let v: serde_json::Value = r.json().await.context("login")?;
+        let t = v["accessToken"]
+            .as_str()
+            .context("login: no accessToken")?
+            .to_string();
+        let ttl = Duration::from_secs(v["tokenTtl"].as_u64().unwrap_or(18_000));
+        *token = Some((
+            t.clone(),
+            Instant::now() + ttl.saturating_sub(Duration::from_secs(60)),
+        ));
+        Ok(vec![("accessToken", t)])
     }
 
     /// Registers an instance over the v1 HTTP API (persistent unless `ephemeral`).
@@ -44,6 +154,7 @@ impl Nacos {
         ephemeral: bool,
     ) -> Result<()> {
         let mut last = None;
+        let auth = self.auth_query().await?;
         for attempt in 0..5 {
             let r = self
                 .http
@@ -54,6 +165,7 @@ impl Nacos {
                     ("port", &port.to_string()),
                     ("ephemeral", if ephemeral { "true" } else { "false" }),
                 ])
+                .query(&auth)
                 .send()
                 .await;
             match r {
@@ -69,12 +181,15 @@ impl Nacos {
         )
     }
 
-    /// The consumer's view of a service (`healthyOnly=false`: rnacos defaults it to true).
+    /// The consumer's view of a service (`healthyOnly=false`: rnacos defaults it to true). Both
+    /// servers hide disabled instances here; `enabled` is read all the same, in case one does not.
     pub async fn list(&self, service: &str) -> Result<Vec<Listed>> {
+        let auth = self.auth_query().await?;
         let r = self
             .http
             .get(format!("{}/nacos/v1/ns/instance/list", self.base))
             .query(&[("serviceName", service), ("healthyOnly", "false")])
+            .query(&auth)
             .send()
             .await
             .with_context(|| format!("list {service}"))?;

@@ -130,8 +130,9 @@ pub fn loadavg() -> String {
 }
 
 /// CPU seconds used so far by every process on the machine, summed by command name (the harness
-/// itself is `scale-…`).
-pub fn cpu_by_command() -> std::collections::BTreeMap<String, f64> {
+/// itself is `scale-…`); the processes in `named` under their given names instead (the measured
+/// Nacos server: other testbeds on the machine may run a `java` or an `rnacos` too).
+pub fn cpu_by_command(named: &[(u32, &str)]) -> std::collections::BTreeMap<String, f64> {
     let mut by = std::collections::BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return by;
@@ -152,6 +153,10 @@ pub fn cpu_by_command() -> std::collections::BTreeMap<String, f64> {
         else {
             continue;
         };
+        let comm = named
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map_or(comm, |(_, n)| n.to_string());
         *by.entry(comm).or_insert(0.0) += cpu_seconds(pid);
     }
     by
