@@ -8,6 +8,7 @@
 #   bench/cases.sh                                 # 5 repetitions, Nacos alone bounded at 600 s
 #   bench/cases.sh --reps 2 --bound 60 --no-write  # a short trial; other flags go to the harness:
 #   bench/cases.sh --servers nacos --cases a,e --stagger-ms 2300 --parallel 2
+#   bench/cases.sh --cases b,e --max-removals 100% --node-unreachable-seconds 0   # policy other than the default
 #
 # Needs root (case e runs clients in network namespaces of its own). Starts a private testbed
 # (TESTBED_STATE, default /tmp/nacos-reconciler-bench-cases) and tears it down afterwards, with

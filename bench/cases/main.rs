@@ -97,6 +97,10 @@ pub struct Ctx {
     pub reps: usize,
     pub bound: Duration,
     pub stagger: Duration,
+    /// The policy's `maxRemovals` instead of its default (50%).
+    pub max_removals: Option<String>,
+    /// The policy's `nodeUnreachableSeconds` instead of its default (60).
+    pub node_unreachable: Option<Duration>,
     pub operator: PathBuf,
     pub logs: PathBuf,
     pub peer: net::Peer,
@@ -114,6 +118,8 @@ struct Args {
     bound: Duration,
     stagger: Duration,
     parallel: usize,
+    max_removals: Option<String>,
+    node_unreachable: Option<Duration>,
     servers: Vec<Kind>,
     cases: Vec<Case>,
     operator: PathBuf,
@@ -169,6 +175,15 @@ fn parse_args() -> Result<Args> {
         bound: Duration::from_secs(num("bound", 600)?),
         stagger: Duration::from_millis(num("stagger-ms", 2300)?),
         parallel: num("parallel", 2)? as usize,
+        max_removals: kv.get("max-removals").cloned(),
+        node_unreachable: match kv.get("node-unreachable-seconds") {
+            Some(v) => {
+                Some(Duration::from_secs(v.parse().with_context(|| {
+                    format!("--node-unreachable-seconds {v}")
+                })?))
+            }
+            None => None,
+        },
         servers,
         cases,
         operator: kv
@@ -253,6 +268,8 @@ async fn run(args: Args) -> Result<()> {
         reps: args.reps,
         bound: args.bound,
         stagger: args.stagger,
+        max_removals: args.max_removals.clone(),
+        node_unreachable: args.node_unreachable,
         operator: args.operator.clone(),
         logs,
         peer,
@@ -346,6 +363,18 @@ fn render(
         bound.as_secs(),
         args.stagger.as_millis(),
     ));
+    if let Some(m) = &args.max_removals {
+        out.push_str(&format!(
+            "Policy with the operator: `maxRemovals: {m}` instead of the default.\n\n"
+        ));
+    }
+    if let Some(n) = args.node_unreachable {
+        out.push_str(&format!(
+            "Policy with the operator: `nodeUnreachableSeconds: {}` instead of the default.\n\n",
+            n.as_secs()
+        ));
+    }
+    let unreachable = args.node_unreachable.unwrap_or(Duration::from_secs(60));
     let mut notes = Vec::new();
     for s in servers {
         let name = match s.kind {
@@ -401,7 +430,7 @@ fn render(
             "case e, with the operator",
             "event → node not Ready (seen / lastTransitionTime)",
             "+ nodeUnreachableSeconds",
-            "operator's share (total − seen − 60 s)",
+            "operator's share (total − seen − nodeUnreachableSeconds)",
             "total",
         ]);
         for c in [Case::EGrpc, Case::EBeats] {
@@ -412,7 +441,7 @@ fn render(
                 .gone
                 .iter()
                 .zip(&o.node_seen)
-                .filter_map(|(g, n)| (*g)?.checked_sub((*n)? + Duration::from_secs(60)))
+                .filter_map(|(g, n)| (*g)?.checked_sub((*n)? + unreachable))
                 .map(Some)
                 .collect();
             // Nacos itself took the instance out before the operator could (node not yet
@@ -422,7 +451,7 @@ fn render(
                 .iter()
                 .zip(&o.node_seen)
                 .filter(|(g, n)| match (g, n) {
-                    (Some(g), Some(n)) => *g < *n + Duration::from_secs(60),
+                    (Some(g), Some(n)) => *g < *n + unreachable,
                     (Some(_), None) => true,
                     _ => false,
                 })
@@ -434,7 +463,7 @@ fn render(
             split.row(vec![
                 c.title().trim_start_matches("e. ").into(),
                 format!("{} ({})", mm(&o.node_seen), mm(&o.node_transition)),
-                "60 s".into(),
+                format!("{} s", unreachable.as_secs()),
                 if first > 0 {
                     format!(
                         "{} (Nacos removed it first in {first} of {})",

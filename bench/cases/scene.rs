@@ -282,6 +282,12 @@ pub async fn run(
         if case == Case::F {
             policy["onPodTerminating"] = json!("Deregister");
         }
+        if let Some(m) = &ctx.max_removals {
+            policy["maxRemovals"] = json!(m);
+        }
+        if let Some(n) = ctx.node_unreachable {
+            policy["nodeUnreachableSeconds"] = json!(n.as_secs());
+        }
         common::create_binding(
             &client,
             &ns,
