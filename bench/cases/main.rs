@@ -106,6 +106,8 @@ pub struct Ctx {
     pub peer: net::Peer,
     pub nets: AtomicUsize,
     pub node_ips: AtomicUsize,
+    /// Ready nodes of the testbed's kwok; scene `i` puts its pods on filler `i`.
+    pub fillers: Vec<String>,
 }
 
 pub fn say(msg: impl AsRef<str>) {
@@ -262,7 +264,10 @@ async fn run(args: Args) -> Result<()> {
     }
     // Nodes that stay Ready, so that the nodes stopped in case e never trip the operator's
     // partition freeze (more than half of all nodes down). Played by the testbed's kwok.
-    let fillers = fillers(&client, 24).await?;
+    // Each scene's pods also go on a filler of its own: KWOK hands a deleted pod's IP to the next
+    // pod on the node, and a victim's IP taken by another scene's pod would mix the scenes.
+    let scenes = servers.len() * args.cases.len() * 2;
+    let fillers = fillers(&client, scenes + 12).await?;
     let ctx = Arc::new(Ctx {
         client,
         reps: args.reps,
@@ -275,6 +280,7 @@ async fn run(args: Args) -> Result<()> {
         peer,
         nets: AtomicUsize::new(0),
         node_ips: AtomicUsize::new(0),
+        fillers: fillers.0.clone(),
     });
     // The scenes whose Nacos-alone wait may run to the bound first, so that those waits overlap.
     let mut order: Vec<(Kind, Case, bool)> = Vec::new();
@@ -294,7 +300,7 @@ async fn run(args: Args) -> Result<()> {
     let started = chrono::Utc::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(args.parallel.max(1)));
     let mut tasks = Vec::new();
-    for (kind, case, op) in order {
+    for (i, (kind, case, op)) in order.into_iter().enumerate() {
         let permit = slots.clone().acquire_owned().await?;
         let nacos = servers
             .iter()
@@ -310,7 +316,7 @@ async fn run(args: Args) -> Result<()> {
         ));
         tasks.push((
             (kind, case, op),
-            tokio::spawn(scene::run(ctx, nacos, case, op, permit)),
+            tokio::spawn(scene::run(ctx, nacos, i, case, op, permit)),
         ));
     }
     let mut results: BTreeMap<(Kind, Case, bool), Result<Outcome, String>> = BTreeMap::new();
@@ -492,7 +498,8 @@ fn render(
 }
 
 /// `n` Ready nodes played by the testbed's kwok (annotation `kwok.x-k8s.io/node: fake`),
-/// tainted so that nothing runs there; deleted on drop.
+/// tainted so that only the scenes' pods (bound by `spec.nodeName`, tolerating every taint) run
+/// there; deleted on drop.
 async fn fillers(client: &kube::Client, n: usize) -> Result<Fillers> {
     use k8s_openapi::api::core::v1::Node;
     use kube::api::{Api, PostParams};

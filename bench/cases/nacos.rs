@@ -112,6 +112,8 @@ impl Nacos {
         bail!("the private rnacos did not start in five attempts")
     }
 
+    /// Whether a Raft write (a namespace) takes within 30 s; the first answers may come before
+    /// the Raft store is ready.
     async fn takes_writes(&self) -> bool {
         for _ in 0..60 {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -126,7 +128,9 @@ impl Nacos {
                 .send()
                 .await;
             if let Ok(r) = ok {
-                return r.text().await.is_ok_and(|t| t.trim() == "true");
+                if r.text().await.is_ok_and(|t| t.trim() == "true") {
+                    return true;
+                }
             }
         }
         false

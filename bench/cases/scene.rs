@@ -93,6 +93,7 @@ fn pod(name: &str, node: &str, grace: u64) -> Result<Pod> {
 pub async fn run(
     ctx: Arc<Ctx>,
     nacos: Arc<Nacos>,
+    index: usize,
     case: Case,
     op: bool,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -141,22 +142,21 @@ pub async fn run(
     } else {
         0
     };
+    // Not a testbed node: see `fillers` in main.rs.
+    let filler = ctx.fillers[index % ctx.fillers.len()].clone();
     for i in 0..r {
         let node = held
             .nodes
             .get(i)
             .map(|n| n.name.clone())
-            .unwrap_or_else(|| format!("kwok-node-{}", i % 3));
+            .unwrap_or_else(|| filler.clone());
         pods.create(
             &PostParams::default(),
             &pod(&format!("v{i}"), &node, grace)?,
         )
         .await?;
-        pods.create(
-            &PostParams::default(),
-            &pod(&format!("k{i}"), &format!("kwok-node-{}", i % 3), 0)?,
-        )
-        .await?;
+        pods.create(&PostParams::default(), &pod(&format!("k{i}"), &filler, 0)?)
+            .await?;
     }
     let ready = common::ready_pods(&client, &ns, "cases", 2 * r).await;
     let ip_of = |name: &str| -> Result<String> {
