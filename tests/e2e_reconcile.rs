@@ -231,30 +231,49 @@ per_server!(
 );
 
 /// (Scenario 3) A 1.x client goes on beating after its pod is gone: it re-registers the instance
-/// the operator deregistered; the instance ends disabled and stays so while the beats go on.
+/// the operator deregistered; the instance ends disabled and stays so while the beats go on. The
+/// disable is the same removal as the deregistration it stands in for: a budget of 2 takes two
+/// such instances offline (counted twice, it held the disables for the whole window).
 async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Server) {
     let scene = Scene::on(server, "beats")
-        .pods(2)
+        .pods(3)
         .registered(By::Beats)
-        .policy(json!({"gracePeriodSeconds": 1, "maxRemovals": "100%"}))
+        .policy(json!({"gracePeriodSeconds": 1, "maxRemovals": 2}))
         .spec(json!({"resyncSeconds": 5}))
         .build()
         .await;
     let _operator = scene.operator();
-    scene.wait_ready_live(2).await;
+    scene.wait_ready_live(3).await;
     let uid = scene.uid().await;
 
     let (survivors, gone) = scene.scale_to(1).await;
+    assert_eq!(gone.len(), 2);
+    for ip in &gone {
+        wait_for(
+            &format!("the beating instance {ip} to be disabled by this binding"),
+            Duration::from_secs(60),
+            || async {
+                let h = scene.held(ip).await?;
+                (!h.enabled && h.disabled_by() == Some(uid.as_str())).then_some(())
+            },
+        )
+        .await;
+    }
+    let s = scene
+        .bindings
+        .get(&scene.app)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(s.removals.len(), 2, "each removal counted once: {s:#?}");
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.type_ != "RemovalsHeld" || c.status == "False"),
+        "{s:#?}"
+    );
     let victim = gone[0].clone();
-    wait_for(
-        "the beating instance to be disabled by this binding",
-        Duration::from_secs(60),
-        || async {
-            let h = scene.held(&victim).await?;
-            (!h.enabled && h.disabled_by() == Some(uid.as_str())).then_some(())
-        },
-    )
-    .await;
     let note = deregister_ineffective(&scene, &victim).await;
     eprintln!("{server}: {note}");
     // Why it came back, with the address to look for.

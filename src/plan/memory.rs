@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::model::{InstanceKey, ServiceKey};
 
 use super::policy::before;
+use super::Action;
 
 /// Small and prunable: entries of instances that are no longer listed are dropped on every pass.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -66,6 +67,16 @@ impl Memory {
             || self
                 .deregistered
                 .get(key)
+                .is_some_and(|at| *at > before(now, window))
+    }
+
+    /// Whether `action` is a disable standing in for a deregistration of this window (that did not
+    /// hold): that removal is counted against the budget already.
+    pub fn counted_already(&self, action: &Action, now: DateTime<Utc>, window: TimeDelta) -> bool {
+        action.replaces_deregister
+            && self
+                .deregistered
+                .get(&action.instance)
                 .is_some_and(|at| *at > before(now, window))
     }
 

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::{
     Instance, InstanceKey, MarkerOwner, NodeDeparture, NodeFacts, NodeReadiness, PodFacts,
@@ -353,7 +353,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if input.policy.dry_run {
             service.would_act = std::mem::take(&mut service.actions);
         } else {
-            record_actions(&mut memory, &service.service, &service.actions, input.now);
+            let window = delta(input.policy.removal_window);
+            record_actions(
+                &mut memory,
+                &service.service,
+                &service.actions,
+                input.now,
+                window,
+            );
         }
         service.counts.held = service.held.len();
     }
@@ -646,7 +653,7 @@ fn apply_budget(
     input: &PlanInput<'_>,
     memory: &Memory,
     out: &mut ServicePlan,
-    mut removals: Vec<Action>,
+    removals: Vec<Action>,
 ) {
     let window = delta(input.policy.removal_window);
     let used = memory.removals_in_window(&out.service, input.now, window);
@@ -661,6 +668,13 @@ fn apply_budget(
         .saturating_sub(out.counts.offline)
         .saturating_add(used);
     let limit = input.policy.max_removals.limit(before_window);
+    // A disable standing in for a deregistration of this window that did not hold (a 1.x client
+    // registered the instance again) is the same removal, counted once already: not again, and
+    // not held (5 beating clients would otherwise spend 10 of the budget).
+    let (counted, mut removals): (Vec<Action>, Vec<Action>) = removals
+        .into_iter()
+        .partition(|a| memory.counted_already(a, input.now, window));
+    out.actions.extend(counted);
     let allowed = limit.saturating_sub(used).min(removals.len());
     removals.sort_by(action_order);
     let held = removals.split_off(allowed);
@@ -712,9 +726,10 @@ fn record_actions(
     service: &ServiceKey,
     actions: &[Action],
     now: DateTime<Utc>,
+    window: TimeDelta,
 ) {
     for action in actions {
-        if action.kind.is_removal() {
+        if action.kind.is_removal() && !memory.counted_already(action, now, window) {
             memory.record_removal(service, now);
         }
         if action.kind == ActionKind::Deregister {

@@ -1110,11 +1110,29 @@ fn rule6_budget_is_recorded_across_passes() {
     fx.policy.max_removals = MaxRemovals::Count(2);
     let first = fx.run();
     assert_eq!(first.memory.removals[&svc("orders")], vec![t(0), t(0)]);
+    let removed: Vec<InstanceKey> = first.services[0]
+        .actions
+        .iter()
+        .map(|a| a.instance.clone())
+        .collect();
     fx.memory = first.memory;
     fx.now = t(100);
-    assert!(
-        fx.run().services[0].actions.is_empty(),
-        "window still spent"
+    // The window's budget is spent: the other two are held. The two deregistered are listed
+    // again (something re-registered them): disabled, each the removal counted already.
+    let second = fx.run();
+    let s = &second.services[0];
+    assert_eq!(s.held.len(), 2, "window still spent");
+    let disabled: Vec<&InstanceKey> = s
+        .actions
+        .iter()
+        .inspect(|a| assert!(a.kind == ActionKind::Disable && a.replaces_deregister))
+        .map(|a| &a.instance)
+        .collect();
+    assert_eq!(disabled, removed.iter().collect::<Vec<_>>());
+    assert_eq!(
+        second.memory.removals[&svc("orders")],
+        vec![t(0), t(0)],
+        "not counted again"
     );
     fx.now = t(300);
     assert_eq!(fx.run().services[0].actions.len(), 2, "window passed");
