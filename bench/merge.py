@@ -68,11 +68,16 @@ def growth(costs):
                "pods, last offline; Nacos requests per removed instance, by operation | idle CPU, operator / server "
                "| wrongful | run |")
     out.append("| --- " * 7 + "|")
+    def late(c, key):
+        n = c.get(key) or 0
+        return f" (**{n:,} not offline in time**)" if n else ""
+
     for c in costs:
         out.append(
             f"| {SERVERS.get(c['server'], c['server'])} | {c['pods']:,} "
-            f"| {fms(c['single_p99_ms'])}; {c['single_requests_per_deletion']:.1f} ({c['single_by_operation']}) "
-            f"| {c['mass']:,}, {fms(c['mass_last_ms'])}; {c['mass_by_operation']} "
+            f"| {fms(c['single_p99_ms'])}{late(c, 'single_missing')}; {c['single_requests_per_deletion']:.1f} "
+            f"({c['single_by_operation']}) "
+            f"| {c['mass']:,}, {fms(c['mass_last_ms'])}{late(c, 'mass_missing')}; {c['mass_by_operation']} "
             f"| {c['idle_cpu_per_min']:.3f} / {c['server_idle_cpu_per_min']:.3f} CPU s/min | {c['wrongful']} | {ref(c)} |")
     out.append("")
     for i, (run, command, commit, load) in enumerate(runs):
