@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use nacos_reconciler::model::{Instance, ServiceKey, DISABLED_BY_KEY};
 use nacos_reconciler::nacos::{
-    sole_connection, ApiGeneration, Credentials, NacosClient, NacosConfig, NacosError,
+    sole_publisher, ApiGeneration, Credentials, NacosClient, NacosConfig, NacosError,
     NamespaceCheck, Publisher,
 };
 
@@ -227,7 +227,9 @@ async fn publishers_name_the_connection_or_the_http_registration(server: Server)
         assert_eq!((grpc_owners, http_owners), (vec![], vec![]), "{server}");
         return;
     }
-    let owner = sole_connection(&grpc_owners).expect("the gRPC instance's connection");
+    let Some(Publisher::Connection(owner)) = sole_publisher(&grpc_owners) else {
+        panic!("{server}: the gRPC instance's connection: {grpc_owners:?}")
+    };
     assert_eq!(
         owner.client.map(|a| a.ip().to_string()).as_deref(),
         Some("127.0.0.1"),

@@ -444,7 +444,7 @@ mod tests {
     #[test]
     fn an_offline_note_is_the_disabling_events_words_without_the_instance() {
         use crate::model::{InstanceKey, ServiceKey};
-        use crate::nacos::Connection;
+        use crate::nacos::{Connection, Publisher};
         use crate::plan::{ActionKind, Confirm, Verdict};
         let outcome = |kind, result| Outcome {
             action: crate::plan::Action {
@@ -466,12 +466,12 @@ mod tests {
         };
         let owned = Written::Ineffective {
             disabled: true,
-            owner: Some(Connection {
+            owner: Some(Publisher::Connection(Connection {
                 id: "1765000000000_127.0.0.1_58722".into(),
                 client: Some("127.0.0.1:58722".parse().unwrap()),
                 since: None,
                 detail: None,
-            }),
+            })),
         };
         assert_eq!(
             offline_note(&outcome(ActionKind::Deregister, owned)).as_deref(),

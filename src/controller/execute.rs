@@ -16,7 +16,7 @@ use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::BindingLabels;
 use crate::model::{Instance, ServiceKey, ServiceSnapshot};
-use crate::nacos::{sole_connection, Connection, NacosClient, Registry};
+use crate::nacos::{sole_publisher, NacosClient, Publisher, Registry};
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 
 /// Actions whose second-signal check may run at once, ahead of the writes. A check is one request to
@@ -233,9 +233,10 @@ async fn apply(
 ) -> Written {
     match action.kind {
         ActionKind::Deregister => {
-            if let Some(owner) = connection_owner(nacos, instance).await {
+            if let Some(owner) = keeper(nacos, instance).await {
                 // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
-                // would be answered ok and change nothing. Not sent; disabling is what works.
+                // would be answered ok and change nothing; what beats keep, the next beat
+                // registers again. Not sent; disabling is what works.
                 remember(memory, |m| m.forget_deregistration(&instance.key));
                 return disable_instead(nacos, marker, instance, memory, Some(owner)).await;
             }
@@ -279,11 +280,12 @@ async fn apply(
     }
 }
 
-/// The gRPC connection that alone keeps `instance`, where the server names it. Asking is only an
-/// optimisation: whatever goes wrong, the DELETE and its read-back find out the slow way.
-async fn connection_owner(nacos: &impl Registry, instance: &Instance) -> Option<Connection> {
+/// The client that alone keeps `instance` registered (a gRPC connection, or beats over HTTP),
+/// where the server names it. Asking is only an optimisation: whatever goes wrong, the DELETE and
+/// its read-back (and, for beats, the re-registration) find out the slow way.
+async fn keeper(nacos: &impl Registry, instance: &Instance) -> Option<Publisher> {
     match nacos.publishers(instance).await {
-        Ok(publishers) => sole_connection(&publishers).cloned(),
+        Ok(publishers) => sole_publisher(&publishers).cloned(),
         Err(e) => {
             debug!(instance = %instance.key, error = %e, "publishers not known");
             None
@@ -296,7 +298,8 @@ async fn connection_owner(nacos: &impl Registry, instance: &Instance) -> Option<
 /// waits on it (and only the member the client is connected to answers).
 async fn described(nacos: &impl Registry, mut written: Written) -> Written {
     if let Written::Ineffective {
-        owner: Some(owner), ..
+        owner: Some(Publisher::Connection(owner)),
+        ..
     } = &mut written
     {
         owner.detail = nacos.client_detail(owner).await.ok();
@@ -310,7 +313,7 @@ async fn disable_instead(
     marker: &str,
     instance: &Instance,
     memory: &SharedMemory<'_>,
-    owner: Option<Connection>,
+    owner: Option<Publisher>,
 ) -> Written {
     remember(memory, |m| m.mark_ineffective(&instance.key));
     let disabled = disable(nacos, marker, instance).await.is_ok();
@@ -564,7 +567,7 @@ mod tests {
         let r = run(ActionKind::Deregister, owned, Some(instance(true))).await;
         let Written::Ineffective {
             disabled: true,
-            owner: Some(owner),
+            owner: Some(Publisher::Connection(owner)),
         } = &r.result
         else {
             panic!("{:?}", r.result)
@@ -602,6 +605,42 @@ mod tests {
         assert!(
             unnamed.contains("Nacos answered ok to the deregistration"),
             "{unnamed}"
+        );
+    }
+
+    /// An instance the server says an HTTP registration keeps (a 1.x client's beats): a DELETE
+    /// would take until the next beat registered it again; disabled at once instead, and the Event
+    /// says what keeps it.
+    #[tokio::test]
+    async fn an_instance_beats_keep_is_disabled_without_a_delete() {
+        let beating = Behaviour {
+            beats_owned: true,
+            ..Behaviour::default()
+        };
+        let r = run(ActionKind::Deregister, beating, Some(instance(true))).await;
+        let Written::Ineffective {
+            disabled: true,
+            owner: Some(Publisher::Http(id)),
+        } = &r.result
+        else {
+            panic!("{:?}", r.result)
+        };
+        assert_eq!(id, "10.0.0.1:8080#true");
+        assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
+        assert!(r.memory.disabled.contains(&key()));
+        assert!(!r.memory.deregistered.contains_key(&key()));
+        let o = Outcome {
+            action: action(ActionKind::Deregister),
+            result: r.result.clone(),
+        };
+        let note = super::super::events::outcome_event(&o)
+            .0
+            .note
+            .unwrap_or_default();
+        assert!(
+            note.contains("registered over HTTP as ephemeral (client 10.0.0.1:8080#true)")
+                && note.contains("disabled it instead (enabled=false)"),
+            "{note}"
         );
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use crate::crd::NacosBinding;
-use crate::nacos::{Connection, NacosError};
+use crate::nacos::{NacosError, Publisher};
 use crate::plan::{Action, ActionKind};
 
 /// `namespace/name`: how logs, metrics and the claims name a binding.
@@ -21,11 +21,12 @@ pub enum Written {
     /// Written and seen to take.
     Done,
     /// A deregistration that cannot take, disabled instead; `disabled` says whether that took.
-    /// `owner`: the gRPC connection the server named as keeping the instance (no DELETE was
-    /// sent); `None`: the DELETE was answered `ok` and the instance stayed.
+    /// `owner`: the client the server named as keeping the instance (a gRPC connection, or an
+    /// HTTP registration's beats; no DELETE was sent); `None`: the DELETE was answered `ok` and
+    /// the instance stayed.
     Ineffective {
         disabled: bool,
-        owner: Option<Connection>,
+        owner: Option<Publisher>,
     },
     /// The second signal contradicted the cache: nothing was written.
     NotConfirmed(Unconfirmed),

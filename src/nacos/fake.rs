@@ -30,6 +30,8 @@ pub struct Behaviour {
     /// The server names a gRPC connection as the sole publisher of every instance (Nacos 2.x/3.x
     /// with an SDK client); with `deletes_ignored`, what such a server does.
     pub connection_owned: bool,
+    /// The publisher list names an HTTP registration (a 1.x client's beats) for the instance.
+    pub beats_owned: bool,
     /// The publisher list is refused (a user without admin reads on Nacos 2.x).
     pub publishers_refused: bool,
 }
@@ -182,7 +184,7 @@ impl Registry for FakeRegistry {
         self.set_enabled(instance, None)
     }
 
-    async fn publishers(&self, _instance: &Instance) -> Result<Vec<Publisher>> {
+    async fn publishers(&self, instance: &Instance) -> Result<Vec<Publisher>> {
         let path = "/nacos/v2/ns/client/service/publisher/list";
         if self.behaviour.reads_fail {
             return Err(unreachable(path));
@@ -196,6 +198,11 @@ impl Registry for FakeRegistry {
         }
         Ok(if self.behaviour.connection_owned {
             vec![Publisher::from_client_id(OWNER_ID)]
+        } else if self.behaviour.beats_owned {
+            vec![Publisher::from_client_id(&format!(
+                "{}:{}#true",
+                instance.listed_ip, instance.key.port
+            ))]
         } else {
             Vec::new()
         })

@@ -47,7 +47,7 @@ pub use config::{
     TlsConfig,
 };
 pub use error::{classify_error, NacosError, Result};
-pub use publishers::{sole_connection, ClientDetail, Connection, Publisher};
+pub use publishers::{sole_publisher, ClientDetail, Connection, Publisher};
 pub use transport::{Operation, RequestCounters, RequestEvent, RequestObserver};
 
 use transport::{Operation as Op, Req, Transport};

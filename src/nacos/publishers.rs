@@ -133,10 +133,12 @@ impl Publisher {
     }
 }
 
-/// The connection that alone keeps `instance`, if the server says one does.
-pub fn sole_connection(publishers: &[Publisher]) -> Option<&Connection> {
+/// The client that alone keeps an ephemeral instance registered, if the server names one: a gRPC
+/// connection, or an HTTP registration kept by its beats. A DELETE does not end either (the next
+/// beat registers the instance again).
+pub fn sole_publisher(publishers: &[Publisher]) -> Option<&Publisher> {
     match publishers {
-        [Publisher::Connection(c)] => Some(c),
+        [one] => Some(one),
         _ => None,
     }
 }
@@ -271,14 +273,14 @@ mod tests {
     }
 
     #[test]
-    fn only_a_lone_connection_keeps_an_instance_from_a_delete() {
+    fn only_a_lone_publisher_keeps_an_instance_from_a_delete() {
         let conn = Publisher::from_client_id("1796596545084_127.0.0.1_49866");
         let http = Publisher::from_client_id("10.9.9.10:8080#true");
-        assert!(sole_connection(std::slice::from_ref(&conn)).is_some());
-        assert!(sole_connection(&[]).is_none());
-        assert!(sole_connection(std::slice::from_ref(&http)).is_none());
-        assert!(sole_connection(&[conn.clone(), http]).is_none());
-        assert!(sole_connection(&[conn.clone(), conn]).is_none());
+        assert_eq!(sole_publisher(std::slice::from_ref(&conn)), Some(&conn));
+        assert_eq!(sole_publisher(std::slice::from_ref(&http)), Some(&http));
+        assert!(sole_publisher(&[]).is_none());
+        assert!(sole_publisher(&[conn.clone(), http]).is_none());
+        assert!(sole_publisher(&[conn.clone(), conn]).is_none());
     }
 
     #[test]
