@@ -26,6 +26,8 @@ pub struct FakeApiServer {
     pub pods: Vec<Pod>,
     /// The field selector of every pod listing asked.
     pub asked: std::sync::Mutex<Vec<String>>,
+    /// How long each answer takes (a busy API server).
+    pub delay: std::time::Duration,
 }
 
 impl FakeApiServer {
@@ -33,6 +35,7 @@ impl FakeApiServer {
         Self {
             pods,
             asked: Default::default(),
+            delay: std::time::Duration::ZERO,
         }
     }
 
@@ -65,6 +68,7 @@ impl FakeApiServer {
             axum::routing::get(move |req: axum::extract::Request| {
                 let served = served.clone();
                 async move {
+                    tokio::time::sleep(served.delay).await;
                     let list = served.list(req.uri().query().unwrap_or_default());
                     ([("content-type", "application/json")], list.to_string())
                 }
