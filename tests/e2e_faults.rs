@@ -139,13 +139,7 @@ async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_
     }
     proxy.assert_untouched(&survivors);
     at.assert_live_registered(&scene.svc, &survivors).await;
-    let s = scene
-        .bindings
-        .get(&scene.app)
-        .await
-        .unwrap()
-        .status
-        .unwrap();
+    let s = scene.status().await;
     assert!(s.removed_total as usize <= gone.len(), "{s:#?}");
     assert_eq!(s.instances.live, 4, "{s:#?}");
     if let PrivateServer::Alibaba(n) = &nacos {

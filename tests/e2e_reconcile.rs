@@ -261,13 +261,7 @@ async fn a_1x_client_that_keeps_beating_ends_disabled_and_stays_so(server: Serve
         )
         .await;
     }
-    let s = scene
-        .bindings
-        .get(&scene.app)
-        .await
-        .unwrap()
-        .status
-        .unwrap();
+    let s = scene.status().await;
     assert_eq!(s.removals.len(), 2, "each removal counted once: {s:#?}");
     assert!(
         s.conditions

@@ -245,6 +245,13 @@ mod tests {
         );
     }
 
+    /// Enough addresses to confirm for one listing to answer for all.
+    fn listed_addresses() -> Vec<IpAddr> {
+        (1..=LIST_FROM as u8)
+            .map(|i| IpAddr::from([10, 0, 0, i]))
+            .collect()
+    }
+
     #[tokio::test]
     async fn an_address_no_pod_of_the_scope_holds_is_confirmed_free_one_by_one_or_in_one_listing() {
         let (client, api) =
@@ -260,9 +267,7 @@ mod tests {
             ["status.podIP=10.0.0.1"]
         );
         // Many addresses: one listing answers for all of them.
-        let many: Vec<IpAddr> = (1..=LIST_FROM as u8)
-            .map(|i| IpAddr::from([10, 0, 0, i]))
-            .collect();
+        let many = listed_addresses();
         let check = PodCheck::new(client, &view, Some(&s), many.clone());
         for ip in many {
             assert!(check.api_server(ip).await.is_ok());
@@ -281,9 +286,7 @@ mod tests {
         let (client, api) = api.start().await;
         let view = view(&[], &[]);
         let s = scope();
-        let many: Vec<IpAddr> = (1..=LIST_FROM as u8)
-            .map(|i| IpAddr::from([10, 0, 0, i]))
-            .collect();
+        let many = listed_addresses();
         let check = PodCheck::new(client, &view, Some(&s), many.clone());
         for ip in many {
             assert!(check.api_server(ip).await.is_ok());

@@ -346,6 +346,16 @@ impl Scene {
         wait_status(&self.bindings, &self.app, what, timeout, ready).await
     }
 
+    /// The binding's status as the API server has it now.
+    pub async fn status(&self) -> NacosBindingStatus {
+        self.bindings
+            .get(&self.app)
+            .await
+            .expect("the binding")
+            .status
+            .expect("the binding's status")
+    }
+
     /// Why Nacos still lists `ip` (taken offline by this binding), once `status.stillRegistered`
     /// says so.
     pub async fn still_registered(&self, ip: &str) -> String {
