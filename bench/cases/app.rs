@@ -20,6 +20,8 @@ pub enum Sdk {
 
 pub struct App {
     proc: Option<TestProcess>,
+    /// The process's own home (SDK logs, failover cache), removed with it.
+    home: std::path::PathBuf,
     stdin: Option<ChildStdin>,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -94,6 +96,7 @@ impl App {
         });
         Ok(Self {
             proc: Some(proc),
+            home,
             stdin,
             lines,
         })
@@ -123,5 +126,12 @@ impl App {
     /// SIGKILL (the kernel closes its connections).
     pub fn kill(&mut self) {
         self.proc = None;
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.proc = None;
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }
