@@ -2,10 +2,12 @@
 //! from an ineffective DELETE to `enabled=false`. Touches nothing the plan did not name.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use chrono::Utc;
 use futures::StreamExt;
 use kube::ResourceExt;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, info, warn};
 
 use super::confirm::PodCheck;
@@ -25,11 +27,13 @@ use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 /// right before each write.
 const CHECKS_AHEAD: usize = 64;
 
-/// Writes (each with its read-back) in flight at once. A pass cut short (operator killed, Nacos gone,
-/// leadership lost) leaves at most this many writes whose outcome nobody read back; each was
-/// confirmed and counted against the budget before it went out, and the next pass lists the service
-/// again, so a write in doubt is done at most once more, never wrongly (tests/e2e_faults.rs).
-/// One at a time, 2,000 removals took 8 s of DELETE and read-back.
+/// Write requests in flight at once. A slot is held for the request alone: the read-back that
+/// follows waits outside it (on Alibaba Nacos at least 600 ms, the server's settle time; held
+/// through it, 4 slots let 6.5 writes a second through: 200 removals took 31.5 s in the scale
+/// benchmark). A pass cut short (operator killed, Nacos gone, leadership lost) leaves at most
+/// [`CHECKS_AHEAD`] writes whose outcome nobody read back; each was confirmed and counted against
+/// the budget before it went out, and the next pass lists the service again, so a write in doubt
+/// is done at most once more, never wrongly (tests/e2e_faults.rs).
 const WRITES_IN_FLIGHT: usize = 4;
 
 /// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
@@ -74,7 +78,7 @@ pub async fn execute(
     // items is not `Send` enough for the controller's future.
     // The API server checks (read-only, and with 10,000 pods the slow part) overlap; the writes
     // queue for a slot, first come first served.
-    let writing = tokio::sync::Semaphore::new(WRITES_IN_FLIGHT);
+    let writing = Semaphore::new(WRITES_IN_FLIGHT);
     let to_confirm = work.iter().filter_map(|(a, _)| match a.confirm {
         Confirm::NoLivePodWithIp(ip) => Some(ip),
         Confirm::None => None,
@@ -85,13 +89,10 @@ pub async fn execute(
     let actions: Vec<_> = work
         .into_iter()
         .map(|(action, instance)| async move {
-            let step = Step {
-                check,
-                gate,
-                writing,
-                memory,
-            };
-            let result = step.act(nacos, marker, action, instance).await;
+            let result = act(
+                check, gate, writing, memory, nacos, marker, action, instance,
+            )
+            .await;
             record(ctx, binding, action, result)
         })
         .collect();
@@ -101,61 +102,74 @@ pub async fn execute(
         .await
 }
 
-/// What one action is checked against before its write, and the pass's shared state.
-struct Step<'a> {
-    check: &'a PodCheck<'a>,
-    gate: &'a ActingGate,
-    /// Slots for writes in flight.
-    writing: &'a tokio::sync::Semaphore,
-    memory: &'a SharedMemory<'a>,
+/// One action: the second signal, then the write, each write request in a slot with the
+/// leadership and the watch cache asked again right before it; then the verification.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    check: &PodCheck<'_>,
+    gate: &ActingGate,
+    writing: &Semaphore,
+    memory: &SharedMemory<'_>,
+    nacos: &impl Registry,
+    marker: &str,
+    action: &Action,
+    instance: &Instance,
+) -> Written {
+    let ip = match action.confirm {
+        Confirm::NoLivePodWithIp(ip) => Some(ip),
+        Confirm::None => None,
+    };
+    let confirmed = match ip {
+        Some(ip) => check.api_server(ip).await,
+        None => Ok(()),
+    };
+    let result = match confirmed {
+        Err(why) => Written::NotConfirmed(why),
+        Ok(()) => {
+            let writes = Writes {
+                slots: writing,
+                gate,
+                cache: ip.map(|ip| (check, ip)),
+            };
+            let written = apply(nacos, marker, action, instance, memory, &writes).await;
+            // Only the Event waits on it.
+            described(nacos, written).await
+        }
+    };
+    if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
+        // Nothing was sent: the instance listed again next time is no re-appearance (which
+        // would turn the next attempt into a Disable).
+        remember(memory, |m| m.forget_deregistration(&instance.key));
+    }
+    result
 }
 
-impl Step<'_> {
-    /// One action: the second signal, then, in a write slot, the leadership and the watch cache
-    /// asked again right before the write; then the write and its verification.
-    async fn act(
-        &self,
-        nacos: &impl Registry,
-        marker: &str,
-        action: &Action,
-        instance: &Instance,
-    ) -> Written {
-        let ip = match action.confirm {
-            Confirm::NoLivePodWithIp(ip) => Some(ip),
-            Confirm::None => None,
-        };
-        let confirmed = match ip {
-            Some(ip) => self.check.api_server(ip).await,
-            None => Ok(()),
-        };
-        let result = match confirmed {
-            Err(why) => Written::NotConfirmed(why),
-            Ok(()) => {
-                let written = {
-                    // Never closed, so a slot always comes.
-                    let _slot = self.writing.acquire().await;
-                    // The leadership, checked again right before the write: a leader whose
-                    // Lease renewals stopped answering must not go on writing.
-                    let leading = if self.gate.allowed() {
-                        Ok(())
-                    } else {
-                        Err(Unconfirmed::NotLeading)
-                    };
-                    match leading.and_then(|()| ip.map_or(Ok(()), |ip| self.check.cache(ip))) {
-                        Err(why) => Written::NotConfirmed(why),
-                        Ok(()) => apply(nacos, marker, action, instance, self.memory).await,
-                    }
-                };
-                // Out of the write slot: only the Event waits on it.
-                described(nacos, written).await
-            }
-        };
-        if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
-            // Nothing was sent: the instance listed again next time is no re-appearance (which
-            // would turn the next attempt into a Disable).
-            remember(self.memory, |m| m.forget_deregistration(&instance.key));
+/// Where an action's write requests get their slot, and what is asked again right before each.
+struct Writes<'a> {
+    slots: &'a Semaphore,
+    gate: &'a ActingGate,
+    /// The address the second signal confirmed free, asked of the watch cache again.
+    cache: Option<(&'a PodCheck<'a>, IpAddr)>,
+}
+
+impl Writes<'_> {
+    /// A slot for one write request, once the leadership (a leader whose Lease renewals stopped
+    /// answering must not go on writing) and the watch cache allow it. Dropped once the request is
+    /// answered: a read-back waits without one.
+    async fn slot(&self) -> Result<SemaphorePermit<'_>, Unconfirmed> {
+        // Never closed: a slot always comes.
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Unconfirmed::NotLeading)?;
+        if !self.gate.allowed() {
+            return Err(Unconfirmed::NotLeading);
         }
-        result
+        if let Some((check, ip)) = self.cache {
+            check.cache(ip)?;
+        }
+        Ok(slot)
     }
 }
 
@@ -230,6 +244,7 @@ async fn apply(
     action: &Action,
     instance: &Instance,
     memory: &SharedMemory<'_>,
+    writes: &Writes<'_>,
 ) -> Written {
     match action.kind {
         ActionKind::Deregister => {
@@ -237,10 +252,21 @@ async fn apply(
                 // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
                 // would be answered ok and change nothing; what beats keep, the next beat
                 // registers again. Not sent; disabling is what works.
+                let slot = match writes.slot().await {
+                    Ok(slot) => slot,
+                    Err(why) => return Written::NotConfirmed(why),
+                };
                 remember(memory, |m| m.forget_deregistration(&instance.key));
-                return disable_instead(nacos, marker, instance, memory, Some(owner)).await;
+                return disable_instead(nacos, marker, instance, memory, Some(owner), Ok(slot))
+                    .await;
             }
-            if let Err(e) = nacos.deregister(instance).await {
+            let slot = match writes.slot().await {
+                Ok(slot) => slot,
+                Err(why) => return Written::NotConfirmed(why),
+            };
+            let sent = nacos.deregister(instance).await;
+            drop(slot);
+            if let Err(e) = sent {
                 remember(memory, |m| m.forget_deregistration(&instance.key));
                 return Written::Failed(WriteFailed::request(e));
             }
@@ -250,19 +276,34 @@ async fn apply(
                 Ok(None) => Written::Done,
                 // Answered `ok`, still listed: a live gRPC owner the server did not name, or a
                 // 1.x client re-registering. Disabling is what takes it away from consumers.
-                Ok(Some(still)) => disable_instead(nacos, marker, &still, memory, None).await,
+                Ok(Some(still)) => {
+                    let slot = writes.slot().await;
+                    disable_instead(nacos, marker, &still, memory, None, slot).await
+                }
                 Err(e) => Written::Failed(WriteFailed::read_back("deregistration", e)),
             }
         }
-        ActionKind::Disable => match disable(nacos, marker, instance).await {
-            Ok(()) => {
-                remember(memory, |m| m.record_disabled(&instance.key));
-                Written::Done
+        ActionKind::Disable => {
+            let slot = match writes.slot().await {
+                Ok(slot) => slot,
+                Err(why) => return Written::NotConfirmed(why),
+            };
+            match disable(nacos, marker, instance, slot).await {
+                Ok(()) => {
+                    remember(memory, |m| m.record_disabled(&instance.key));
+                    Written::Done
+                }
+                Err(e) => Written::Failed(e),
             }
-            Err(e) => Written::Failed(e),
-        },
+        }
         ActionKind::Enable => {
-            if let Err(e) = nacos.enable(instance).await {
+            let slot = match writes.slot().await {
+                Ok(slot) => slot,
+                Err(why) => return Written::NotConfirmed(why),
+            };
+            let sent = nacos.enable(instance).await;
+            drop(slot);
+            if let Err(e) = sent {
                 return Written::Failed(WriteFailed::request(e));
             }
             match nacos
@@ -307,32 +348,40 @@ async fn described(nacos: &impl Registry, mut written: Written) -> Written {
     written
 }
 
-/// A deregistration that cannot (or did not) take: the instance is disabled instead.
+/// A deregistration that cannot (or did not) take: the instance is disabled instead, in `slot`
+/// (refused: not disabled).
 async fn disable_instead(
     nacos: &impl Registry,
     marker: &str,
     instance: &Instance,
     memory: &SharedMemory<'_>,
     owner: Option<Publisher>,
+    slot: Result<SemaphorePermit<'_>, Unconfirmed>,
 ) -> Written {
     remember(memory, |m| m.mark_ineffective(&instance.key));
-    let disabled = disable(nacos, marker, instance).await.is_ok();
+    let disabled = match slot {
+        Ok(slot) => disable(nacos, marker, instance, slot).await.is_ok(),
+        Err(why) => {
+            warn!(instance = %instance.key, %why, "not disabled");
+            false
+        }
+    };
     if disabled {
         remember(memory, |m| m.record_disabled(&instance.key));
     }
     Written::Ineffective { disabled, owner }
 }
 
-/// `enabled=false` with our marker, verified by reading the instance back.
+/// `enabled=false` with our marker, sent in `slot`, verified by reading the instance back.
 async fn disable(
     nacos: &impl Registry,
     marker: &str,
     instance: &Instance,
+    slot: SemaphorePermit<'_>,
 ) -> Result<(), WriteFailed> {
-    nacos
-        .disable(instance, marker)
-        .await
-        .map_err(WriteFailed::request)?;
+    let sent = nacos.disable(instance, marker).await;
+    drop(slot);
+    sent.map_err(WriteFailed::request)?;
     match nacos
         .read_back(instance, |seen| seen.is_none_or(|i| !i.enabled))
         .await
@@ -401,12 +450,9 @@ mod tests {
         }
         let result = {
             let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
-            // As `Step::act` does, past the second signal: the write, then the owner's detail.
-            described(
-                &nacos,
-                apply(&nacos, MARKER, &action(kind), &target, &shared).await,
-            )
-            .await
+            // As `act` does, past the second signal: the write, then the owner's detail.
+            let written = applied(&nacos, &action(kind), &target, &shared).await;
+            described(&nacos, written).await
         };
         Run {
             result,
@@ -414,6 +460,22 @@ mod tests {
             writes: nacos.writes(),
             memory,
         }
+    }
+
+    /// `apply` with write slots that are always granted (leading, no address to ask the cache).
+    async fn applied(
+        nacos: &FakeRegistry,
+        action: &Action,
+        instance: &Instance,
+        memory: &SharedMemory<'_>,
+    ) -> Written {
+        let (slots, gate) = (Semaphore::new(WRITES_IN_FLIGHT), ActingGate::always());
+        let writes = Writes {
+            slots: &slots,
+            gate: &gate,
+            cache: None,
+        };
+        apply(nacos, MARKER, action, instance, memory, &writes).await
     }
 
     struct Run {
@@ -453,14 +515,17 @@ mod tests {
         let result = {
             let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
             let writing = tokio::sync::Semaphore::new(1);
-            let step = Step {
-                check: &check,
-                gate: &gate,
-                writing: &writing,
-                memory: &shared,
-            };
-            step.act(&nacos, MARKER, &orphan_removal(), &instance(true))
-                .await
+            super::act(
+                &check,
+                &gate,
+                &writing,
+                &shared,
+                &nacos,
+                MARKER,
+                &orphan_removal(),
+                &instance(true),
+            )
+            .await
         };
         Acted {
             result,
@@ -797,9 +862,8 @@ mod tests {
         memory.record_disabled(&key());
         let result = {
             let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
-            apply(
+            applied(
                 &nacos,
-                MARKER,
                 &action(ActionKind::Enable),
                 &instance(false),
                 &shared,
