@@ -362,8 +362,29 @@ pub async fn wait_leader(client: &kube::Client, ns: &str, who: &str, timeout: Du
 /// The operator binary, run as a process against the testbed, watching `namespace`.
 pub struct Operator {
     pub metrics_addr: String,
+    log: PathBuf,
     _proc: TestProcess,
 }
+
+/// A failing test shows the end of the operator's log: in CI the log file goes with the run.
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(OPERATOR_LOG_TAIL)..];
+            eprintln!(
+                "--- last {} lines of {} ---\n{}\n--- end of log ---",
+                tail.len(),
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// How many lines of an operator's log a failing test prints.
+const OPERATOR_LOG_TAIL: usize = 80;
 
 impl Operator {
     pub fn start(namespace: &str) -> Self {
@@ -398,32 +419,15 @@ impl Operator {
         kubeconfig: &str,
         extra: &[&str],
     ) -> Self {
-        let port = free_port();
-        let metrics_addr = format!("127.0.0.1:{port}");
-        let log = std::env::var("TESTBED_STATE")
-            .map(|s| {
-                PathBuf::from(s)
-                    .join("logs")
-                    .join(format!("{name}-{namespace}.log"))
-            })
-            .unwrap_or_else(|_| std::env::temp_dir().join(format!("{name}-{namespace}.log")));
-        let file = std::fs::File::create(&log).expect("operator log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nacos-reconciler"));
-        cmd.arg("run")
-            .args(["--kubeconfig", kubeconfig])
-            .args(["--namespaces", namespace])
-            .args(["--metrics-addr", &metrics_addr])
-            .args(["--log-level", "info,nacos_reconciler=debug"])
-            .args(["--instance-name", name])
-            .args(extra)
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file);
-        let proc = TestProcess::spawn(cmd, "operator");
-        eprintln!("{name} for {namespace} logs to {}", log.display());
-        Self {
-            metrics_addr,
-            _proc: proc,
-        }
+        let args = [
+            &["--kubeconfig", kubeconfig],
+            &["--namespaces", namespace],
+            &["--log-level", "info,nacos_reconciler=debug"],
+            &["--instance-name", name],
+            extra,
+        ]
+        .concat();
+        Self::start_custom(&format!("{name}-{namespace}"), &args).0
     }
 
     pub async fn metrics(&self) -> String {
@@ -659,6 +663,7 @@ impl Operator {
         (
             Self {
                 metrics_addr,
+                log: log.clone(),
                 _proc: proc,
             },
             log,
@@ -733,10 +738,19 @@ pub async fn wait_status<F>(
 where
     F: Fn(&nacos_reconciler::crd::NacosBindingStatus) -> bool,
 {
-    let check = &check;
-    wait_for(what, timeout, || async move {
-        let s = bindings.get(name).await.ok()?.status?;
-        check(&s).then_some(s)
-    })
-    .await
+    // Not `wait_for`: a timeout shows the last status seen, the clue to why it never came.
+    let start = Instant::now();
+    let mut last = None;
+    loop {
+        if let Some(s) = bindings.get(name).await.ok().and_then(|b| b.status) {
+            if check(&s) {
+                return s;
+            }
+            last = Some(s);
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}; the last status: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
