@@ -10,74 +10,17 @@
 //! Everything is removed on drop; what a killed run left behind (its pid gone) is removed by the
 //! next run ([`sweep_leftovers`]) and by `bench/cases.sh` after the harness exits.
 
-use std::process::Command;
-
 use anyhow::{bail, Result};
 
+use crate::common::netns::{self, listed};
+
 fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-fn listed(args: &[&str]) -> String {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
-fn gone(pid: &str) -> bool {
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    netns::ip(args).map_err(anyhow::Error::msg)
 }
 
 /// Removes the namespaces, links and `lo` addresses of benchmark runs whose process is gone.
 pub fn sweep_leftovers() {
-    for line in listed(&["netns", "list"]).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        if let Some(pid) = name.strip_prefix("nrcb-").and_then(|r| r.split('-').next()) {
-            if gone(pid) {
-                let _ = ip(&["netns", "del", name]);
-            }
-        }
-    }
-    // `8: nb1234h3@if7: <…>`
-    for line in listed(&["-o", "link"]).lines() {
-        let Some(name) = line.split_whitespace().nth(1) else {
-            continue;
-        };
-        let name = name.split('@').next().unwrap_or_default();
-        if let Some(pid) = name
-            .strip_prefix("nb")
-            .and_then(|r| r.split(['h', 'i']).next())
-        {
-            if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && gone(pid) {
-                let _ = ip(&["link", "del", name]);
-            }
-        }
-    }
-    for line in listed(&["-o", "-4", "addr", "show", "dev", "lo"]).lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (Some(addr), Some(label)) = (
-            words
-                .iter()
-                .position(|w| *w == "inet")
-                .map(|i| words[i + 1]),
-            words.iter().find(|w| w.starts_with("lo:nrcb")),
-        ) else {
-            continue;
-        };
-        if gone(&label["lo:nrcb".len()..]) {
-            let _ = ip(&["addr", "del", addr, "dev", "lo"]);
-        }
-    }
+    netns::sweep_leftovers("nrcb-", "nb", "nrcb");
 }
 
 /// This machine's peer address of every namespace, on `lo` for the run's duration.

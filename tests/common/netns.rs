@@ -26,7 +26,8 @@ pub struct Netns {
     host_links: [String; 2],
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+/// Runs `ip args`; the error names the command and what it printed.
+pub fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -46,7 +47,8 @@ fn must(args: &[&str]) {
     ip(args).unwrap_or_else(|e| panic!("{e} (a network namespace needs CAP_NET_ADMIN)"));
 }
 
-fn listed(args: &[&str]) -> String {
+/// What `ip args` prints (empty on failure).
+pub fn listed(args: &[&str]) -> String {
     Command::new("ip")
         .args(args)
         .output()
@@ -54,46 +56,46 @@ fn listed(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn gone(pid: &str) -> bool {
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// Whether `name` is `prefix` and the id of a process that is gone (`nrc1234a` after `nrc`: 1234).
+/// Digits only: one user's prefix may begin another's (`lo:nrc` and `lo:nrcb1234`).
+fn left_by_gone_run(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let pid = &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()];
+    !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Namespaces and `lo` addresses of earlier test processes that are gone (a SIGKILLed run).
-fn sweep_leftovers() {
+/// Removes what runs that are gone (SIGKILLed) left behind: namespaces named `<netns><pid>…`, links
+/// `<link><pid>…` (a link whose namespace's end is gone may outlive the namespace) and `lo`
+/// addresses labelled `lo:<lo><pid>`.
+pub fn sweep_leftovers(netns: &str, link: &str, lo: &str) {
     for line in listed(&["netns", "list"]).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
-        if name.strip_prefix("nrc-").is_some_and(gone) {
+        if left_by_gone_run(name, netns) {
             let _ = ip(&["netns", "del", name]);
         }
     }
-    // `8: nrc1234a@if7: <…>`: a link whose namespace's end is gone may outlive the namespace.
+    // `8: nrc1234a@if7: <…>`
     for line in listed(&["-o", "link"]).lines() {
         let Some(name) = line.split_whitespace().nth(1) else {
             continue;
         };
         let name = name.split('@').next().unwrap_or_default();
-        if let Some(pid) = name
-            .strip_prefix("nrc")
-            .and_then(|r| r.strip_suffix(['a', 'b']))
-        {
-            if gone(pid) {
-                let _ = ip(&["link", "del", name]);
-            }
+        if left_by_gone_run(name, link) {
+            let _ = ip(&["link", "del", name]);
         }
     }
     // `1: lo    inet 10.201.7.1/32 scope global lo:nrc1234`
+    let label = format!("lo:{lo}");
     for line in listed(&["-o", "-4", "addr", "show", "dev", "lo"]).lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let (Some(addr), Some(label)) = (
-            words
-                .iter()
-                .position(|w| *w == "inet")
-                .map(|i| words[i + 1]),
-            words.iter().find(|w| w.starts_with("lo:nrc")),
-        ) else {
-            continue;
-        };
-        if gone(&label["lo:nrc".len()..]) {
+        let addr = words
+            .iter()
+            .position(|w| *w == "inet")
+            .and_then(|i| words.get(i + 1));
+        let ours = words.iter().any(|w| left_by_gone_run(w, &label));
+        if let (Some(addr), true) = (addr, ours) {
             let _ = ip(&["addr", "del", addr, "dev", "lo"]);
         }
     }
@@ -101,7 +103,7 @@ fn sweep_leftovers() {
 
 impl Netns {
     pub fn create() -> Self {
-        sweep_leftovers();
+        sweep_leftovers("nrc-", "nrc", "nrc");
         let pid = std::process::id();
         let used = listed(&["-o", "addr"]);
         let n = (0..250u32)
