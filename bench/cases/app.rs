@@ -1,22 +1,18 @@
 //! Providers on the official Nacos Java SDK (tests/clients/java/NacosApp.java, built by the
 //! testbed), optionally inside a network namespace: 2.5.1 over gRPC (the connection owns its
 //! ephemeral instances) or 1.4.8 over HTTP (a beat every 5 s, re-registering a deleted instance).
-//! The launcher of tests/common/java.rs cannot run a process in a namespace, hence this one.
+//! The command line is tests/common/java.rs's; the process is driven here, where a failure is an
+//! error to report rather than a test's panic.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::common::java::{app_command, Sdk};
 use crate::common::TestProcess;
 use crate::nacos::Nacos;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sdk {
-    V2,
-    V1,
-}
 
 pub struct App {
     proc: Option<TestProcess>,
@@ -38,44 +34,21 @@ impl App {
         addrs: &[String],
         logs: &std::path::Path,
     ) -> Result<Self> {
-        let dir = std::env::var(match sdk {
-            Sdk::V2 => "NACOS_JAVA_APP_V2",
-            Sdk::V1 => "NACOS_JAVA_APP_V1",
-        })
-        .context("NACOS_JAVA_APP_V2/_V1 (the testbed's)")?;
-        let java = std::env::var("NACOS_JAVA").context("NACOS_JAVA")?;
         let tag = format!(
             "{}-{:x}",
             std::process::id(),
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
         );
-        // Each process its own home: the SDK writes logs and a failover cache under user.home.
         let home = std::env::temp_dir().join(format!("nacos-cases-app-{tag}"));
         std::fs::create_dir_all(&home)?;
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, &java]);
-                c
-            }
-            None => Command::new(&java),
-        };
         let server = if netns.is_some() {
             &nacos.sdk_peer
         } else {
             &nacos.sdk_local
         };
-        cmd.arg(format!("-Duser.home={}", home.display()))
-            .args(["-Xmx96m", "-XX:TieredStopAtLevel=1", "-Xshare:auto"])
-            .args([
-                "-cp",
-                &format!("{dir}/lib/*:{dir}/classes"),
-                "NacosApp",
-                "register",
-            ])
-            .args(["--server", server, "--service", service])
-            .args(["--instances", &addrs.join(",")])
-            .env("HOME", &home);
+        let mut cmd = app_command(sdk, netns, &home, "register");
+        cmd.args(["--server", server, "--service", service])
+            .args(["--instances", &addrs.join(",")]);
         if let Some((u, p)) = &nacos.credentials {
             cmd.args(["--username", u, "--password", p]);
         }

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
-use crate::app::{App, Sdk};
+use crate::app::App;
+use crate::common::java::Sdk;
 use crate::common::{self, OwnKwokNode, TestProcess};
 use crate::nacos::Nacos;
 use crate::net::ClientNet;

@@ -47,18 +47,36 @@ fn command(sdk: Sdk, server: Server, mode: &str, service: &str) -> Command {
 
 /// As `command`, connecting to `host_port` with `server`'s credentials.
 fn command_to(sdk: Sdk, server: Server, host_port: &str, mode: &str, service: &str) -> Command {
-    let dir = testbed_env(match sdk {
-        Sdk::V2 => "NACOS_JAVA_APP_V2",
-        Sdk::V1 => "NACOS_JAVA_APP_V1",
-    });
-    // Each process its own home: the SDK writes logs and a failover cache under user.home.
     let home = std::env::temp_dir().join(format!(
         "nacos-app-{}-{}",
         std::process::id(),
         super::unique("h")
     ));
     std::fs::create_dir_all(&home).expect("a home for the Java app");
-    let mut cmd = Command::new(testbed_env("NACOS_JAVA"));
+    let mut cmd = app_command(sdk, None, &home, mode);
+    cmd.args(["--server", host_port, "--service", service]);
+    if let Some((user, pass)) = server.credentials() {
+        cmd.args(["--username", &user, "--password", &pass]);
+    }
+    cmd
+}
+
+/// NacosApp `mode` on `sdk`, inside network namespace `netns` when given. `home` is the process's
+/// own: the SDK writes logs and a failover cache under user.home.
+pub fn app_command(sdk: Sdk, netns: Option<&str>, home: &std::path::Path, mode: &str) -> Command {
+    let dir = testbed_env(match sdk {
+        Sdk::V2 => "NACOS_JAVA_APP_V2",
+        Sdk::V1 => "NACOS_JAVA_APP_V1",
+    });
+    let java = testbed_env("NACOS_JAVA");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, &java]);
+            c
+        }
+        None => Command::new(&java),
+    };
     cmd.arg(format!("-Duser.home={}", home.display()))
         .args(["-Xmx96m", "-XX:TieredStopAtLevel=1", "-Xshare:auto"])
         .args([
@@ -67,11 +85,7 @@ fn command_to(sdk: Sdk, server: Server, host_port: &str, mode: &str, service: &s
             "NacosApp",
             mode,
         ])
-        .args(["--server", host_port, "--service", service])
-        .env("HOME", &home);
-    if let Some((user, pass)) = server.credentials() {
-        cmd.args(["--username", &user, "--password", &pass]);
-    }
+        .env("HOME", home);
     cmd
 }
 
