@@ -35,27 +35,12 @@ cache=${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler
 export CASES_RNACOS=$cache/rnacos-$(sed -n 's/^RNACOS_VERSION=//p' tests/testbed.sh)/bin/rnacos
 
 echo "==> cargo build --release (harness; the operator as shipped: static x86_64 musl)" >&2
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-command -v musl-gcc >/dev/null || { echo "musl-gcc is missing: apt-get install musl-tools" >&2; exit 1; }
+# shellcheck source=bench/build.sh
+source bench/build.sh
 # CASES_OPERATOR=<binary>: that operator instead of one built from the working tree (e.g. one built
 # from a clean commit while src/ has uncommitted changes); the report names it.
-if [ -n "${CASES_OPERATOR:-}" ]; then
-  operator=$CASES_OPERATOR
-else
-  cargo build --release --locked --target x86_64-unknown-linux-musl --bin nacos-reconciler
-  operator=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/nacos-reconciler
-fi
-build_log="${TMPDIR:-/tmp}/bench-cases-build.$$.json"
-cargo build --release --locked --bench cases --message-format=json-render-diagnostics >"$build_log"
-harness=$(python3 - "$build_log" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "cases" and m.get("executable"):
-        print(m["executable"])
-PY
-)
-rm -f "$build_log"
+operator=${CASES_OPERATOR:-$(build_operator)}
+harness=$(build_harness cases)
 [ -x "$harness" ] && [ -x "$operator" ] || { echo "build gave no harness/operator binary" >&2; exit 1; }
 built_from="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench/cases Cargo.toml || echo ' (with uncommitted changes)')"
 if [ -n "${CASES_OPERATOR:-}" ]; then

@@ -62,21 +62,10 @@ fi
 cd "$src"
 
 echo "==> cargo build --release (harness; the operator as shipped: static x86_64 musl)" >&2
-# The operator's memory is measured on the binary the image ships (musl's allocator, not glibc's).
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-command -v musl-gcc >/dev/null || { echo "musl-gcc is missing: apt-get install musl-tools" >&2; exit 1; }
-cargo build --release --locked --target x86_64-unknown-linux-musl --bin nacos-reconciler
-operator=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/nacos-reconciler
-cargo build --release --locked --bench scale --message-format=json-render-diagnostics >"${TMPDIR:-/tmp}/bench-build.$$.json"
-harness=$(python3 - "${TMPDIR:-/tmp}/bench-build.$$.json" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "scale" and m.get("executable"):
-        print(m["executable"])
-PY
-)
-rm -f "${TMPDIR:-/tmp}/bench-build.$$.json"
+# shellcheck source=bench/build.sh
+source "$repo/bench/build.sh"
+operator=$(build_operator)
+harness=$(build_harness scale)
 [ -x "$harness" ] && [ -x "$operator" ] || { echo "build gave no harness/operator binary" >&2; exit 1; }
 cd "$repo"
 

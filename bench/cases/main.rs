@@ -20,11 +20,13 @@ mod common;
 mod stats;
 
 mod app;
+#[path = "../flags.rs"]
+mod flags;
 mod nacos;
 mod net;
 mod scene;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -129,21 +131,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut kv: HashMap<String, String> = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        // `cargo bench` passes --bench.
-        if a == "--bench" {
-            continue;
-        }
-        let Some(name) = a.strip_prefix("--") else {
-            bail!("unexpected argument {a}");
-        };
-        let value = it
-            .next()
-            .with_context(|| format!("--{name} needs a value"))?;
-        kv.insert(name.to_string(), value);
-    }
+    let kv = flags::flags()?;
     let num = |k: &str, d: u64| -> Result<u64> {
         kv.get(k)
             .map_or(Ok(d), |v| v.parse().with_context(|| format!("--{k} {v}")))

@@ -10,6 +10,8 @@
 
 mod baseline;
 mod cluster;
+#[path = "../flags.rs"]
+mod flags;
 mod nacos;
 mod operator;
 mod stats;
@@ -25,7 +27,7 @@ use nacos_reconciler::crd::NacosBinding;
 
 use cluster::{BenchPod, NS};
 use nacos::{Nacos, OfflineTracker};
-use operator::{loadavg, OperatorProc};
+use operator::{loadavg, memory_kib, OperatorProc};
 use stats::{fmt_dur, fmt_ratio, metric_sum, summarize, Summary, Table};
 
 const PORT: u16 = 8080;
@@ -54,21 +56,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut kv: HashMap<String, String> = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        // `cargo bench` passes --bench; nothing else is a flag without a value.
-        if a == "--bench" {
-            continue;
-        }
-        let Some(name) = a.strip_prefix("--") else {
-            bail!("unexpected argument {a}");
-        };
-        let value = it
-            .next()
-            .with_context(|| format!("--{name} needs a value"))?;
-        kv.insert(name.to_string(), value);
-    }
+    let kv = flags::flags()?;
     let num = |k: &str, d: usize| -> Result<usize> {
         kv.get(k)
             .map_or(Ok(d), |v| v.parse().with_context(|| format!("--{k} {v}")))
@@ -1064,20 +1052,6 @@ fn server_pid(server: nacos::Server) -> Result<u32> {
     pid.trim()
         .parse()
         .with_context(|| format!("{}: {pid:?}", f.display()))
-}
-
-/// A process's VmRSS and VmHWM in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The operator's Nacos requests by operation (`nacos_request_duration_seconds_count`).

@@ -74,17 +74,7 @@ impl OperatorProc {
 
     /// (VmRSS, VmHWM) in KiB.
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        memory_kib(self.pid())
     }
 
     pub fn alive(&mut self) -> bool {
@@ -97,6 +87,20 @@ impl Drop for OperatorProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process's (VmRSS, VmHWM) in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat, in clock ticks).
