@@ -246,24 +246,25 @@ async fn apply(
     memory: &SharedMemory<'_>,
     writes: &Writes<'_>,
 ) -> Written {
+    // Who keeps the instance is asked before the slot, which is for the write request alone.
+    let owner = match action.kind {
+        ActionKind::Deregister => keeper(nacos, instance).await,
+        ActionKind::Disable | ActionKind::Enable => None,
+    };
+    let slot = match writes.slot().await {
+        Ok(slot) => slot,
+        Err(why) => return Written::NotConfirmed(why),
+    };
     match action.kind {
         ActionKind::Deregister => {
-            if let Some(owner) = keeper(nacos, instance).await {
+            if let Some(owner) = owner {
                 // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
                 // would be answered ok and change nothing; what beats keep, the next beat
                 // registers again. Not sent; disabling is what works.
-                let slot = match writes.slot().await {
-                    Ok(slot) => slot,
-                    Err(why) => return Written::NotConfirmed(why),
-                };
                 remember(memory, |m| m.forget_deregistration(&instance.key));
                 return disable_instead(nacos, marker, instance, memory, Some(owner), Ok(slot))
                     .await;
             }
-            let slot = match writes.slot().await {
-                Ok(slot) => slot,
-                Err(why) => return Written::NotConfirmed(why),
-            };
             let sent = nacos.deregister(instance).await;
             drop(slot);
             if let Err(e) = sent {
@@ -283,24 +284,14 @@ async fn apply(
                 Err(e) => Written::Failed(WriteFailed::read_back("deregistration", e)),
             }
         }
-        ActionKind::Disable => {
-            let slot = match writes.slot().await {
-                Ok(slot) => slot,
-                Err(why) => return Written::NotConfirmed(why),
-            };
-            match disable(nacos, marker, instance, slot).await {
-                Ok(()) => {
-                    remember(memory, |m| m.record_disabled(&instance.key));
-                    Written::Done
-                }
-                Err(e) => Written::Failed(e),
+        ActionKind::Disable => match disable(nacos, marker, instance, slot).await {
+            Ok(()) => {
+                remember(memory, |m| m.record_disabled(&instance.key));
+                Written::Done
             }
-        }
+            Err(e) => Written::Failed(e),
+        },
         ActionKind::Enable => {
-            let slot = match writes.slot().await {
-                Ok(slot) => slot,
-                Err(why) => return Written::NotConfirmed(why),
-            };
             let sent = nacos.enable(instance).await;
             drop(slot);
             if let Err(e) = sent {
@@ -617,7 +608,7 @@ mod tests {
         assert!(!after.enabled);
         assert_eq!(after.disabled_by(), Some("uid-1"));
         assert!(r.memory.ineffective.contains(&key()));
-        assert!(r.memory.disabled.contains(&key()));
+        assert!(r.memory.disabled.contains_key(&key()));
     }
 
     /// Where the server names the gRPC connection that keeps the instance, the DELETE it would
@@ -641,7 +632,7 @@ mod tests {
         assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
         assert!(!r.after.expect("still listed").enabled);
         assert!(r.memory.ineffective.contains(&key()));
-        assert!(r.memory.disabled.contains(&key()));
+        assert!(r.memory.disabled.contains_key(&key()));
         // No DELETE went out: none is on record as one that may come back.
         assert!(!r.memory.deregistered.contains_key(&key()));
         // The Event says who keeps it, and where that process connects from.
@@ -692,7 +683,7 @@ mod tests {
         };
         assert_eq!(id, "10.0.0.1:8080#true");
         assert_eq!(r.writes, [format!("disable 10.0.0.1:8080 by {MARKER}")]);
-        assert!(r.memory.disabled.contains(&key()));
+        assert!(r.memory.disabled.contains_key(&key()));
         assert!(!r.memory.deregistered.contains_key(&key()));
         let o = Outcome {
             action: action(ActionKind::Deregister),
@@ -762,7 +753,7 @@ mod tests {
         assert!(r.after.expect("still listed").enabled);
         // Next time it is a Disable straight away.
         assert!(r.memory.ineffective.contains(&key()));
-        assert!(!r.memory.disabled.contains(&key()));
+        assert!(!r.memory.disabled.contains_key(&key()));
     }
 
     /// A timeout after the DELETE was sent: nothing is assumed (no fallback), and the
@@ -797,7 +788,7 @@ mod tests {
             r.result
         );
         assert!(!r.memory.ineffective.contains(&key()));
-        assert!(!r.memory.disabled.contains(&key()));
+        assert!(!r.memory.disabled.contains_key(&key()));
         // A Disable whose read-back fails is not counted as done either.
         let r = run(ActionKind::Disable, blind, Some(instance(true))).await;
         assert!(
@@ -805,7 +796,7 @@ mod tests {
             "{:?}",
             r.result
         );
-        assert!(!r.memory.disabled.contains(&key()));
+        assert!(!r.memory.disabled.contains_key(&key()));
     }
 
     #[tokio::test]
@@ -824,7 +815,7 @@ mod tests {
             after.metadata.get("app").map(String::as_str),
             Some("orders")
         );
-        assert!(r.memory.disabled.contains(&key()));
+        assert!(r.memory.disabled.contains_key(&key()));
     }
 
     #[tokio::test]
@@ -851,7 +842,7 @@ mod tests {
         assert!(matches!(r.result, Written::Done), "{:?}", r.result);
         let after = r.after.expect("listed");
         assert!(after.enabled && after.disabled_by().is_none());
-        assert!(!r.memory.disabled.contains(&key()));
+        assert!(!r.memory.disabled.contains_key(&key()));
         // Answered `ok` and still disabled: a failure, nothing forgotten.
         let ignored = Behaviour {
             enables_ignored: true,
@@ -877,6 +868,6 @@ mod tests {
             ),
             "{result:?}"
         );
-        assert!(memory.disabled.contains(&key()));
+        assert!(memory.disabled.contains_key(&key()));
     }
 }
