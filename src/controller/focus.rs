@@ -110,7 +110,7 @@ impl Kept {
         let remembered: BTreeSet<&ServiceKey> = memory
             .first_seen_stale
             .keys()
-            .chain(&memory.disabled)
+            .chain(memory.disabled.keys())
             .chain(&memory.ineffective)
             .map(|k| &k.service)
             .collect();
@@ -548,7 +548,7 @@ mod tests {
         let d = k.listings[3].listing.as_ref().unwrap().instances[0]
             .key
             .clone();
-        memory.disabled.insert(d);
+        memory.record_disabled(&d);
         let changed = Changed::Ips(HashSet::from(["10.0.0.3".parse().unwrap()]));
         assert_eq!(
             names(k.suspects(&changed, &memory)),

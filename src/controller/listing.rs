@@ -239,7 +239,7 @@ async fn list_services(
             };
             for key in memory
                 .disabled
-                .iter()
+                .keys()
                 .filter(|k| k.service == listing.service)
             {
                 if snap.instances.iter().any(|i| &i.key == key) {

@@ -238,7 +238,7 @@ fn follow_up(
     let disabled_before = state
         .memory
         .as_ref()
-        .map(|m| m.disabled.clone())
+        .map(|m| m.disabled.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     state.rechecks.note_vanished(&disabled_before, &fresh, now);
     let ips = state.rechecks.vanished_ips();

@@ -76,10 +76,10 @@ pub(super) fn budget_fields(memory: &Memory) -> serde_json::Value {
 /// The instances we disabled that Nacos still lists, newest first, as `status.stillRegistered`.
 fn still_registered(memory: &Memory) -> Vec<StillRegistered> {
     let mut out: Vec<(DateTime<Utc>, StillRegistered)> = memory
-        .offline_notes
+        .disabled
         .iter()
-        .filter(|(k, _)| memory.disabled.contains(*k))
         .filter_map(|(k, n)| {
+            let n = n.as_ref()?;
             Some((
                 n.at,
                 StillRegistered {

@@ -25,11 +25,9 @@ pub struct Memory {
     pub approval_consumed: Option<String>,
     /// Instances we disabled (and have not seen enabled since). Where the server's listing hides
     /// disabled instances (rnacos without its console), these keys are how the caller finds them
-    /// again, one by one, to re-enable them.
-    pub disabled: BTreeSet<InstanceKey>,
-    /// Of the instances we disabled, what kept each registered when we did (an Event's words):
-    /// `status.stillRegistered` shows them while Nacos lists them.
-    pub offline_notes: BTreeMap<InstanceKey, OfflineNote>,
+    /// again, one by one, to re-enable them. With each, once noted, what kept it registered when
+    /// we disabled it (an Event's words): `status.stillRegistered` shows it while Nacos lists it.
+    pub disabled: BTreeMap<InstanceKey, Option<OfflineNote>>,
     /// The last pass that saw the cluster partitioned (frozen). Node evidence from before it is not
     /// trusted: as a partition heals, the last nodes to report again must not look unreachable
     /// since the partition began.
@@ -103,19 +101,19 @@ impl Memory {
 
     /// Records an instance we took offline with `enabled=false` (the executor calls this).
     pub fn record_disabled(&mut self, key: &InstanceKey) {
-        self.disabled.insert(key.clone());
+        self.disabled.entry(key.clone()).or_default();
     }
 
     /// Forgets an instance we disabled once it is enabled again (the executor calls this).
     pub fn forget_disabled(&mut self, key: &InstanceKey) {
         self.disabled.remove(key);
-        self.offline_notes.remove(key);
     }
 
     /// Notes why an instance we have just disabled is still registered.
     pub fn note_offline(&mut self, key: &InstanceKey, at: DateTime<Utc>, why: String) {
-        self.offline_notes
-            .insert(key.clone(), OfflineNote { at, why });
+        if let Some(note) = self.disabled.get_mut(key) {
+            *note = Some(OfflineNote { at, why });
+        }
     }
 
     /// Forgets the staleness history of an instance that is live again (a new life for its address).
@@ -142,8 +140,7 @@ impl Memory {
         };
         self.first_seen_stale.retain(|k, _| keep(k));
         self.ineffective.retain(|k| keep(k));
-        self.disabled.retain(|k| keep(k));
-        self.offline_notes.retain(|k, _| keep(k));
+        self.disabled.retain(|k, _| keep(k));
         self.deregistered
             .retain(|k, at| governed.contains(&k.service) && *at > start);
         self.removals.retain(|s, times| {
