@@ -32,6 +32,9 @@ use stats::{fmt_dur, fmt_ratio, metric_sum, summarize, Summary, Table};
 
 const PORT: u16 = 8080;
 const BINDING: &str = "bench";
+/// The service of the probes of the server's own publication delay, and how many there are.
+const PROBE_SERVICE: &str = "bench-probe";
+const PROBES: usize = 20;
 /// The offline detector's listings per second at most during the mass deletion: uncapped, it took
 /// a third of this 2-core machine's CPU (its own and rnacos's) from the API server it waits for.
 const MASS_POLL_RATE: u64 = 400;
@@ -324,6 +327,15 @@ async fn run(args: &Args) -> Result<String> {
         control_names.len(),
         control_cost.answered,
         control_cost.last_event
+    ));
+
+    // ---------------------------------------------------------------- the server's own delay
+    let publication = summarize(&nacos.publication_delay(PROBE_SERVICE, PROBES).await?);
+    say(format!(
+        "{}'s publication delay (DELETE answered -> listing without it): p50 {}, max {}",
+        args.server.title(),
+        fmt_dur(publication.p50),
+        fmt_dur(publication.max)
     ));
 
     // ---------------------------------------------------------------- binding and operator
@@ -710,6 +722,13 @@ async fn run(args: &Args) -> Result<String> {
         );
     }
     row("(delete call sent → DELETED watch event here)", &watch_lag);
+    row(
+        &format!(
+            "({}'s own: DELETE answered → first listing without it, no operator)",
+            args.server.title()
+        ),
+        &publication,
+    );
     row("node loss, from Ready=Unknown seen here", &node_seen);
     row(
         &format!(

@@ -181,6 +181,64 @@ impl Nacos {
         )
     }
 
+    /// Deregisters a persistent instance over the v1 HTTP API.
+    pub async fn deregister(&self, service: &str, ip: &str, port: u16) -> Result<()> {
+        let auth = self.auth_query().await?;
+        let r = self
+            .http
+            .delete(format!("{}/nacos/v1/ns/instance", self.base))
+            .query(&[
+                ("serviceName", service),
+                ("ip", ip),
+                ("port", &port.to_string()),
+                ("ephemeral", "false"),
+            ])
+            .query(&auth)
+            .send()
+            .await
+            .with_context(|| format!("deregister {service} {ip}:{port}"))?;
+        if !r.status().is_success() {
+            bail!("deregister {service} {ip}:{port}: HTTP {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// The server's own share of a removal: `n` times, a persistent instance of `service` is
+    /// registered, its DELETE answered, and the time from that answer to the first consumer listing
+    /// without it taken (listings back to back; `None`: still listed after 10 s). No operator acts
+    /// meanwhile: what it shows is what no client of the server can beat.
+    pub async fn publication_delay(
+        &self,
+        service: &str,
+        n: usize,
+    ) -> Result<Vec<Option<Duration>>> {
+        let listed = |all: &[Listed], addr: &str| all.iter().any(|l| l.addr == addr);
+        let mut delays = Vec::with_capacity(n);
+        for i in 0..n {
+            let ip = format!("10.247.0.{}", i % 250 + 1);
+            let addr = format!("{ip}:8080");
+            self.register(service, &ip, 8080, false).await?;
+            let until = Instant::now() + Duration::from_secs(10);
+            while !listed(&self.list(service).await?, &addr) {
+                if Instant::now() > until {
+                    bail!("probe {addr} of {service} not listed 10 s after its registration");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.deregister(service, &ip, 8080).await?;
+            let answered = Instant::now();
+            let mut delay = None;
+            while answered.elapsed() < Duration::from_secs(10) {
+                if !listed(&self.list(service).await?, &addr) {
+                    delay = Some(answered.elapsed());
+                    break;
+                }
+            }
+            delays.push(delay);
+        }
+        Ok(delays)
+    }
+
     /// The consumer's view of a service (`healthyOnly=false`: rnacos defaults it to true). Both
     /// servers hide disabled instances here; `enabled` is read all the same, in case one does not.
     pub async fn list(&self, service: &str) -> Result<Vec<Listed>> {
