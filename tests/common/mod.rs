@@ -373,8 +373,12 @@ impl Drop for Operator {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(OPERATOR_LOG_TAIL)..];
+            let state = match self._proc.child_mut().try_wait() {
+                Ok(Some(exit)) => format!("exited: {exit}"),
+                _ => "running".to_string(),
+            };
             eprintln!(
-                "--- last {} lines of {} ---\n{}\n--- end of log ---",
+                "--- last {} lines of {} (the operator is {state}) ---\n{}\n--- end of log ---",
                 tail.len(),
                 self.log.display(),
                 tail.join("\n")
