@@ -96,6 +96,7 @@ async fn owners(eval: &Evaluation) -> BTreeMap<InstanceKey, String> {
         .filter_map(|v| {
             eval.listings
                 .iter()
+                .filter(|l| l.service == v.instance.service)
                 .filter_map(|l| l.listing.as_ref().ok())
                 .flat_map(|s| &s.instances)
                 .find(|i| i.key == v.instance)
