@@ -31,6 +31,8 @@ done
 command -v ip >/dev/null || { echo "iproute2's ip is missing: apt-get install iproute2" >&2; exit 1; }
 
 export TESTBED_STATE=${TESTBED_STATE:-/tmp/nacos-reconciler-bench-cases}
+# The cases run Alibaba Nacos 2.5.1 from the testbed and an rnacos of their own (CASES_RNACOS).
+export TESTBED_WITHOUT="rnacos rnacos-auth nacos-3.0.3"
 cache=${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler}
 export CASES_RNACOS=$cache/rnacos-$(sed -n 's/^RNACOS_VERSION=//p' tests/testbed.sh)/bin/rnacos
 

@@ -65,6 +65,8 @@ lintenv=$cache/tally-cli-0.45.0
 
 # A testbed of its own, so a developer's running testbed (or demo) is neither reused nor stopped.
 export TESTBED_STATE=${TESTBED_STATE:-/tmp/nacos-reconciler-testbed-tests-$$}
+# Every test needs every server (the benchmarks may leave some out).
+unset TESTBED_WITHOUT
 trap 'tests/testbed.sh down >/dev/null 2>&1 || true' EXIT
 step "tests/testbed.sh up"
 envfile=$(mktemp)

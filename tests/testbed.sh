@@ -11,6 +11,8 @@
 # Builds are cached outside the repository, keyed by version, under
 # ${NACOS_RECONCILER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nacos-reconciler}.
 # Runtime state (PIDs, logs, certificates, data) lives in ${TESTBED_STATE:-/tmp/nacos-reconciler-testbed}.
+# TESTBED_WITHOUT="nacos-3.0.3 rnacos-auth" (any of the Nacos servers, by component name) leaves those
+# out: their variables are not printed (a benchmark that needs neither keeps the machine for itself).
 set -euo pipefail
 
 K8S_VERSION=1.35.4
@@ -508,14 +510,6 @@ export HELM=$HELM_BIN/helm
 export KWOK=$KWOK_BIN/kwok
 export TESTBED_KWOK_STAGES=$CACHE/kwok-$KWOK_VERSION/stages.yaml
 export NACOS_PYTHON=$PYENV/bin/python
-export RNACOS_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos")
-export RNACOS_AUTH_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos-auth")
-export NACOS_V2_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-2.5.1")
-export NACOS_V2_VERSION=2.5.1
-export NACOS_V2_DIST=$(nacos_dist 2.5.1)
-export NACOS_V3_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3")
-export NACOS_V3_VERSION=3.0.3
-export NACOS_V3_CONSOLE=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3-console")
 export NACOS_JAVA=$(command -v java)
 export NACOS_JAVA_APP_V2=$(java_client_dir "$JAVA_SDK_V2")
 export NACOS_JAVA_APP_V1=$(java_client_dir "$JAVA_SDK_V1")
@@ -523,16 +517,37 @@ export NACOS_USERNAME=$NACOS_USER
 export NACOS_PASSWORD=$NACOS_PASS
 export PATH=$K8S_BIN:$HELM_BIN:\$PATH
 EOF
+  wanted rnacos && echo "export RNACOS_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos")"
+  wanted rnacos-auth && echo "export RNACOS_AUTH_ADDR=http://127.0.0.1:$(cat "$STATE/ports/rnacos-auth")"
+  if wanted nacos-2.5.1; then
+    echo "export NACOS_V2_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-2.5.1")"
+    echo "export NACOS_V2_VERSION=2.5.1"
+    echo "export NACOS_V2_DIST=$(nacos_dist 2.5.1)"
+  fi
+  if wanted nacos-3.0.3; then
+    echo "export NACOS_V3_ADDR=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3")"
+    echo "export NACOS_V3_VERSION=3.0.3"
+    echo "export NACOS_V3_CONSOLE=http://127.0.0.1:$(cat "$STATE/ports/nacos-3.0.3-console")"
+  fi
+  return 0
 }
 
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok rnacos rnacos-auth nacos-2.5.1 nacos-3.0.3)
+OPTIONAL=(rnacos rnacos-auth nacos-2.5.1 nacos-3.0.3)
+WITHOUT=" ${TESTBED_WITHOUT:-} "
+WITHOUT=${WITHOUT//,/ }
+for c in $WITHOUT; do
+  [[ " ${OPTIONAL[*]} " == *" $c "* ]] || die "TESTBED_WITHOUT: $c cannot be left out (only: ${OPTIONAL[*]})"
+done
+# wanted NAME: whether this testbed runs component NAME.
+wanted() { [[ $WITHOUT != *" $1 "* ]]; }
 
 cmd_up() {
   need curl "apt-get install curl"
   need openssl "apt-get install openssl"
   if [ -d "$STATE/pids" ]; then
     local c missing=()
-    for c in "${COMPONENTS[@]}"; do is_running "$c" || missing+=("$c"); done
+    for c in "${COMPONENTS[@]}"; do wanted "$c" && ! is_running "$c" && missing+=("$c"); done
     if [ ${#missing[@]} -eq 0 ]; then
       log "already running; not starting a second copy"
       print_env
@@ -545,14 +560,14 @@ cmd_up() {
   log "starting on 127.0.0.1; state and logs in $STATE"
   gen_certs
   # The JVMs start (20-40 s) while the rest comes up.
-  launch_nacos nacos-2.5.1 2.5.1
-  launch_nacos nacos-3.0.3 3.0.3
+  if wanted nacos-2.5.1; then launch_nacos nacos-2.5.1 2.5.1; fi
+  if wanted nacos-3.0.3; then launch_nacos nacos-3.0.3 3.0.3; fi
   start_k8s
   start_kwok
-  start_rnacos rnacos false
-  start_rnacos rnacos-auth true
-  ready_nacos nacos-2.5.1 2.5.1
-  ready_nacos nacos-3.0.3 3.0.3
+  if wanted rnacos; then start_rnacos rnacos false; fi
+  if wanted rnacos-auth; then start_rnacos rnacos-auth true; fi
+  if wanted nacos-2.5.1; then ready_nacos nacos-2.5.1 2.5.1; fi
+  if wanted nacos-3.0.3; then ready_nacos nacos-3.0.3 3.0.3; fi
   log "up"
   print_env
 }
@@ -617,6 +632,7 @@ cmd_status() {
   [ -d "$STATE/pids" ] || { echo "testbed: not running"; return 0; }
   local c
   for c in "${COMPONENTS[@]}"; do
+    wanted "$c" || continue
     if is_running "$c"; then
       printf '%-26s running  pid %-8s port %s\n' "$c" "$(cat "$STATE/pids/$c")" "$(cat "$STATE/ports/$c" 2>/dev/null || echo -)"
     else
