@@ -175,12 +175,7 @@ impl<'a> Report<'a> {
                 .get(&sp.service)
                 .is_some_and(|t| t.deregistered + t.disabled > 0);
             if sp.empties && took {
-                self.event(
-                    EventType::Warning,
-                    EMPTIED_REASON,
-                    &sp.emptied_message(true),
-                )
-                .await;
+                // Counted before the Event goes out: whoever saw the Event finds it counted.
                 self.ctx
                     .metrics
                     .services_emptied
@@ -188,6 +183,12 @@ impl<'a> Report<'a> {
                         binding: binding.clone(),
                     })
                     .inc();
+                self.event(
+                    EventType::Warning,
+                    EMPTIED_REASON,
+                    &sp.emptied_message(true),
+                )
+                .await;
             }
             if let Some(why) = &sp.blocked {
                 warn!(service = %sp.service, %why, "no action for this service");
