@@ -21,20 +21,25 @@ use crate::model::{Instance, ServiceKey, ServiceSnapshot};
 use crate::nacos::{sole_publisher, NacosClient, Publisher, Registry};
 use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 
-/// Actions whose second-signal check may run at once, ahead of the writes. A check is one request to
-/// the API server, which answers slowly while it is busy (a mass deletion): with 16, the checks held
-/// 2,000 removals back by seconds. A check a few writes old is fine: the watch cache is asked again
-/// right before each write.
-const CHECKS_AHEAD: usize = 64;
+/// Actions of a pass in flight at once. Each holds its place until its write is read back (on
+/// Alibaba Nacos at least 600 ms, the server's settle time): with 64, 2,000 removals went 64 a
+/// second whatever the write slots allowed (scale benchmark, 10,000 pods). The API server is not
+/// asked more for it: from 16 actions to confirm (`confirm::LIST_FROM`), one listing answers for
+/// all; and the watch cache is asked again right before each write. What the actions ask of
+/// Nacos before their write is bounded apart ([`ASKS_IN_FLIGHT`]).
+const ACTIONS_IN_FLIGHT: usize = 512;
 
 /// Write requests in flight at once. A slot is held for the request alone: the read-back that
-/// follows waits outside it (on Alibaba Nacos at least 600 ms, the server's settle time; held
-/// through it, 4 slots let 6.5 writes a second through: 200 removals took 31.5 s in the scale
-/// benchmark). A pass cut short (operator killed, Nacos gone, leadership lost) leaves at most
-/// [`CHECKS_AHEAD`] writes whose outcome nobody read back; each was confirmed and counted against
-/// the budget before it went out, and the next pass lists the service again, so a write in doubt
-/// is done at most once more, never wrongly (tests/e2e_faults.rs).
+/// follows waits outside it (held through it, 4 slots let 6.5 writes a second through on Alibaba
+/// Nacos: 200 removals took 31.5 s in the scale benchmark). A pass cut short (operator killed,
+/// Nacos gone, leadership lost) leaves writes whose outcome nobody read back; each was confirmed
+/// and counted against the budget before it went out, and the next pass lists the service again,
+/// so a write in doubt is done at most once more, never wrongly (tests/e2e_faults.rs).
 const WRITES_IN_FLIGHT: usize = 4;
+
+/// Owner lookups (who keeps an instance registered) in flight at once: asked by every
+/// deregistration before its write, they would otherwise reach Nacos all at once at a pass's start.
+const ASKS_IN_FLIGHT: usize = 16;
 
 /// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
 type SharedMemory<'a> = std::sync::Mutex<&'a mut Memory>;
@@ -62,7 +67,6 @@ pub async fn execute(
         &b.spec.pods.namespaces,
     )
     .ok();
-    let memory: SharedMemory<'_> = std::sync::Mutex::new(memory);
     // The planner plans at most one action per instance, so actions in flight never touch the same
     // instance; `buffered` keeps the outcomes in the plan's order.
     let work: Vec<(&Action, &Instance)> = plan
@@ -74,42 +78,51 @@ pub async fn execute(
             Some((action, instance)) // the planner only plans listed instances
         })
         .collect();
-    // Futures built up front (they do nothing until polled): a stream of closures over borrowed
-    // items is not `Send` enough for the controller's future.
     // The API server checks (read-only, and with 10,000 pods the slow part) overlap; the writes
     // queue for a slot, first come first served.
-    let writing = Semaphore::new(WRITES_IN_FLIGHT);
     let to_confirm = work.iter().filter_map(|(a, _)| match a.confirm {
         Confirm::NoLivePodWithIp(ip) => Some(ip),
         Confirm::None => None,
     });
     let check = PodCheck::new(ctx.client.clone(), &ctx.view, scope.as_ref(), to_confirm);
-    let (check, memory, binding, writing) = (&check, &memory, &binding, &writing);
-    let gate = &*ctx.acting_allowed;
-    let actions: Vec<_> = work
-        .into_iter()
-        .map(|(action, instance)| async move {
-            let result = act(
-                check, gate, writing, memory, nacos, marker, action, instance,
-            )
-            .await;
+    let pass = Pass {
+        check: &check,
+        gate: &ctx.acting_allowed,
+        writing: Semaphore::new(WRITES_IN_FLIGHT),
+        asking: Semaphore::new(ASKS_IN_FLIGHT),
+        memory: std::sync::Mutex::new(memory),
+    };
+    let (pass, binding) = (&pass, &binding);
+    // Each action's future is made when its turn comes (one is kilobytes: made up front, 2,000
+    // removals held megabytes), from an index: a closure over borrowed items is not `Send` enough
+    // for the controller's future.
+    let work = &work;
+    futures::stream::iter(0..work.len())
+        .map(|i| async move {
+            let (action, instance) = work[i];
+            let result = act(pass, nacos, marker, action, instance).await;
             record(ctx, binding, action, result)
         })
-        .collect();
-    futures::stream::iter(actions)
-        .buffered(CHECKS_AHEAD)
+        .buffered(ACTIONS_IN_FLIGHT)
         .collect()
         .await
 }
 
+/// What the actions of one pass share.
+struct Pass<'a> {
+    check: &'a PodCheck<'a>,
+    gate: &'a ActingGate,
+    /// Write request slots ([`WRITES_IN_FLIGHT`]).
+    writing: Semaphore,
+    /// Owner lookup slots ([`ASKS_IN_FLIGHT`]).
+    asking: Semaphore,
+    memory: SharedMemory<'a>,
+}
+
 /// One action: the second signal, then the write, each write request in a slot with the
 /// leadership and the watch cache asked again right before it; then the verification.
-#[allow(clippy::too_many_arguments)]
 async fn act(
-    check: &PodCheck<'_>,
-    gate: &ActingGate,
-    writing: &Semaphore,
-    memory: &SharedMemory<'_>,
+    pass: &Pass<'_>,
     nacos: &impl Registry,
     marker: &str,
     action: &Action,
@@ -120,16 +133,18 @@ async fn act(
         Confirm::None => None,
     };
     let confirmed = match ip {
-        Some(ip) => check.api_server(ip).await,
+        Some(ip) => pass.check.api_server(ip).await,
         None => Ok(()),
     };
+    let memory = &pass.memory;
     let result = match confirmed {
         Err(why) => Written::NotConfirmed(why),
         Ok(()) => {
             let writes = Writes {
-                slots: writing,
-                gate,
-                cache: ip.map(|ip| (check, ip)),
+                slots: &pass.writing,
+                asks: &pass.asking,
+                gate: pass.gate,
+                cache: ip.map(|ip| (pass.check, ip)),
             };
             let written = apply(nacos, marker, action, instance, memory, &writes).await;
             // Only the Event waits on it.
@@ -147,6 +162,8 @@ async fn act(
 /// Where an action's write requests get their slot, and what is asked again right before each.
 struct Writes<'a> {
     slots: &'a Semaphore,
+    /// Where the owner lookup before a deregistration gets its slot.
+    asks: &'a Semaphore,
     gate: &'a ActingGate,
     /// The address the second signal confirmed free, asked of the watch cache again.
     cache: Option<(&'a PodCheck<'a>, IpAddr)>,
@@ -248,7 +265,11 @@ async fn apply(
 ) -> Written {
     // Who keeps the instance is asked before the slot, which is for the write request alone.
     let owner = match action.kind {
-        ActionKind::Deregister => keeper(nacos, instance).await,
+        ActionKind::Deregister => {
+            // Never closed: a slot always comes.
+            let _asking = writes.asks.acquire().await.ok();
+            keeper(nacos, instance).await
+        }
         ActionKind::Disable | ActionKind::Enable => None,
     };
     let slot = match writes.slot().await {
@@ -460,9 +481,11 @@ mod tests {
         instance: &Instance,
         memory: &SharedMemory<'_>,
     ) -> Written {
-        let (slots, gate) = (Semaphore::new(WRITES_IN_FLIGHT), ActingGate::always());
+        let (slots, asks) = (Semaphore::new(WRITES_IN_FLIGHT), Semaphore::new(1));
+        let gate = ActingGate::always();
         let writes = Writes {
             slots: &slots,
+            asks: &asks,
             gate: &gate,
             cache: None,
         };
@@ -504,19 +527,14 @@ mod tests {
         let mut memory = Memory::default();
         memory.record_deregistration(&key(), Utc::now());
         let result = {
-            let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
-            let writing = tokio::sync::Semaphore::new(1);
-            super::act(
-                &check,
-                &gate,
-                &writing,
-                &shared,
-                &nacos,
-                MARKER,
-                &orphan_removal(),
-                &instance(true),
-            )
-            .await
+            let pass = Pass {
+                check: &check,
+                gate: &gate,
+                writing: Semaphore::new(1),
+                asking: Semaphore::new(1),
+                memory: std::sync::Mutex::new(&mut memory),
+            };
+            super::act(&pass, &nacos, MARKER, &orphan_removal(), &instance(true)).await
         };
         Acted {
             result,

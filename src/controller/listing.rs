@@ -212,15 +212,15 @@ async fn list_services(
     memory: &Memory,
     problems: &mut Vec<Problem>,
 ) -> Vec<ServiceListing> {
-    // Futures built up front (they do nothing until polled): a stream of closures over borrowed
-    // items is not `Send` enough for the controller's future.
-    let requests: Vec<_> = services
-        .iter()
-        .map(|(service, clusters)| async move {
+    // Each listing's future is made when its turn comes (made up front, 3,000 services held
+    // megabytes of them), from an index: a closure over borrowed items is not `Send` enough for
+    // the controller's future.
+    let mut listed = futures::stream::iter(0..services.len())
+        .map(|i| async move {
+            let (service, clusters) = &services[i];
             (service, nacos.list_instances(service, clusters).await)
         })
-        .collect();
-    let mut listed = futures::stream::iter(requests).buffered(LISTINGS_IN_FLIGHT);
+        .buffered(LISTINGS_IN_FLIGHT);
     let mut first_error = None;
     let mut listings = Vec::with_capacity(services.len());
     while let Some((service, result)) = listed.next().await {
