@@ -53,6 +53,9 @@ trap 'tests/testbed.sh down >/dev/null 2>&1 || true; rm -rf "$scratch"' EXIT
 if [ -n "${BENCH_SRC:-}" ]; then
   src=$BENCH_SRC
   built_from="$(git rev-parse --short HEAD) plus the tree in $BENCH_SRC (uncommitted)"
+  # The target directory is shared with the archived copies, whose files are newer than an edit
+  # made before the last archived build: cargo would take that build for this tree's.
+  find "$src/src" "$src/bench" -name '*.rs' -exec touch {} +
 else
   src=$scratch/src
   mkdir -p "$src"
