@@ -114,6 +114,7 @@ impl Clock {
 struct Counters {
     requests: f64,
     list_instances: f64,
+    list_services: f64,
     passes: f64,
     pass_seconds: f64,
     deregistered: f64,
@@ -130,6 +131,7 @@ impl Counters {
         Self {
             requests: metric_sum(text, req, &[]),
             list_instances: metric_sum(text, req, &["operation=\"list_instances\""]),
+            list_services: metric_sum(text, req, &["operation=\"list_services\""]),
             passes: metric_sum(
                 text,
                 "nacos_reconciler_reconcile_duration_seconds_count",
@@ -148,6 +150,7 @@ impl Counters {
         Self {
             requests: self.requests - o.requests,
             list_instances: self.list_instances - o.list_instances,
+            list_services: self.list_services - o.list_services,
             passes: self.passes - o.passes,
             pass_seconds: self.pass_seconds - o.pass_seconds,
             deregistered: self.deregistered - o.deregistered,
@@ -390,33 +393,55 @@ async fn run(args: &Args) -> Result<String> {
     // The API server's requests over the forced passes, the 2 s pauses between them included.
     let passes_work0 = cluster::apiserver_work()?;
     for i in 0..args.passes {
-        let before = Counters::read(&op.metrics().await);
-        let cpu = op.cpu_seconds();
-        let server_cpu = operator::cpu_seconds(server_pid);
-        let t = Instant::now();
-        bindings
-            .patch(
-                BINDING,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"bench.nacos-reconciler.io/pass": i.to_string()}}})),
-            )
-            .await?;
-        let after = loop {
-            let now = Counters::read(&op.metrics().await);
-            if now.passes > before.passes {
-                break now;
+        // The first pass to end after the annotation may be one that began before it (seen at
+        // 30,000 pods on Alibaba Nacos: focused passes, no service list asked): such a pass is not
+        // taken; the annotation's own full pass is let finish and the binding annotated again.
+        let mut tries = 0;
+        let (d, cpu_used, server_cpu_used) = loop {
+            tries += 1;
+            let before = Counters::read(&op.metrics().await);
+            let cpu = op.cpu_seconds();
+            let server_cpu = operator::cpu_seconds(server_pid);
+            let t = Instant::now();
+            bindings
+                .patch(
+                    BINDING,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"bench.nacos-reconciler.io/pass": format!("{i}.{tries}")}}})),
+                )
+                .await?;
+            let after = loop {
+                let now = Counters::read(&op.metrics().await);
+                if now.passes > before.passes {
+                    break now;
+                }
+                if t.elapsed() > Duration::from_secs(120) {
+                    bail!("no reconcile pass within 120 s of annotating the binding");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let d = after.minus(before);
+            let used = (
+                op.cpu_seconds() - cpu,
+                operator::cpu_seconds(server_pid) - server_cpu,
+            );
+            if d.list_services > 0.0 && d.passes == 1.0 {
+                break (d, used.0, used.1);
             }
-            if t.elapsed() > Duration::from_secs(120) {
-                bail!("no reconcile pass within 120 s of annotating the binding");
+            say(format!(
+                "forced pass {i}: not one full pass ({} passes, {} listings, {} service list requests); again",
+                d.passes, d.list_instances, d.list_services
+            ));
+            if tries >= 5 {
+                bail!("no full pass within 5 annotations");
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
         };
-        let d = after.minus(before);
         pass_walls.push(Duration::from_secs_f64(d.pass_seconds / d.passes));
         pass_requests.push(d.requests / d.passes);
         pass_lists.push(d.list_instances / d.passes);
-        pass_cpu.push((op.cpu_seconds() - cpu) / d.passes);
-        pass_server_cpu.push((operator::cpu_seconds(server_pid) - server_cpu) / d.passes);
+        pass_cpu.push(cpu_used / d.passes);
+        pass_server_cpu.push(server_cpu_used / d.passes);
         say(format!(
             "full pass {i}: {:?}, {} Nacos requests ({} listings)",
             pass_walls[i], pass_requests[i], pass_lists[i]

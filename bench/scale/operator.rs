@@ -32,7 +32,7 @@ impl OperatorProc {
             // Each pass says whether it was full or focused, and why.
             .args([
                 "--log-level",
-                "info,nacos_reconciler::controller::reconcile=debug",
+                "info,nacos_reconciler::controller::reconcile=debug,nacos_reconciler::controller::listing=debug",
             ])
             .args(["--instance-name", "bench"])
             .stdin(Stdio::null())
