@@ -363,7 +363,7 @@ pub async fn wait_leader(client: &kube::Client, ns: &str, who: &str, timeout: Du
 pub struct Operator {
     pub metrics_addr: String,
     log: PathBuf,
-    _proc: TestProcess,
+    process: TestProcess,
 }
 
 /// A failing test shows the end of the operator's log: in CI the log file goes with the run.
@@ -373,7 +373,7 @@ impl Drop for Operator {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(OPERATOR_LOG_TAIL)..];
-            let state = match self._proc.child_mut().try_wait() {
+            let state = match self.process.child_mut().try_wait() {
                 Ok(Some(exit)) => format!("exited: {exit}"),
                 _ => "running".to_string(),
             };
@@ -668,7 +668,7 @@ impl Operator {
             Self {
                 metrics_addr,
                 log: log.clone(),
-                _proc: proc,
+                process: proc,
             },
             log,
         )
