@@ -211,6 +211,11 @@ impl ClusterView {
         self.shared.read(|s| s.pods_with_ip(ip))
     }
 
+    /// Pods watched (every namespace the operator watches).
+    pub fn pod_count(&self) -> usize {
+        self.shared.read(ViewState::pod_count)
+    }
+
     /// See [`ViewState::is_dual_stack`].
     pub fn is_dual_stack(&self) -> bool {
         self.shared.read(ViewState::is_dual_stack)

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::ListParams;
 use kube::Client;
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::outcome::Unconfirmed;
 use crate::cluster::{ClusterView, PodInfo, PodScope};
@@ -22,6 +22,14 @@ use crate::model::PodPhase;
 /// for all of them: a listing filtered by `status.podIP` makes the API server scan every pod of the
 /// namespace, once per instance (after an operator restart, every orphan is asked so).
 const LIST_FROM: usize = 16;
+/// ... but no sooner than at one instance per this many watched pods: the listing's own cost grows
+/// with the pods, which it sends whole. At 30,000 pods it took about 8 s (60 pages of 500, the API
+/// server busy), and every pass confirming 16 or more waited for it: removals queued behind passes
+/// of 8-13 s (scale benchmark, Alibaba Nacos 2.5.1; single-deletion p99 20.5 s). A lookup by
+/// address sends back the pods that hold the address alone.
+const PODS_PER_LOOKUP: usize = 200;
+/// Lookups by address in flight at once (the pass's actions ask theirs together).
+const LOOKUPS_IN_FLIGHT: usize = 16;
 /// How long such a listing stands for the API server's word after it ended; older, it is listed
 /// again. From its end, not its start: a listing that takes longer (10,000 pods on a busy API
 /// server) would be stale at once, and every confirmation of the pass would list again, one at a
@@ -39,6 +47,8 @@ pub(super) struct PodCheck<'a> {
     scope: Option<&'a PodScope>,
     /// Set when the addresses are asked about through one listing instead of one by one.
     listing: Option<Mutex<Option<Listing>>>,
+    /// Slots for the lookups by address ([`LOOKUPS_IN_FLIGHT`]).
+    lookups: Semaphore,
 }
 
 impl<'a> PodCheck<'a> {
@@ -53,12 +63,14 @@ impl<'a> PodCheck<'a> {
         // addresses of two families, only the listing (all of `status.podIPs`) can answer.
         // (Asked only when there is something to confirm: it looks at every pod of the cache.)
         let asked = ips.into_iter().count();
-        let listed = asked >= LIST_FROM || (asked > 0 && view.is_dual_stack());
+        let list_from = LIST_FROM.max(view.pod_count() / PODS_PER_LOOKUP);
+        let listed = asked >= list_from || (asked > 0 && view.is_dual_stack());
         Self {
             client,
             view,
             scope,
             listing: listed.then(|| Mutex::new(None)),
+            lookups: Semaphore::new(LOOKUPS_IN_FLIGHT),
         }
     }
 
@@ -116,6 +128,8 @@ impl<'a> PodCheck<'a> {
     /// make the instance Live, and RBAC may grant pods per namespace.
     async fn find_live(&self, scope: &PodScope, ip: IpAddr) -> Result<Option<String>, Unconfirmed> {
         let params = ListParams::default().fields(&format!("status.podIP={ip}"));
+        // Never closed: a slot always comes.
+        let _lookup = self.lookups.acquire().await.ok();
         for ns in scope.namespaces() {
             let listed = self.list(ns, &params).await?;
             if let Some(p) = listed.items.iter().find(|p| holds_ip(p, scope)) {
@@ -319,6 +333,44 @@ mod tests {
         let asked = api.asked.lock().unwrap().clone();
         assert_eq!(asked.len(), 2, "{asked:?}");
         assert!(asked[1].starts_with("status.phase!="), "{asked:?}");
+    }
+
+    /// With many pods watched, a listing costs more than a few lookups: addresses are asked one by
+    /// one up to one per `PODS_PER_LOOKUP` pods (at 30,000 pods, listings of 8 s held passes up).
+    #[tokio::test]
+    async fn with_many_pods_watched_addresses_are_asked_one_by_one_up_to_a_share_of_them() {
+        let (client, api) = FakeApiServer::with(vec![]).start().await;
+        let pods = (LIST_FROM + 1) * PODS_PER_LOOKUP;
+        let live: Vec<_> = (0..pods)
+            .map(|i| {
+                let ip = format!("10.1.{}.{}", i / 250, i % 250);
+                api_pod(&format!("orders-{i}"), "orders", &[ip.as_str()])
+            })
+            .collect();
+        let view = view(&[], &live);
+        let s = scope();
+        let many = listed_addresses();
+        let check = PodCheck::new(client.clone(), &view, Some(&s), many.clone());
+        for ip in &many {
+            assert!(check.api_server(*ip).await.is_ok());
+        }
+        let asked = api.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), LIST_FROM, "{asked:?}");
+        assert!(
+            asked.iter().all(|q| q.starts_with("status.podIP=")),
+            "{asked:?}"
+        );
+        // One more than the share: one listing.
+        let more: Vec<IpAddr> = (1..=LIST_FROM as u8 + 1)
+            .map(|i| IpAddr::from([10, 0, 1, i]))
+            .collect();
+        let check = PodCheck::new(client, &view, Some(&s), more.clone());
+        for ip in more {
+            assert!(check.api_server(ip).await.is_ok());
+        }
+        let asked = api.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), LIST_FROM + 1, "{asked:?}");
+        assert!(asked[LIST_FROM].starts_with("status.phase!="), "{asked:?}");
     }
 
     /// A listing that takes longer than the TTL stands for the pass's confirmations all the same:
