@@ -24,9 +24,9 @@ use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
 /// Actions of a pass in flight at once. Each holds its place until its write is read back (on
 /// Alibaba Nacos at least 600 ms, the server's settle time): with 64, 2,000 removals went 64 a
 /// second whatever the write slots allowed (scale benchmark, 10,000 pods). The API server is not
-/// asked more for it: from 16 actions to confirm (`confirm::LIST_FROM`), one listing answers for
-/// all; and the watch cache is asked again right before each write. What the actions ask of
-/// Nacos before their write is bounded apart ([`ASKS_IN_FLIGHT`]).
+/// asked more for it: its lookups by address are bounded in `confirm` (16 in flight), and with
+/// many to confirm one listing answers for all; the watch cache is asked again right before each
+/// write. What the actions ask of Nacos before their write is bounded apart ([`ASKS_IN_FLIGHT`]).
 const ACTIONS_IN_FLIGHT: usize = 512;
 
 /// Write requests in flight at once. A slot is held for the request alone: the read-back that
