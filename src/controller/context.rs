@@ -4,16 +4,20 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::Client;
 use tokio::sync::Mutex;
 
 use super::events::EventRecorder;
 use super::focus::Kept;
+use super::in_flight::InFlight;
 use super::overlap::Claims;
 use super::recheck::Rechecks;
 use super::status_lane::{StatusLane, StatusWriter};
 use crate::cluster::ClusterView;
+use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::Metrics;
 use crate::nacos::NacosClient;
@@ -31,6 +35,8 @@ pub struct BindingState {
     pub rechecks: Rechecks,
     /// The binding's status writes.
     pub status: Arc<StatusLane>,
+    /// Actions of earlier passes still being carried out, and those that ended.
+    pub in_flight: InFlight,
 }
 
 /// Shared by every reconcile pass.
@@ -46,6 +52,8 @@ pub struct Context {
     /// Closed while this process is not the leader, during the settle period after winning, and
     /// once its last Lease renewal is too old.
     pub acting_allowed: Arc<ActingGate>,
+    /// Where a binding asks for a pass once an execution of its actions has ended.
+    nudges: Option<UnboundedSender<ObjectRef<NacosBinding>>>,
 }
 
 impl Context {
@@ -70,6 +78,26 @@ impl Context {
             bindings: Mutex::new(HashMap::new()),
             claims: Claims::default(),
             acting_allowed,
+            nudges: None,
+        }
+    }
+
+    /// Passes are asked for on `nudges` when an execution has ended (see [`Self::nudge_for`]).
+    pub fn with_nudges(self, nudges: UnboundedSender<ObjectRef<NacosBinding>>) -> Self {
+        Self {
+            nudges: Some(nudges),
+            ..self
+        }
+    }
+
+    /// Asks for a pass of `b` when called: it reports what its ended execution did.
+    pub fn nudge_for(&self, b: &NacosBinding) -> impl FnOnce() + Send + Sync + 'static {
+        let (nudges, object) = (self.nudges.clone(), ObjectRef::from_obj(b));
+        move || {
+            if let Some(nudges) = nudges {
+                // Closed only when the controller has stopped: nothing left to report to.
+                let _ = nudges.unbounded_send(object);
+            }
         }
     }
 

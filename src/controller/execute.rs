@@ -1,122 +1,185 @@
-//! Applies a plan to Nacos: confirm (second signal), write, verify by reading back, and fall back
-//! from an ineffective DELETE to `enabled=false`. Touches nothing the plan did not name.
+//! Carries out a pass's plan in an execution that outlives the pass (see [`super::in_flight`]):
+//! confirm (second signal), write, verify by reading back, and fall back from an ineffective
+//! DELETE to `enabled=false`. Touches nothing the plan did not name.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
 use kube::ResourceExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::confirm::PodCheck;
 use super::context::Context;
+use super::in_flight::{Execution, Finished, InFlight};
 use super::outcome::{key, Outcome, Unconfirmed, WriteFailed, Written};
+use super::stop::contain_panic;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::BindingLabels;
 use crate::model::{Instance, ServiceKey, ServiceSnapshot};
 use crate::nacos::{sole_publisher, NacosClient, Publisher, Registry};
-use crate::plan::{Action, ActionKind, Confirm, Memory, Plan};
+use crate::plan::{Action, ActionKind, Change, Confirm, Plan};
 
-/// Actions of a pass in flight at once. Each holds its place until its write is read back (on
-/// Alibaba Nacos at least 600 ms, the server's settle time): with 64, 2,000 removals went 64 a
+/// Actions of an execution in flight at once. Each holds its place until its write is read back
+/// (on Alibaba Nacos at least 600 ms, the server's settle time): with 64, 2,000 removals went 64 a
 /// second whatever the write slots allowed (scale benchmark, 10,000 pods). The API server is not
-/// asked more for it: its lookups by address are bounded in `confirm` (16 in flight), and with
-/// many to confirm one listing answers for all; the watch cache is asked again right before each
-/// write. What the actions ask of Nacos before their write is bounded apart ([`ASKS_IN_FLIGHT`]).
+/// asked more for it: its lookups by address are bounded in `confirm` (16 in flight, and one
+/// listing answers for all when there are many to confirm); the watch cache is asked again right
+/// before each write. Owner lookups and write requests have slots of their own, per binding
+/// ([`InFlight`]).
 const ACTIONS_IN_FLIGHT: usize = 512;
 
-/// Write requests in flight at once. A slot is held for the request alone: the read-back that
-/// follows waits outside it (held through it, 4 slots let 6.5 writes a second through on Alibaba
-/// Nacos: 200 removals took 31.5 s in the scale benchmark). A pass cut short (operator killed,
-/// Nacos gone, leadership lost) leaves writes whose outcome nobody read back; each was confirmed
-/// and counted against the budget before it went out, and the next pass lists the service again,
-/// so a write in doubt is done at most once more, never wrongly (tests/e2e_faults.rs).
-const WRITES_IN_FLIGHT: usize = 4;
+/// What an action's execution learnt for the memory, noted as it goes.
+type Changes = std::sync::Mutex<Vec<Change>>;
 
-/// Owner lookups (who keeps an instance registered) in flight at once: asked by every
-/// deregistration before its write, they would otherwise reach Nacos all at once at a pass's start.
-const ASKS_IN_FLIGHT: usize = 16;
-
-/// The pass's memory, shared by the actions in flight; locked only for short, synchronous updates.
-type SharedMemory<'a> = std::sync::Mutex<&'a mut Memory>;
-
-fn remember(memory: &SharedMemory<'_>, update: impl FnOnce(&mut Memory)) {
-    let mut guard = memory
+fn remember(changes: &Changes, change: Change) {
+    changes
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    update(&mut guard);
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(change);
 }
 
-pub async fn execute(
-    ctx: &Context,
+/// One action with what its execution needs of the pass that planned it.
+struct Work {
+    action: Action,
+    instance: Instance,
+    /// The plan found that its service's removals leave no usable instance.
+    empties: bool,
+}
+
+/// What an execution takes from the pass that launched it.
+struct Launched {
+    binding: String,
+    marker: String,
+    scope: Option<PodScope>,
+    work: Vec<Work>,
+    writing: Arc<Semaphore>,
+    asking: Arc<Semaphore>,
+    execution: Execution,
+}
+
+/// Hands the plan's actions to an execution that runs beside the passes that follow, and returns
+/// how many it took. Their instances are in flight in `flight` until each has ended; when all
+/// have, the binding gets a pass, which reports them.
+pub fn launch(
+    ctx: &Arc<Context>,
     b: &NacosBinding,
-    marker: &str,
-    nacos: &NacosClient,
+    marker: String,
+    nacos: Arc<NacosClient>,
     plan: &Plan,
     snapshots: &BTreeMap<ServiceKey, &ServiceSnapshot>,
-    memory: &mut Memory,
-) -> Vec<Outcome> {
-    let binding = key(b);
-    let scope = PodScope::new(
-        &b.namespace().unwrap_or_default(),
-        &b.spec.pods.selector,
-        &b.spec.pods.namespaces,
-    )
-    .ok();
-    // The planner plans at most one action per instance, so actions in flight never touch the same
-    // instance; `buffered` keeps the outcomes in the plan's order.
-    let work: Vec<(&Action, &Instance)> = plan
-        .actions()
-        .filter_map(|action| {
+    flight: &InFlight,
+) -> usize {
+    let work: Vec<Work> = plan
+        .services
+        .iter()
+        .flat_map(|s| s.actions.iter().map(move |a| (a, s.empties)))
+        .filter_map(|(action, empties)| {
             let instance = snapshots
                 .get(&action.instance.service)
                 .and_then(|s| s.instances.iter().find(|i| i.key == action.instance))?;
-            Some((action, instance)) // the planner only plans listed instances
+            Some(Work {
+                action: action.clone(),
+                instance: instance.clone(), // the planner only plans listed instances
+                empties,
+            })
         })
         .collect();
+    if work.is_empty() {
+        return 0;
+    }
+    let launched = Launched {
+        binding: key(b),
+        marker,
+        scope: PodScope::new(
+            &b.namespace().unwrap_or_default(),
+            &b.spec.pods.selector,
+            &b.spec.pods.namespaces,
+        )
+        .ok(),
+        execution: flight.start(
+            work.iter().map(|w| w.action.instance.clone()),
+            ctx.nudge_for(b),
+        ),
+        work,
+        writing: flight.writing.clone(),
+        asking: flight.asking.clone(),
+    };
+    let count = launched.work.len();
+    let span = info_span!("execution", binding = %launched.binding, actions = count);
+    let ctx = ctx.clone();
+    tokio::spawn(
+        async move {
+            // A panic is logged; the execution dropped lets its instances go.
+            let _ = contain_panic(async {
+                execute(&ctx, &nacos, &launched).await;
+                Ok(())
+            })
+            .await;
+        }
+        .instrument(span),
+    );
+    count
+}
+
+/// Runs every action of `launched`, [`ACTIONS_IN_FLIGHT`] at once, each reported to the binding's
+/// next pass as it ends.
+async fn execute(ctx: &Context, nacos: &NacosClient, launched: &Launched) {
     // The API server checks (read-only, and with 10,000 pods the slow part) overlap; the writes
     // queue for a slot, first come first served.
-    let to_confirm = work.iter().filter_map(|(a, _)| match a.confirm {
+    let to_confirm = launched.work.iter().filter_map(|w| match w.action.confirm {
         Confirm::NoLivePodWithIp(ip) => Some(ip),
         Confirm::None => None,
     });
-    let check = PodCheck::new(ctx.client.clone(), &ctx.view, scope.as_ref(), to_confirm);
+    let check = PodCheck::new(
+        ctx.client.clone(),
+        &ctx.view,
+        launched.scope.as_ref(),
+        to_confirm,
+    );
     let pass = Pass {
         check: &check,
         gate: &ctx.acting_allowed,
-        writing: Semaphore::new(WRITES_IN_FLIGHT),
-        asking: Semaphore::new(ASKS_IN_FLIGHT),
-        memory: std::sync::Mutex::new(memory),
+        writing: &launched.writing,
+        asking: &launched.asking,
     };
-    let (pass, binding) = (&pass, &binding);
+    let pass = &pass;
     // Each action's future is made when its turn comes (one is kilobytes: made up front, 2,000
     // removals held megabytes), from an index: a closure over borrowed items is not `Send` enough
-    // for the controller's future.
-    let work = &work;
-    futures::stream::iter(0..work.len())
-        .map(|i| async move {
-            let (action, instance) = work[i];
-            let result = act(pass, nacos, marker, action, instance).await;
-            record(ctx, binding, action, result)
+    // for a spawned future.
+    futures::stream::iter(0..launched.work.len())
+        .for_each_concurrent(ACTIONS_IN_FLIGHT, |i| async move {
+            let Work {
+                action,
+                instance,
+                empties,
+            } = &launched.work[i];
+            let changes = Changes::default();
+            let result = act(pass, nacos, &launched.marker, action, instance, &changes).await;
+            let outcome = record(ctx, &launched.binding, action, result);
+            launched.execution.finish(Finished {
+                outcome,
+                instance: instance.clone(),
+                changes: changes.into_inner().unwrap_or_else(|p| p.into_inner()),
+                empties: *empties,
+            });
         })
-        .buffered(ACTIONS_IN_FLIGHT)
-        .collect()
-        .await
+        .await;
 }
 
-/// What the actions of one pass share.
+/// What the actions of one execution share.
 struct Pass<'a> {
     check: &'a PodCheck<'a>,
     gate: &'a ActingGate,
-    /// Write request slots ([`WRITES_IN_FLIGHT`]).
-    writing: Semaphore,
-    /// Owner lookup slots ([`ASKS_IN_FLIGHT`]).
-    asking: Semaphore,
-    memory: SharedMemory<'a>,
+    /// The binding's write request slots.
+    writing: &'a Semaphore,
+    /// The binding's owner lookup slots.
+    asking: &'a Semaphore,
 }
 
 /// One action: the second signal, then the write, each write request in a slot with the
@@ -127,6 +190,7 @@ async fn act(
     marker: &str,
     action: &Action,
     instance: &Instance,
+    changes: &Changes,
 ) -> Written {
     let ip = match action.confirm {
         Confirm::NoLivePodWithIp(ip) => Some(ip),
@@ -136,17 +200,16 @@ async fn act(
         Some(ip) => pass.check.api_server(ip).await,
         None => Ok(()),
     };
-    let memory = &pass.memory;
     let result = match confirmed {
         Err(why) => Written::NotConfirmed(why),
         Ok(()) => {
             let writes = Writes {
-                slots: &pass.writing,
-                asks: &pass.asking,
+                slots: pass.writing,
+                asks: pass.asking,
                 gate: pass.gate,
                 cache: ip.map(|ip| (pass.check, ip)),
             };
-            let written = apply(nacos, marker, action, instance, memory, &writes).await;
+            let written = apply(nacos, marker, action, instance, changes, &writes).await;
             // Only the Event waits on it.
             described(nacos, written).await
         }
@@ -154,7 +217,7 @@ async fn act(
     if action.kind == ActionKind::Deregister && matches!(result, Written::NotConfirmed(_)) {
         // Nothing was sent: the instance listed again next time is no re-appearance (which
         // would turn the next attempt into a Disable).
-        remember(memory, |m| m.forget_deregistration(&instance.key));
+        remember(changes, Change::DeregistrationNotSent(instance.key.clone()));
     }
     result
 }
@@ -260,7 +323,7 @@ async fn apply(
     marker: &str,
     action: &Action,
     instance: &Instance,
-    memory: &SharedMemory<'_>,
+    changes: &Changes,
     writes: &Writes<'_>,
 ) -> Written {
     // Who keeps the instance is asked before the slot, which is for the write request alone.
@@ -282,14 +345,14 @@ async fn apply(
                 // Nacos ends what a gRPC connection keeps only with the connection: a DELETE
                 // would be answered ok and change nothing; what beats keep, the next beat
                 // registers again. Not sent; disabling is what works.
-                remember(memory, |m| m.forget_deregistration(&instance.key));
-                return disable_instead(nacos, marker, instance, memory, Some(owner), Ok(slot))
+                remember(changes, Change::DeregistrationNotSent(instance.key.clone()));
+                return disable_instead(nacos, marker, instance, changes, Some(owner), Ok(slot))
                     .await;
             }
             let sent = nacos.deregister(instance).await;
             drop(slot);
             if let Err(e) = sent {
-                remember(memory, |m| m.forget_deregistration(&instance.key));
+                remember(changes, Change::DeregistrationNotSent(instance.key.clone()));
                 return Written::Failed(WriteFailed::request(e));
             }
             // Decided on a listing the server refreshed after the DELETE: right after it, Nacos
@@ -300,14 +363,14 @@ async fn apply(
                 // 1.x client re-registering. Disabling is what takes it away from consumers.
                 Ok(Some(still)) => {
                     let slot = writes.slot().await;
-                    disable_instead(nacos, marker, &still, memory, None, slot).await
+                    disable_instead(nacos, marker, &still, changes, None, slot).await
                 }
                 Err(e) => Written::Failed(WriteFailed::read_back("deregistration", e)),
             }
         }
         ActionKind::Disable => match disable(nacos, marker, instance, slot).await {
             Ok(()) => {
-                remember(memory, |m| m.record_disabled(&instance.key));
+                remember(changes, Change::Disabled(instance.key.clone()));
                 Written::Done
             }
             Err(e) => Written::Failed(e),
@@ -323,7 +386,7 @@ async fn apply(
                 .await
             {
                 Ok(Some(i)) if i.enabled => {
-                    remember(memory, |m| m.forget_disabled(&instance.key));
+                    remember(changes, Change::Enabled(instance.key.clone()));
                     Written::Done
                 }
                 Ok(_) => Written::Failed(WriteFailed::NotAsWritten("not enabled")),
@@ -366,11 +429,11 @@ async fn disable_instead(
     nacos: &impl Registry,
     marker: &str,
     instance: &Instance,
-    memory: &SharedMemory<'_>,
+    changes: &Changes,
     owner: Option<Publisher>,
     slot: Result<SemaphorePermit<'_>, Unconfirmed>,
 ) -> Written {
-    remember(memory, |m| m.mark_ineffective(&instance.key));
+    remember(changes, Change::Ineffective(instance.key.clone()));
     let disabled = match slot {
         Ok(slot) => disable(nacos, marker, instance, slot).await.is_ok(),
         Err(why) => {
@@ -379,7 +442,7 @@ async fn disable_instead(
         }
     };
     if disabled {
-        remember(memory, |m| m.record_disabled(&instance.key));
+        remember(changes, Change::Disabled(instance.key.clone()));
     }
     Written::Ineffective { disabled, owner }
 }
@@ -412,7 +475,7 @@ mod tests {
     use super::*;
     use crate::model::{InstanceKey, DISABLED_BY_KEY};
     use crate::nacos::fake::{Behaviour, FakeRegistry};
-    use crate::plan::Verdict;
+    use crate::plan::{Memory, Verdict};
     use k8s_openapi::api::core::v1::Pod;
 
     const MARKER: &str = "uid-1 shop/orders";
@@ -460,12 +523,11 @@ mod tests {
         if kind == ActionKind::Deregister {
             memory.record_deregistration(&target.key, Utc::now());
         }
-        let result = {
-            let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
-            // As `act` does, past the second signal: the write, then the owner's detail.
-            let written = applied(&nacos, &action(kind), &target, &shared).await;
-            described(&nacos, written).await
-        };
+        let changes = Changes::default();
+        // As `act` does, past the second signal: the write, then the owner's detail.
+        let written = applied(&nacos, &action(kind), &target, &changes).await;
+        let result = described(&nacos, written).await;
+        taken_in(&mut memory, changes);
         Run {
             result,
             after: nacos.get(&target.key),
@@ -479,9 +541,9 @@ mod tests {
         nacos: &FakeRegistry,
         action: &Action,
         instance: &Instance,
-        memory: &SharedMemory<'_>,
+        memory: &Changes,
     ) -> Written {
-        let (slots, asks) = (Semaphore::new(WRITES_IN_FLIGHT), Semaphore::new(1));
+        let (slots, asks) = (Semaphore::new(4), Semaphore::new(1));
         let gate = ActingGate::always();
         let writes = Writes {
             slots: &slots,
@@ -490,6 +552,13 @@ mod tests {
             cache: None,
         };
         apply(nacos, MARKER, action, instance, memory, &writes).await
+    }
+
+    /// The memory as the next pass leaves it, having taken in what an execution noted.
+    fn taken_in(memory: &mut Memory, changes: Changes) {
+        for change in changes.into_inner().unwrap() {
+            memory.apply(&change);
+        }
     }
 
     struct Run {
@@ -526,16 +595,24 @@ mod tests {
         let nacos = FakeRegistry::with(Behaviour::default(), [instance(true)]);
         let mut memory = Memory::default();
         memory.record_deregistration(&key(), Utc::now());
-        let result = {
-            let pass = Pass {
-                check: &check,
-                gate: &gate,
-                writing: Semaphore::new(1),
-                asking: Semaphore::new(1),
-                memory: std::sync::Mutex::new(&mut memory),
-            };
-            super::act(&pass, &nacos, MARKER, &orphan_removal(), &instance(true)).await
+        let (writing, asking) = (Semaphore::new(1), Semaphore::new(1));
+        let pass = Pass {
+            check: &check,
+            gate: &gate,
+            writing: &writing,
+            asking: &asking,
         };
+        let changes = Changes::default();
+        let result = super::act(
+            &pass,
+            &nacos,
+            MARKER,
+            &orphan_removal(),
+            &instance(true),
+            &changes,
+        )
+        .await;
+        taken_in(&mut memory, changes);
         Acted {
             result,
             writes: nacos.writes(),
@@ -869,16 +946,15 @@ mod tests {
         let nacos = FakeRegistry::with(ignored, [instance(false)]);
         let mut memory = Memory::default();
         memory.record_disabled(&key());
-        let result = {
-            let shared: SharedMemory<'_> = std::sync::Mutex::new(&mut memory);
-            applied(
-                &nacos,
-                &action(ActionKind::Enable),
-                &instance(false),
-                &shared,
-            )
-            .await
-        };
+        let changes = Changes::default();
+        let result = applied(
+            &nacos,
+            &action(ActionKind::Enable),
+            &instance(false),
+            &changes,
+        )
+        .await;
+        taken_in(&mut memory, changes);
         assert!(
             matches!(
                 &result,

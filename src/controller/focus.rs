@@ -164,7 +164,11 @@ impl Kept {
     /// registry as it is (an instance we disabled must look disabled, or a pod taking its address
     /// again would not call for re-enabling it). A write that failed or was not confirmed changed
     /// nothing.
-    pub fn record_writes(&mut self, outcomes: &[Outcome], marker: &str) {
+    pub fn record_writes<'o>(
+        &mut self,
+        outcomes: impl IntoIterator<Item = &'o Outcome>,
+        marker: &str,
+    ) {
         for o in outcomes {
             let key = &o.action.instance;
             let Some(snap) = self

@@ -12,7 +12,7 @@ use super::inputs;
 use super::stop::Stop;
 use crate::cluster::PodScope;
 use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
-use crate::model::MarkerOwner;
+use crate::model::{InstanceKey, MarkerOwner};
 use crate::plan::{self, Memory, Plan, PlanInput, Policy, ServiceListing};
 
 /// A plan and what it was made with.
@@ -33,6 +33,7 @@ pub fn judge(
     pod_scope: &PodScope,
     listings: &[ServiceListing],
     memory: &Memory,
+    in_flight: &BTreeSet<InstanceKey>,
 ) -> Result<Judged, Stop> {
     // Read before the facts: a view that loses its sync meanwhile is caught by the next pass.
     let synced = ctx.view.is_synced();
@@ -58,6 +59,7 @@ pub fn judge(
         services: listings,
         approval: approval.as_deref(),
         memory,
+        in_flight,
         now,
     });
     let node_deadline = plan::next_node_deadline(&facts.nodes, &policy, now);

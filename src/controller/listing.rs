@@ -20,7 +20,7 @@ use super::problem::Problem;
 use super::stop::Stop;
 use crate::cluster::Changed;
 use crate::crd::NacosBinding;
-use crate::model::{MarkerOwner, ServiceKey};
+use crate::model::{InstanceKey, MarkerOwner, ServiceKey};
 use crate::nacos::{NacosClient, NamespaceCheck, ServerInfo};
 use crate::plan::{Memory, ServiceListing, UnreadyAction};
 
@@ -48,6 +48,7 @@ pub fn choose(
     owner: MarkerOwner<'_>,
     inputs: &Inputs,
     state: &BindingState,
+    in_flight: &BTreeSet<InstanceKey>,
 ) -> Result<ToList, Stop> {
     let kind = focus::pass_kind(
         state.kept.as_ref(),
@@ -80,7 +81,15 @@ pub fn choose(
     };
     let suspects = kept.suspects(&changed, &inputs.memory);
     let suspects = suspects.as_deref().unwrap_or(&kept.listings);
-    let pre = judge(ctx, b, owner, &inputs.pod_scope, suspects, &inputs.memory)?;
+    let pre = judge(
+        ctx,
+        b,
+        owner,
+        &inputs.pod_scope,
+        suspects,
+        &inputs.memory,
+        in_flight,
+    )?;
     let mut services = focus::to_relist(&pre.plan);
     services.extend(state.rechecks.due(Utc::now()));
     Ok(ToList::Focused {

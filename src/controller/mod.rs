@@ -1,10 +1,11 @@
 //! The controller: watches NacosBindings and the cluster, and runs one reconcile pass per binding
 //! when it or the pods it governs change (and every `resyncSeconds`).
 //!
-//! One pass (`reconcile.rs`), in the order data flows: read the inputs (`dereference.rs`) → choose
-//! what to list and list it (`listing.rs`, `focus.rs`) → judge (`judge.rs`, the pure planner) →
-//! confirm, write and verify (`confirm.rs`, `execute.rs`) → report (`report.rs` with `status.rs`,
-//! `events.rs`, `problem.rs`; written by `status_lane.rs`). Shared types sit below the files that
+//! One pass (`reconcile.rs`), in the order data flows: take in what earlier executions ended
+//! (`in_flight.rs`) → read the inputs (`dereference.rs`) → choose what to list and list it
+//! (`listing.rs`, `focus.rs`) → judge (`judge.rs`, the pure planner) → launch the execution that
+//! confirms, writes and verifies beside the passes that follow (`execute.rs`, `confirm.rs`) →
+//! report (`report.rs` with `status.rs`, `events.rs`, `problem.rs`; written by `status_lane.rs`). Shared types sit below the files that
 //! use them (`context.rs`, `outcome.rs`, `stop.rs`): no file here imports one that imports it back.
 
 mod confirm;
@@ -16,6 +17,7 @@ mod execute;
 #[cfg(test)]
 mod fake_api;
 mod focus;
+mod in_flight;
 pub mod inputs;
 mod judge;
 mod listing;
@@ -121,14 +123,20 @@ pub async fn run(
             })
             .collect()
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        view,
-        metrics,
-        acting_allowed,
-        "nacos-reconciler",
-        Some(opts.instance_name.clone()),
-    ));
+    // A binding whose actions' execution has ended gets a pass that reports them.
+    let (nudges, nudged) = futures::channel::mpsc::unbounded();
+    let triggers = futures::stream::select(triggers, nudged);
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            view,
+            metrics,
+            acting_allowed,
+            "nacos-reconciler",
+            Some(opts.instance_name.clone()),
+        )
+        .with_nudges(nudges),
+    );
     {
         // Nothing is dropped before the binding cache has listed: until then, absence means nothing.
         let ctx = ctx.clone();

@@ -70,7 +70,7 @@ pub async fn plan_once(
         uid: &uid,
         binding: &key,
     };
-    match evaluate(&ctx, &binding, owner, &mut state).await {
+    match evaluate(&ctx, &binding, owner, &mut state, &Default::default()).await {
         Err(Stop::Api(e)) => Err(e.into()),
         Err(Stop::Reported { problem, .. }) => Err(PlanError::Stopped(problem)),
         Ok(eval) => {

@@ -1,7 +1,8 @@
 //! One reconcile pass of a NacosBinding, as the stages it has, in the order data flows:
-//! read the inputs ([`dereference`]) → choose what to list and list it ([`listing`]) → judge
-//! ([`judge`], the pure planner) → confirm, write and verify ([`execute`]) → report ([`report`],
-//! the status lane and Events).
+//! take in what earlier executions ended ([`super::in_flight`]) → read the inputs
+//! ([`dereference`]) → choose what to list and list it ([`listing`]) → judge ([`judge`], the pure
+//! planner) → launch the execution that confirms, writes and verifies ([`launch`]) → report
+//! ([`report`], the status lane and Events).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,12 +17,14 @@ use tracing::{debug, info, instrument, warn};
 use super::context::{BindingState, Context};
 use super::dereference::{dereference, resync_period};
 use super::events::offline_note;
-use super::execute::execute;
+use super::execute::launch;
+use super::in_flight::Finished;
 use super::judge::{judge, Judged};
 use super::listing;
-use super::outcome::{key, Outcome, Written};
+use super::outcome::{key, Written};
 use super::problem::Problem;
 use super::report::Report;
+use super::status::memory_from_status;
 use super::stop::{retry_after, ReconcileError, Stop};
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
@@ -49,9 +52,10 @@ pub async fn evaluate(
     b: &NacosBinding,
     owner: MarkerOwner<'_>,
     state: &mut BindingState,
+    in_flight: &BTreeSet<InstanceKey>,
 ) -> Result<Evaluation, Stop> {
     let inputs = dereference(ctx, b, state).await?;
-    let to_list = listing::choose(ctx, b, owner, &inputs, state)?;
+    let to_list = listing::choose(ctx, b, owner, &inputs, state, in_flight)?;
     let mut problems = Vec::new();
     let (server, listings) = listing::list(ctx, b, &inputs, state, to_list, &mut problems).await?;
     // Read before the facts: a change after this point is judged again by the next pass.
@@ -62,7 +66,15 @@ pub async fn evaluate(
         node_deadline,
         now,
         synced,
-    } = judge(ctx, b, owner, &inputs.pod_scope, &listings, &inputs.memory)?;
+    } = judge(
+        ctx,
+        b,
+        owner,
+        &inputs.pod_scope,
+        &listings,
+        &inputs.memory,
+        in_flight,
+    )?;
     if let Some(kept) = &mut state.kept {
         kept.judged(seq, &plan);
     }
@@ -103,12 +115,21 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         state.memory = None;
         state.kept = None;
         state.status.forget();
+        // What executions of its leading days did is in the status the leader wrote (a write
+        // cut short by the lost leadership is checked by the next leader's listings).
+        let _ = state.in_flight.collect();
         return Ok(Requeue::requeue(resync.min(Duration::from_secs(5))));
     }
     let lane = state.status.clone();
     let mut rep = Report::new(&b, &ctx, lane.last());
+    let marker = owner.marker();
+    // What earlier passes' executions did since, taken in before judging anew; the instances still
+    // in flight are judged but not acted on.
+    let (finished, in_flight) = state.in_flight.collect();
+    take_in(&b, &mut state, &finished, &marker);
+    rep.ended(&finished).await;
 
-    let eval = match evaluate(&ctx, &b, owner, &mut state).await {
+    let eval = match evaluate(&ctx, &b, owner, &mut state, &in_flight).await {
         Ok(eval) => eval,
         Err(Stop::Reported { problem, soon }) => {
             rep.problem(problem).await;
@@ -116,7 +137,12 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
             let retry = if soon { retry_after(resync) } else { resync };
             return Ok(Requeue::requeue(retry));
         }
-        Err(Stop::Api(e)) => return Err(e),
+        Err(Stop::Api(e)) => {
+            if !finished.is_empty() {
+                lane.submit(ctx.status_writer(), &b, rep.finish(started));
+            }
+            return Err(e);
+        }
     };
     let evaluated = started.elapsed();
     rep.server(&eval.server);
@@ -125,13 +151,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         rep.problem(p).await;
     }
 
-    // Act, verify, and remember what the registry showed.
-    let mut memory: Memory = eval.plan.memory.clone();
-    let snapshots: BTreeMap<ServiceKey, &ServiceSnapshot> = eval
-        .listings
-        .iter()
-        .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), &**s)))
-        .collect();
+    let memory: Memory = eval.plan.memory.clone();
     if eval.policy.max_removals.can_hold() && eval.plan.actions().any(|a| a.kind.is_removal()) {
         // Write the budget this pass is about to spend before spending it: a replica killed (or
         // replaced as leader) mid-pass leaves it in status, so its successor does not spend the
@@ -143,29 +163,23 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         }
     }
     let budgeted = started.elapsed();
-    let marker = owner.marker();
-    let outcomes: Vec<Outcome> = execute(
+    let snapshots: BTreeMap<ServiceKey, &ServiceSnapshot> = eval
+        .listings
+        .iter()
+        .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), &**s)))
+        .collect();
+    // Carried out beside the passes that follow; the pass they nudge reports them.
+    let launched = launch(
         &ctx,
         &b,
-        &marker,
-        &eval.nacos,
+        marker,
+        eval.nacos.clone(),
         &eval.plan,
         &snapshots,
-        &mut memory,
-    )
-    .await;
-    let executed = started.elapsed();
-    for o in &outcomes {
-        if let Some(why) = offline_note(o) {
-            memory.note_offline(&o.action.instance, Utc::now(), why);
-        }
-    }
-    follow_up(&ctx, &b, &mut state, &eval, &snapshots, &outcomes);
+        &state.in_flight,
+    );
+    follow_up(&ctx, &b, &mut state, &eval);
     state.memory = Some(memory.clone());
-    if let Some(kept) = &mut state.kept {
-        kept.record_writes(&outcomes, &marker);
-    }
-    rep.outcomes(&outcomes);
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;
     if eval.plan.approval_consumed {
@@ -190,37 +204,46 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     debug!(
         ?evaluated,
         ?budgeted,
-        ?executed,
         total = ?started.elapsed(),
-        actions = outcomes.len(),
+        launched,
+        ended = finished.len(),
         "pass done"
     );
     Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
 }
 
-/// Notes what may change again in the registry because of this pass (see [`super::recheck`]):
-/// the deregistrations that took, and the instances we disabled that left their listing while a
-/// Ready pod of the binding holds their address (where the server keeps their `enabled=false`).
-fn follow_up(
-    ctx: &Context,
-    b: &NacosBinding,
-    state: &mut BindingState,
-    eval: &Evaluation,
-    snapshots: &BTreeMap<ServiceKey, &ServiceSnapshot>,
-    outcomes: &[Outcome],
-) {
+/// Takes in what the actions that ended since the last pass did: what the memory must keep of
+/// them, the kept listings brought up to their writes, and the deregistrations that took, to list
+/// again (see [`super::recheck`]).
+fn take_in(b: &NacosBinding, state: &mut BindingState, finished: &[Finished], marker: &str) {
+    if finished.is_empty() {
+        return;
+    }
+    let memory = state.memory.get_or_insert_with(|| memory_from_status(b));
     let now = Utc::now();
-    for o in outcomes {
-        if o.action.kind != ActionKind::Deregister || !matches!(o.result, Written::Done) {
-            continue;
+    for f in finished {
+        for change in &f.changes {
+            memory.apply(change);
         }
-        let instance = snapshots
-            .get(&o.action.instance.service)
-            .and_then(|s| s.instances.iter().find(|i| i.key == o.action.instance));
-        if let Some(instance) = instance {
-            state.rechecks.after_deregistration(instance, now);
+        if let Some(why) = offline_note(&f.outcome) {
+            memory.note_offline(&f.outcome.action.instance, now, why);
+        }
+        if f.outcome.action.kind == ActionKind::Deregister
+            && matches!(f.outcome.result, Written::Done)
+        {
+            state.rechecks.after_deregistration(&f.instance, now);
         }
     }
+    if let Some(kept) = &mut state.kept {
+        kept.record_writes(finished.iter().map(|f| &f.outcome), marker);
+    }
+}
+
+/// Notes what may change again in the registry: the instances we disabled that left their listing
+/// while a Ready pod of the binding holds their address (where the server keeps their
+/// `enabled=false`; see [`super::recheck`]).
+fn follow_up(ctx: &Context, b: &NacosBinding, state: &mut BindingState, eval: &Evaluation) {
+    let now = Utc::now();
     let governed: BTreeSet<&ServiceKey> = eval.listings.iter().map(|l| &l.service).collect();
     state.rechecks.retain_services(&governed);
     if !eval.server.metadata_overlay {

@@ -2,7 +2,7 @@
 //! report gathers what the pass found and did; `status.rs` builds the status from it and
 //! `events.rs` publishes its Events.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -12,17 +12,18 @@ use tracing::warn;
 
 use super::context::Context;
 use super::events::{action_event, describe, outcome_event};
-use super::outcome::{key, Outcome, Written};
+use super::in_flight::Finished;
+use super::outcome::key;
 use super::problem::Problem;
 use super::status::{
-    conditions, plan_status, server_status, set_memory, to_time, Findings, Taken, OVERLAP_REASON,
+    conditions, plan_status, server_status, set_memory, to_time, Findings, OVERLAP_REASON,
     SCOPE_GAP_REASON, SHARED_REASON,
 };
 use crate::crd::{NacosBinding, NacosBindingStatus, NacosServerStatus};
 use crate::metrics::{BindingLabels, VerdictLabels};
 use crate::model::ServiceKey;
 use crate::nacos::ServerInfo;
-use crate::plan::{ActionKind, Memory, Plan, SharedService};
+use crate::plan::{emptied_message, Memory, Plan, SharedService};
 
 /// The Warning of a pass that took a service's last usable instances offline.
 const EMPTIED_REASON: &str = "ServiceEmptied";
@@ -36,8 +37,6 @@ pub struct Report<'a> {
     status: NacosBindingStatus,
     planned: bool,
     held: usize,
-    /// Instances this pass took offline, per service.
-    taken: BTreeMap<ServiceKey, Taken>,
     /// Whether pods of the binding hold instances outside the scope (`Some(message)`); `None`
     /// while this pass has not judged it.
     scope_gap: Option<Option<String>>,
@@ -63,7 +62,6 @@ impl<'a> Report<'a> {
             status,
             planned: false,
             held: 0,
-            taken: BTreeMap::new(),
             scope_gap: None,
             overlap: None,
             shared: None,
@@ -93,36 +91,44 @@ impl<'a> Report<'a> {
         self.problems.push(p);
     }
 
-    /// Counts the actions into the status and publishes their Events in the background: with
-    /// hundreds of actions, waiting for their Events held the next pass back by seconds.
-    pub fn outcomes(&mut self, outcomes: &[Outcome]) {
-        let events: Vec<_> = outcomes
+    /// Takes in the actions whose execution ended since the last pass: counts them into the
+    /// status, publishes their Events in the background (with hundreds of actions, waiting for
+    /// them held the next pass back by seconds), and warns of the services they left empty.
+    pub async fn ended(&mut self, finished: &[Finished]) {
+        let mut emptied = BTreeSet::new();
+        let events: Vec<_> = finished
             .iter()
-            .map(|o| {
-                self.count(o);
+            .map(|f| {
+                let o = &f.outcome;
+                if o.took_offline() {
+                    self.status.removed_total += 1;
+                    if f.empties {
+                        emptied.insert(&o.action.instance.service);
+                    }
+                }
                 outcome_event(o)
             })
             .collect();
-        if events.is_empty() {
-            return;
+        if !events.is_empty() {
+            self.ctx
+                .recorder
+                .publish_in_background(events, self.b.object_ref(&()));
         }
-        self.ctx
-            .recorder
-            .publish_in_background(events, self.b.object_ref(&()));
-    }
-
-    /// Counts one action's outcome into the status.
-    fn count(&mut self, o: &Outcome) {
-        let a = &o.action;
-        if o.took_offline() {
-            self.status.removed_total += 1;
-            // The counts come from the listing made before the action: move the instance to
-            // where it is now, so the status describes the registry after this pass.
-            let entry = self.taken.entry(a.instance.service.clone()).or_default();
-            match (a.kind, &o.result) {
-                (ActionKind::Deregister, Written::Done) => entry.deregistered += 1,
-                _ => entry.disabled += 1,
-            }
+        for service in emptied {
+            // Counted before the Event goes out: whoever saw the Event finds it counted.
+            self.ctx
+                .metrics
+                .services_emptied
+                .get_or_create(&BindingLabels {
+                    binding: key(self.b),
+                })
+                .inc();
+            self.event(
+                EventType::Warning,
+                EMPTIED_REASON,
+                &emptied_message(service, true),
+            )
+            .await;
         }
     }
 
@@ -130,7 +136,7 @@ impl<'a> Report<'a> {
     pub async fn plan(&mut self, plan: &Plan, memory: &Memory, window: Duration) {
         self.planned = true;
         let binding = key(self.b);
-        let fields = plan_status(plan, &self.taken);
+        let fields = plan_status(plan);
         let mut first_shared = None;
         for sp in &plan.services {
             for a in &sp.would_act {
@@ -167,26 +173,6 @@ impl<'a> Report<'a> {
                         budget_held.iter().map(|a| describe(&a.instance)).collect::<Vec<_>>().join(", "),
                         self.approve_command(),
                     ),
-                )
-                .await;
-            }
-            let took = self
-                .taken
-                .get(&sp.service)
-                .is_some_and(|t| t.deregistered + t.disabled > 0);
-            if sp.empties && took {
-                // Counted before the Event goes out: whoever saw the Event finds it counted.
-                self.ctx
-                    .metrics
-                    .services_emptied
-                    .get_or_create(&BindingLabels {
-                        binding: binding.clone(),
-                    })
-                    .inc();
-                self.event(
-                    EventType::Warning,
-                    EMPTIED_REASON,
-                    &sp.emptied_message(true),
                 )
                 .await;
             }

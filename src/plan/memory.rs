@@ -34,6 +34,20 @@ pub struct Memory {
     pub frozen_at: Option<DateTime<Utc>>,
 }
 
+/// What an action's execution learnt that the memory must keep. Executions run beside the passes
+/// that follow them, so they note these and the next pass applies them ([`Memory::apply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A deregistration that was never sent, or not as planned ([`Memory::forget_deregistration`]).
+    DeregistrationNotSent(InstanceKey),
+    /// A deregistration that cannot take ([`Memory::mark_ineffective`]).
+    Ineffective(InstanceKey),
+    /// Disabled by us ([`Memory::record_disabled`]).
+    Disabled(InstanceKey),
+    /// Enabled again by us ([`Memory::forget_disabled`]).
+    Enabled(InstanceKey),
+}
+
 /// Why an instance we disabled is still registered, as seen when we disabled it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OfflineNote {
@@ -42,6 +56,16 @@ pub struct OfflineNote {
 }
 
 impl Memory {
+    /// Takes in what an execution learnt.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::DeregistrationNotSent(key) => self.forget_deregistration(key),
+            Change::Ineffective(key) => self.mark_ineffective(key),
+            Change::Disabled(key) => self.record_disabled(key),
+            Change::Enabled(key) => self.forget_disabled(key),
+        }
+    }
+
     /// Records that a deregistration was seen not to take (the executor's verification calls this).
     pub fn mark_ineffective(&mut self, key: &InstanceKey) {
         self.ineffective.insert(key.clone());

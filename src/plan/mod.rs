@@ -42,7 +42,7 @@ use crate::model::{
 pub use cause::EPHEMERAL as EPHEMERAL_CAUSE;
 pub use classify::{Confirm, Verdict};
 pub use decide::ActionKind;
-pub use memory::{Memory, OfflineNote};
+pub use memory::{Change, Memory, OfflineNote};
 pub use policy::{
     MaxRemovals, NodeAction, Policy, PortFilter, RemovalAction, TerminatingAction, UnreadyAction,
 };
@@ -94,6 +94,10 @@ pub struct PlanInput<'a> {
     /// The approval annotation's current token; it releases held removals once per distinct value.
     pub approval: Option<&'a str>,
     pub memory: &'a Memory,
+    /// Instances an earlier pass's actions are still being written or verified for: judged and
+    /// counted, never acted on again until that execution has ended (the registry may still list
+    /// an instance it removed, which would look like a deregistration that did not take).
+    pub in_flight: &'a BTreeSet<InstanceKey>,
     pub now: DateTime<Utc>,
 }
 
@@ -253,21 +257,9 @@ impl ServicePlan {
             .filter_map(|(a, budget)| budget.is_none().then_some(a))
     }
 
-    /// What taking the last usable instances away means for consumers, and what to check.
+    /// What taking the last usable instances away means for consumers ([`emptied_message`]).
     pub fn emptied_message(&self, done: bool) -> String {
-        let what = if done {
-            "its last usable instances were taken offline"
-        } else {
-            "taking its last usable instances offline (dry run)"
-        };
-        format!(
-            "{}: {what}: no enabled, healthy instance with a weight above 0 is left. Consumers \
-             with push-empty protection (namingPushEmptyProtection=true) ignore a push without one \
-             and keep calling the old addresses until an instance registers: check them (their \
-             Nacos client logs \"empty or error push\") and restart them. The addresses are dead, \
-             so the operator acts all the same",
-            self.service
-        )
+        emptied_message(&self.service, done)
     }
 
     pub(crate) fn empty(service: ServiceKey) -> Self {
@@ -286,6 +278,22 @@ impl ServicePlan {
             budget: Budget::default(),
         }
     }
+}
+
+/// What taking the last usable instances of `service` away means for consumers, and what to check.
+pub fn emptied_message(service: &ServiceKey, done: bool) -> String {
+    let what = if done {
+        "its last usable instances were taken offline"
+    } else {
+        "taking its last usable instances offline (dry run)"
+    };
+    format!(
+        "{service}: {what}: no enabled, healthy instance with a weight above 0 is left. Consumers \
+         with push-empty protection (namingPushEmptyProtection=true) ignore a push without one \
+         and keep calling the old addresses until an instance registers: check them (their \
+         Nacos client logs \"empty or error push\") and restart them. The addresses are dead, \
+         so the operator acts all the same"
+    )
 }
 
 impl Plan {
@@ -514,7 +522,11 @@ fn plan_instance(
         frozen,
         now: input.now,
     };
-    if let Some(decision) = decide(instance, &evidence, &ctx) {
+    if input.in_flight.contains(&instance.key) {
+        evidence
+            .reason
+            .push_str(" (an earlier action on it is still being carried out)");
+    } else if let Some(decision) = decide(instance, &evidence, &ctx) {
         route(out, removals, instance, &evidence, decision, input.now);
     }
     count(&mut out.counts, instance, &evidence, &input.owner);

@@ -128,6 +128,7 @@ pub(super) struct Fx {
     pub services: Vec<ServiceListing>,
     pub approval: Option<String>,
     pub memory: Memory,
+    pub in_flight: BTreeSet<InstanceKey>,
     pub now: DateTime<Utc>,
 }
 
@@ -156,6 +157,7 @@ impl Fx {
             }],
             approval: None,
             memory: Memory::default(),
+            in_flight: BTreeSet::new(),
             now: t(0),
         }
     }
@@ -176,6 +178,7 @@ impl Fx {
             services: &self.services,
             approval: self.approval.as_deref(),
             memory: &self.memory,
+            in_flight: &self.in_flight,
             now: self.now,
         })
     }
@@ -840,6 +843,33 @@ fn rule4_memory_records_and_detects_reappearance() {
     fx.now = t(10);
     let third = fx.run();
     assert_eq!(third.services[0].actions[0].kind, ActionKind::Disable);
+}
+
+/// An execution outlives its pass: while its deregistration settles the registry still lists the
+/// instance, which must not look like a re-registration (a Disable) or be deregistered twice.
+#[test]
+fn an_instance_whose_action_is_still_being_carried_out_is_judged_but_not_acted_on() {
+    let mut fx = Fx::new(vec![inst("10.1.0.7"), inst("10.1.0.8")]);
+    fx.tombs = vec![
+        tomb("orders-1", "10.1.0.7", -100),
+        tomb("orders-2", "10.1.0.8", -100),
+    ];
+    fx.memory
+        .record_deregistration(&inst("10.1.0.7").key, t(-1));
+    fx.memory.record_removal(&svc("orders"), t(-1));
+    fx.in_flight = BTreeSet::from([inst("10.1.0.7").key]);
+    let p = fx.run();
+    assert_eq!(acted_ips(&p), ["10.1.0.8"]);
+    let s = &p.services[0];
+    assert!(s.waiting.is_empty() && s.held.is_empty(), "{s:?}");
+    assert_eq!(s.counts.stale, 2, "still counted as it is listed");
+    assert!(s.instances[0].reason.contains("still being carried out"));
+    // The removal in flight was counted when it was planned, and only then.
+    assert_eq!(p.memory.removals[&svc("orders")].len(), 2);
+    // Once its execution has ended, it is judged as usual: listed again, it is disabled.
+    fx.in_flight.clear();
+    fx.memory = p.memory;
+    assert_eq!(fx.run().services[0].actions[0].kind, ActionKind::Disable);
 }
 
 #[test]
