@@ -14,14 +14,14 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::confirm::PodCheck;
 use super::context::Context;
-use super::in_flight::{Execution, Finished, InFlight};
+use super::in_flight::{Execution, Finished, InFlight, Pending, WriteMark};
 use super::outcome::{key, Outcome, Unconfirmed, WriteFailed, Written};
 use super::stop::contain_panic;
 use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::leader::ActingGate;
 use crate::metrics::BindingLabels;
-use crate::model::{Instance, ServiceKey, ServiceSnapshot};
+use crate::model::{Instance, MarkerOwner, ServiceKey, ServiceSnapshot};
 use crate::nacos::{sole_publisher, NacosClient, Publisher, Registry};
 use crate::plan::{Action, ActionKind, Change, Confirm, Plan};
 
@@ -61,20 +61,22 @@ struct Launched {
     writing: Arc<Semaphore>,
     asking: Arc<Semaphore>,
     execution: Execution,
+    /// The server shows a write only after a settle time.
+    settles: bool,
 }
 
-/// Hands the plan's actions to an execution that runs beside the passes that follow, and returns
-/// how many it took. Their instances are in flight in `flight` until each has ended; when all
-/// have, the binding gets a pass, which reports them.
+/// Hands the plan's actions to an execution that runs beside the passes that follow (see
+/// [`super::in_flight`]); `None` when there are none. Their instances are in flight in `flight`
+/// until each has ended. `settles`: the server shows a write only after a settle time.
 pub fn launch(
     ctx: &Arc<Context>,
     b: &NacosBinding,
-    marker: String,
     nacos: Arc<NacosClient>,
+    settles: bool,
     plan: &Plan,
     snapshots: &BTreeMap<ServiceKey, &ServiceSnapshot>,
     flight: &InFlight,
-) -> usize {
+) -> Option<Pending> {
     let work: Vec<Work> = plan
         .services
         .iter()
@@ -91,27 +93,34 @@ pub fn launch(
         })
         .collect();
     if work.is_empty() {
-        return 0;
+        return None;
     }
+    let (execution, pending) = flight.start(
+        work.iter().map(|w| w.action.instance.clone()),
+        ctx.nudge_for(b),
+    );
+    let binding = key(b);
+    let uid = b.uid().unwrap_or_default();
     let launched = Launched {
-        binding: key(b),
-        marker,
+        marker: MarkerOwner {
+            uid: &uid,
+            binding: &binding,
+        }
+        .marker(),
+        binding,
         scope: PodScope::new(
             &b.namespace().unwrap_or_default(),
             &b.spec.pods.selector,
             &b.spec.pods.namespaces,
         )
         .ok(),
-        execution: flight.start(
-            work.iter().map(|w| w.action.instance.clone()),
-            ctx.nudge_for(b),
-        ),
+        execution,
+        settles,
         work,
         writing: flight.writing.clone(),
         asking: flight.asking.clone(),
     };
-    let count = launched.work.len();
-    let span = info_span!("execution", binding = %launched.binding, actions = count);
+    let span = info_span!("execution", binding = %launched.binding, actions = launched.work.len());
     let ctx = ctx.clone();
     tokio::spawn(
         async move {
@@ -124,7 +133,7 @@ pub fn launch(
         }
         .instrument(span),
     );
-    count
+    Some(pending)
 }
 
 /// Runs every action of `launched`, [`ACTIONS_IN_FLIGHT`] at once, each reported to the binding's
@@ -160,7 +169,9 @@ async fn execute(ctx: &Context, nacos: &NacosClient, launched: &Launched) {
                 empties,
             } = &launched.work[i];
             let changes = Changes::default();
-            let result = act(pass, nacos, &launched.marker, action, instance, &changes).await;
+            let mark = launched.execution.write_mark(launched.settles);
+            let marker = &launched.marker;
+            let result = act(pass, nacos, marker, action, instance, &changes, Some(&mark)).await;
             let outcome = record(ctx, &launched.binding, action, result);
             launched.execution.finish(Finished {
                 outcome,
@@ -168,6 +179,8 @@ async fn execute(ctx: &Context, nacos: &NacosClient, launched: &Launched) {
                 changes: changes.into_inner().unwrap_or_else(|p| p.into_inner()),
                 empties: *empties,
             });
+            // After `finish`: a pass waiting for it finds the action ended.
+            drop(mark);
         })
         .await;
 }
@@ -191,6 +204,7 @@ async fn act(
     action: &Action,
     instance: &Instance,
     changes: &Changes,
+    mark: Option<&WriteMark<'_>>,
 ) -> Written {
     let ip = match action.confirm {
         Confirm::NoLivePodWithIp(ip) => Some(ip),
@@ -205,6 +219,7 @@ async fn act(
         Ok(()) => {
             let writes = Writes {
                 slots: pass.writing,
+                mark,
                 asks: pass.asking,
                 gate: pass.gate,
                 cache: ip.map(|ip| (pass.check, ip)),
@@ -222,9 +237,25 @@ async fn act(
     result
 }
 
+/// A write request's slot; dropped once the request is answered, which `mark` learns.
+struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+    mark: Option<&'a WriteMark<'a>>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(mark) = self.mark {
+            mark.answered();
+        }
+    }
+}
+
 /// Where an action's write requests get their slot, and what is asked again right before each.
 struct Writes<'a> {
     slots: &'a Semaphore,
+    /// Told when a write request is answered (the launching pass waits for that).
+    mark: Option<&'a WriteMark<'a>>,
     /// Where the owner lookup before a deregistration gets its slot.
     asks: &'a Semaphore,
     gate: &'a ActingGate,
@@ -236,9 +267,9 @@ impl Writes<'_> {
     /// A slot for one write request, once the leadership (a leader whose Lease renewals stopped
     /// answering must not go on writing) and the watch cache allow it. Dropped once the request is
     /// answered: a read-back waits without one.
-    async fn slot(&self) -> Result<SemaphorePermit<'_>, Unconfirmed> {
+    async fn slot(&self) -> Result<Slot<'_>, Unconfirmed> {
         // Never closed: a slot always comes.
-        let slot = self
+        let permit = self
             .slots
             .acquire()
             .await
@@ -249,7 +280,10 @@ impl Writes<'_> {
         if let Some((check, ip)) = self.cache {
             check.cache(ip)?;
         }
-        Ok(slot)
+        Ok(Slot {
+            _permit: permit,
+            mark: self.mark,
+        })
     }
 }
 
@@ -431,7 +465,7 @@ async fn disable_instead(
     instance: &Instance,
     changes: &Changes,
     owner: Option<Publisher>,
-    slot: Result<SemaphorePermit<'_>, Unconfirmed>,
+    slot: Result<Slot<'_>, Unconfirmed>,
 ) -> Written {
     remember(changes, Change::Ineffective(instance.key.clone()));
     let disabled = match slot {
@@ -452,7 +486,7 @@ async fn disable(
     nacos: &impl Registry,
     marker: &str,
     instance: &Instance,
-    slot: SemaphorePermit<'_>,
+    slot: Slot<'_>,
 ) -> Result<(), WriteFailed> {
     let sent = nacos.disable(instance, marker).await;
     drop(slot);
@@ -547,6 +581,7 @@ mod tests {
         let gate = ActingGate::always();
         let writes = Writes {
             slots: &slots,
+            mark: None,
             asks: &asks,
             gate: &gate,
             cache: None,
@@ -610,6 +645,7 @@ mod tests {
             &orphan_removal(),
             &instance(true),
             &changes,
+            None,
         )
         .await;
         taken_in(&mut memory, changes);

@@ -1,14 +1,18 @@
 //! Executions that outlive their pass. A pass hands its actions to an execution (second signal,
-//! write, verification) and ends without waiting for it: verifying a write on Alibaba Nacos waits
-//! for the server's settle time (about 0.6 s), and a pod deleted meanwhile would wait for that
-//! too. The passes that follow judge the instances still in flight but do not act on them, and
-//! take in, at their start, what each ended action learnt (outcome, memory, kept listings, Events).
+//! write, verification) and waits only until each write is answered: verifying it on Alibaba Nacos
+//! waits for the server's settle time (about 0.6 s), and a pod deleted meanwhile would wait for that
+//! too. (Waiting for the writes keeps a burst of deletions in few passes, each confirmed by one pod
+//! listing; a pass that did not wait at all made a pass, and a listing of every pod, per few
+//! deletions.) The passes that follow judge the instances still in flight but do not act on them,
+//! and take in, at their start, what each ended action learnt (outcome, memory, kept listings,
+//! Events); when the last of an execution's actions ends with nobody left to take it in, the
+//! binding is asked for a pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use super::outcome::Outcome;
 use crate::model::{Instance, InstanceKey};
@@ -85,22 +89,81 @@ impl InFlight {
     }
 
     /// Marks `instances` in flight until the execution finishes each, or is dropped (then the
-    /// rest are let go unreported). `on_end` runs when it is dropped.
+    /// rest are let go unreported). `report` asks for a pass; it is called once both the execution
+    /// and the [`Pending`] handle are dropped, if an ended action is left to take in then.
     pub fn start(
         &self,
         instances: impl IntoIterator<Item = InstanceKey>,
-        on_end: impl FnOnce() + Send + Sync + 'static,
-    ) -> Execution {
+        report: impl FnOnce() + Send + 'static,
+    ) -> (Execution, Pending) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut shared = lock(&self.shared);
+        let mut count = 0;
         for key in instances {
             shared.instances.insert(key, id);
+            count += 1;
         }
-        Execution {
+        let (writing, writes) = watch::channel(count);
+        let end = Arc::new(End {
+            shared: self.shared.clone(),
+            parts_left: AtomicUsize::new(2),
+            report: Mutex::new(Some(Box::new(report))),
+        });
+        let execution = Execution {
             shared: self.shared.clone(),
             id,
-            on_end: Some(Box::new(on_end)),
+            writing,
+            end: end.clone(),
+        };
+        (execution, Pending { writes, end })
+    }
+}
+
+/// Asks for a pass once the execution and its pass are both done, if something is left to report.
+struct End {
+    shared: Arc<Mutex<Shared>>,
+    /// Of the execution and the [`Pending`] handle, how many are not dropped yet.
+    parts_left: AtomicUsize,
+    report: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl End {
+    fn part_done(&self) {
+        if self.parts_left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
         }
+        if lock(&self.shared).finished.is_empty() {
+            return;
+        }
+        let report = self
+            .report
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(report) = report {
+            report();
+        }
+    }
+}
+
+/// What the launching pass holds of an execution: when its writes are answered. Dropped when the
+/// pass is done with it.
+pub struct Pending {
+    writes: watch::Receiver<usize>,
+    end: Arc<End>,
+}
+
+impl Pending {
+    /// Once every action has had its write answered, or ended without one.
+    pub async fn writes_answered(&mut self) {
+        // An error: the execution is gone, so are its writes.
+        let _ = self.writes.wait_for(|left| *left == 0).await;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.end.part_done();
     }
 }
 
@@ -108,10 +171,23 @@ impl InFlight {
 pub struct Execution {
     shared: Arc<Mutex<Shared>>,
     id: u64,
-    on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Actions whose write was not answered yet.
+    writing: watch::Sender<usize>,
+    end: Arc<End>,
 }
 
 impl Execution {
+    /// What one action reports of its write. `settles`: the server shows a write only after a
+    /// settle time, which is waited out beside the next passes; on a server that shows it at once,
+    /// the action's verification is part of its write.
+    pub fn write_mark(&self, settles: bool) -> WriteMark<'_> {
+        WriteMark {
+            writing: &self.writing,
+            settles,
+            done: AtomicBool::new(false),
+        }
+    }
+
     /// One action ended: its instance is no longer in flight, and the next pass takes it in.
     pub fn finish(&self, finished: Finished) {
         let mut shared = lock(&self.shared);
@@ -126,15 +202,45 @@ impl Execution {
 impl Drop for Execution {
     fn drop(&mut self) {
         lock(&self.shared).instances.retain(|_, id| *id != self.id);
-        if let Some(on_end) = self.on_end.take() {
-            on_end();
+        // Whatever was not answered never will be.
+        self.writing.send_replace(0);
+        self.end.part_done();
+    }
+}
+
+/// One action's part in [`Pending::writes_answered`]: done at its first write request answered
+/// (where the server settles), or when it is dropped (the action has ended; drop it after
+/// [`Execution::finish`], so the pass that waited finds the action ended).
+pub struct WriteMark<'a> {
+    writing: &'a watch::Sender<usize>,
+    settles: bool,
+    done: AtomicBool,
+}
+
+impl WriteMark<'_> {
+    /// A write request of the action was answered.
+    pub fn answered(&self) {
+        if self.settles {
+            self.mark();
         }
+    }
+
+    fn mark(&self) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.writing
+                .send_modify(|left| *left = left.saturating_sub(1));
+        }
+    }
+}
+
+impl Drop for WriteMark<'_> {
+    fn drop(&mut self) {
+        self.mark();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
 
     use chrono::Utc;
 
@@ -182,16 +288,18 @@ mod tests {
         }
     }
 
+    /// A flag the report sets.
+    fn reported() -> (Arc<AtomicBool>, impl FnOnce() + Send + 'static) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = flag.clone();
+        (flag, move || set.store(true, Ordering::Relaxed))
+    }
+
     #[test]
-    fn an_instance_is_in_flight_until_its_action_ends_and_then_reported_once() {
+    fn an_instance_is_in_flight_until_its_action_ends_and_then_taken_in_once() {
         let flight = InFlight::default();
-        let ended = Arc::new(AtomicBool::new(false));
-        let on_end = {
-            let ended = ended.clone();
-            move || ended.store(true, Ordering::Relaxed)
-        };
         let keys = ["10.0.0.1", "10.0.0.2"].map(|ip| instance(ip).key);
-        let execution = flight.start(keys.clone(), on_end);
+        let (execution, _pending) = flight.start(keys.clone(), || {});
         let (done, in_flight) = flight.collect();
         assert!(done.is_empty());
         assert_eq!(in_flight, BTreeSet::from(keys.clone()));
@@ -201,23 +309,86 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!(in_flight, BTreeSet::from([keys[1].clone()]));
         assert!(flight.collect().0.is_empty(), "taken in once");
-        assert!(!ended.load(Ordering::Relaxed));
 
         // Dropped before its last action ended (a panic): the instance is let go all the same.
         drop(execution);
-        assert!(ended.load(Ordering::Relaxed));
         let (done, in_flight) = flight.collect();
         assert!(done.is_empty() && in_flight.is_empty());
+    }
+
+    #[test]
+    fn a_pass_is_asked_for_only_when_an_ended_action_is_left_untaken() {
+        // The launching pass took in everything: nothing to ask for.
+        let flight = InFlight::default();
+        let (asked, report) = reported();
+        let (execution, pending) = flight.start([instance("10.0.0.1").key], report);
+        execution.finish(finished("10.0.0.1"));
+        drop(execution);
+        flight.collect();
+        drop(pending);
+        assert!(!asked.load(Ordering::Relaxed));
+
+        // An action ended after the launching pass was done: asked for once both are gone.
+        let (asked, report) = reported();
+        let (execution, pending) = flight.start([instance("10.0.0.1").key], report);
+        drop(pending);
+        execution.finish(finished("10.0.0.1"));
+        assert!(
+            !asked.load(Ordering::Relaxed),
+            "not before the execution ends"
+        );
+        drop(execution);
+        assert!(asked.load(Ordering::Relaxed));
+
+        // ... whichever of the two goes last.
+        let (asked, report) = reported();
+        let (execution, pending) = flight.start([instance("10.0.0.1").key], report);
+        execution.finish(finished("10.0.0.1"));
+        drop(execution);
+        assert!(!asked.load(Ordering::Relaxed));
+        drop(pending);
+        assert!(asked.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn the_pass_waits_for_the_writes_and_on_a_server_that_settles_not_for_the_rest() {
+        use futures::FutureExt;
+        let flight = InFlight::default();
+        let keys = ["10.0.0.1", "10.0.0.2"].map(|ip| instance(ip).key);
+        let (execution, mut pending) = flight.start(keys, || {});
+        let settling = execution.write_mark(true);
+        let at_once = execution.write_mark(false);
+        assert!(pending.writes_answered().now_or_never().is_none());
+        settling.answered();
+        at_once.answered();
+        assert!(
+            pending.writes_answered().now_or_never().is_none(),
+            "a server that shows a write at once: the verification is part of the write"
+        );
+        drop(at_once);
+        assert!(pending.writes_answered().now_or_never().is_some());
+        // The settling action's read-back goes on; dropping its mark later changes nothing.
+        drop(settling);
+        assert!(pending.writes_answered().now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_execution_gone_answers_the_waiting_pass() {
+        use futures::FutureExt;
+        let flight = InFlight::default();
+        let (execution, mut pending) = flight.start([instance("10.0.0.1").key], || {});
+        drop(execution);
+        assert!(pending.writes_answered().now_or_never().is_some());
     }
 
     #[test]
     fn an_ended_execution_does_not_let_go_of_an_instance_a_later_one_has() {
         let flight = InFlight::default();
         let key = instance("10.0.0.1").key;
-        let first = flight.start([key.clone()], || {});
+        let (first, _a) = flight.start([key.clone()], || {});
         first.finish(finished("10.0.0.1"));
         // A later pass acts on the same instance again before the first execution is dropped.
-        let second = flight.start([key.clone()], || {});
+        let (second, _b) = flight.start([key.clone()], || {});
         drop(first);
         assert_eq!(flight.collect().1, BTreeSet::from([key.clone()]));
         drop(second);

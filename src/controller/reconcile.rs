@@ -127,7 +127,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     // in flight are judged but not acted on.
     let (finished, in_flight) = state.in_flight.collect();
     take_in(&b, &mut state, &finished, &marker);
-    rep.ended(&finished).await;
+    rep.ended(&finished, false).await;
 
     let eval = match evaluate(&ctx, &b, owner, &mut state, &in_flight).await {
         Ok(eval) => eval,
@@ -168,18 +168,29 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .iter()
         .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), &**s)))
         .collect();
-    // Carried out beside the passes that follow; the pass they nudge reports them.
-    let launched = launch(
+    // Carried out beside the passes that follow; this pass waits for the writes' answers only.
+    let mut pending = launch(
         &ctx,
         &b,
-        marker,
         eval.nacos.clone(),
+        !eval.server.settle.is_zero(),
         &eval.plan,
         &snapshots,
         &state.in_flight,
     );
+    let launched = eval.plan.actions().count();
     follow_up(&ctx, &b, &mut state, &eval);
-    state.memory = Some(memory.clone());
+    state.memory = Some(memory);
+    if let Some(pending) = &mut pending {
+        pending.writes_answered().await;
+    }
+    let executed = started.elapsed();
+    // What ended meanwhile, this pass's actions above all (on a server that shows a write at once,
+    // all of them): reported now, the rest by a later pass.
+    let (ended, _) = state.in_flight.collect();
+    take_in(&b, &mut state, &ended, &marker);
+    rep.ended(&ended, true).await;
+    let memory = state.memory.clone().unwrap_or_default();
     rep.plan(&eval.plan, &memory, eval.policy.removal_window)
         .await;
     if eval.plan.approval_consumed {
@@ -204,9 +215,10 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     debug!(
         ?evaluated,
         ?budgeted,
+        ?executed,
         total = ?started.elapsed(),
         launched,
-        ended = finished.len(),
+        ended = finished.len() + ended.len(),
         "pass done"
     );
     Ok(Requeue::requeue(next.max(Duration::from_millis(500))))

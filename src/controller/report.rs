@@ -2,7 +2,7 @@
 //! report gathers what the pass found and did; `status.rs` builds the status from it and
 //! `events.rs` publishes its Events.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -13,17 +13,17 @@ use tracing::warn;
 use super::context::Context;
 use super::events::{action_event, describe, outcome_event};
 use super::in_flight::Finished;
-use super::outcome::key;
+use super::outcome::{key, Written};
 use super::problem::Problem;
 use super::status::{
-    conditions, plan_status, server_status, set_memory, to_time, Findings, OVERLAP_REASON,
+    conditions, plan_status, server_status, set_memory, to_time, Findings, Taken, OVERLAP_REASON,
     SCOPE_GAP_REASON, SHARED_REASON,
 };
 use crate::crd::{NacosBinding, NacosBindingStatus, NacosServerStatus};
 use crate::metrics::{BindingLabels, VerdictLabels};
 use crate::model::ServiceKey;
 use crate::nacos::ServerInfo;
-use crate::plan::{emptied_message, Memory, Plan, SharedService};
+use crate::plan::{emptied_message, ActionKind, Memory, Plan, SharedService};
 
 /// The Warning of a pass that took a service's last usable instances offline.
 const EMPTIED_REASON: &str = "ServiceEmptied";
@@ -37,6 +37,8 @@ pub struct Report<'a> {
     status: NacosBindingStatus,
     planned: bool,
     held: usize,
+    /// Instances taken offline after the pass's listings were made, per service.
+    taken: BTreeMap<ServiceKey, Taken>,
     /// Whether pods of the binding hold instances outside the scope (`Some(message)`); `None`
     /// while this pass has not judged it.
     scope_gap: Option<Option<String>>,
@@ -62,6 +64,7 @@ impl<'a> Report<'a> {
             status,
             planned: false,
             held: 0,
+            taken: BTreeMap::new(),
             scope_gap: None,
             overlap: None,
             shared: None,
@@ -91,10 +94,11 @@ impl<'a> Report<'a> {
         self.problems.push(p);
     }
 
-    /// Takes in the actions whose execution ended since the last pass: counts them into the
-    /// status, publishes their Events in the background (with hundreds of actions, waiting for
-    /// them held the next pass back by seconds), and warns of the services they left empty.
-    pub async fn ended(&mut self, finished: &[Finished]) {
+    /// Takes in actions that ended: counts them into the status, publishes their Events in the
+    /// background (with hundreds of actions, waiting for them held the next pass back by seconds),
+    /// and warns of the services they left empty. `after_listing`: they ended after the pass's
+    /// listings were made, so the counts move them to where they are now.
+    pub async fn ended(&mut self, finished: &[Finished], after_listing: bool) {
         let mut emptied = BTreeSet::new();
         let events: Vec<_> = finished
             .iter()
@@ -104,6 +108,15 @@ impl<'a> Report<'a> {
                     self.status.removed_total += 1;
                     if f.empties {
                         emptied.insert(&o.action.instance.service);
+                    }
+                    if after_listing {
+                        let taken = self.taken.entry(o.action.instance.service.clone());
+                        match (o.action.kind, &o.result) {
+                            (ActionKind::Deregister, Written::Done) => {
+                                taken.or_default().deregistered += 1
+                            }
+                            _ => taken.or_default().disabled += 1,
+                        }
                     }
                 }
                 outcome_event(o)
@@ -136,7 +149,7 @@ impl<'a> Report<'a> {
     pub async fn plan(&mut self, plan: &Plan, memory: &Memory, window: Duration) {
         self.planned = true;
         let binding = key(self.b);
-        let fields = plan_status(plan);
+        let fields = plan_status(plan, &self.taken);
         let mut first_shared = None;
         for sp in &plan.services {
             for a in &sp.would_act {

@@ -132,6 +132,13 @@ pub(super) fn server_status(s: &ServerInfo) -> NacosServerStatus {
     }
 }
 
+/// Instances taken offline in one service by actions the pass's own listing predates.
+#[derive(Default)]
+pub(super) struct Taken {
+    pub deregistered: usize,
+    pub disabled: usize,
+}
+
 /// What a plan shows in the status, and its instances per verdict for the metrics.
 pub(super) struct PlanStatus {
     pub instances: InstanceCounts,
@@ -144,17 +151,24 @@ pub(super) struct PlanStatus {
     pub by_verdict: BTreeMap<Verdict, i64>,
 }
 
-/// The status of `plan`. Its counts come from listings that show the writes of the actions that
-/// ended before the pass (see [`super::focus::Kept::record_writes`]); those still in flight show
-/// in the next pass's.
-pub(super) fn plan_status(plan: &Plan) -> PlanStatus {
+/// The status of `plan`, with the instances `taken` offline since its listings moved to where they
+/// are now. (The listings show the writes of actions that ended before the pass, see
+/// [`super::focus::Kept::record_writes`]; those still in flight show in a later pass's.)
+pub(super) fn plan_status(plan: &Plan, taken: &BTreeMap<ServiceKey, Taken>) -> PlanStatus {
     let mut totals = InstanceCounts::default();
     let mut by_verdict: BTreeMap<Verdict, i64> = BTreeMap::new();
     let mut services = Vec::new();
     let mut pending = Vec::new();
     let mut held = 0usize;
     for sp in &plan.services {
-        let c = &sp.counts;
+        let mut c = sp.counts;
+        if let Some(t) = taken.get(&sp.service) {
+            // A disabled instance stays listed and stale; `offline` overlaps the others.
+            c.total = c.total.saturating_sub(t.deregistered);
+            c.stale = c.stale.saturating_sub(t.deregistered);
+            c.offline += t.disabled;
+        }
+        let c = &c;
         totals.total += c.total as u32;
         totals.live += c.live as u32;
         totals.stale += c.stale as u32;
