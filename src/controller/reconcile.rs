@@ -198,18 +198,14 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     }
     // Come back when the next grace period ends, a node turns unreachable or a follow-up listing
     // is due, or at the resync.
-    let next = eval
+    let due = eval
         .plan
         .services
         .iter()
         .flat_map(|s| s.waiting.iter().map(|w| w.due_at))
         .chain(eval.node_deadline)
-        .chain(state.rechecks.next())
-        .min()
-        // Something already due (a check not made yet) comes back at once.
-        .map(|due| (due - eval.now).to_std().unwrap_or_default() + Duration::from_millis(200))
-        .unwrap_or(resync)
-        .min(resync);
+        .chain(state.rechecks.next());
+    let next = next_pass(due, eval.now, resync);
     lane.submit(ctx.status_writer(), &b, rep.finish(started));
     // Where a pass spends its time (cumulative from its start).
     debug!(
@@ -221,7 +217,28 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         ended = finished.len() + ended.len(),
         "pass done"
     );
-    Ok(Requeue::requeue(next.max(Duration::from_millis(500))))
+    Ok(Requeue::requeue(next))
+}
+
+/// How late a pass comes after the moment it waits for: that moment is on the wall clock, the
+/// timer on another, and the two may drift apart a little over a long wait.
+const AFTER_DUE: Duration = Duration::from_millis(50);
+/// How soon a pass comes back when something was due already (a check it could not make): no
+/// sooner, or it would loop.
+const DUE_AGAIN: Duration = Duration::from_millis(500);
+
+/// When the next pass comes: just after the earliest of `due`, or at the resync.
+fn next_pass(
+    due: impl Iterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+    resync: Duration,
+) -> Duration {
+    let next = match due.min().map(|due| (due - now).to_std()) {
+        None => resync,
+        Some(Ok(wait)) if !wait.is_zero() => wait + AFTER_DUE,
+        Some(_) => DUE_AGAIN,
+    };
+    next.min(resync)
 }
 
 /// Takes in what the actions that ended since the last pass did: what the memory must keep of
@@ -292,4 +309,32 @@ fn follow_up(ctx: &Context, b: &NacosBinding, state: &mut BindingState, eval: &E
         .flat_map(|p| p.ips.iter().copied())
         .collect();
     state.rechecks.watch_reused(|ip| live.contains(&ip), now);
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    #[test]
+    fn the_next_pass_comes_just_after_what_is_due_or_at_the_resync() {
+        let now = Utc::now();
+        let resync = Duration::from_secs(60);
+        let at = |ms: i64| now + TimeDelta::milliseconds(ms);
+        let ms = Duration::from_millis;
+        // A node crossing `nodeUnreachableSeconds` in 5 s: 50 ms after it, not 200 (node loss
+        // was timed from that moment).
+        assert_eq!(
+            next_pass([at(5_000), at(9_000)].into_iter(), now, resync),
+            ms(5_050)
+        );
+        assert_eq!(next_pass([at(10)].into_iter(), now, resync), ms(60));
+        // Already due, or due now: back in 500 ms, not in a loop.
+        assert_eq!(next_pass([at(-3_000)].into_iter(), now, resync), ms(500));
+        assert_eq!(next_pass([now].into_iter(), now, resync), ms(500));
+        // Nothing due, or due after the resync: the resync.
+        assert_eq!(next_pass(std::iter::empty(), now, resync), resync);
+        assert_eq!(next_pass([at(600_000)].into_iter(), now, resync), resync);
+    }
 }
