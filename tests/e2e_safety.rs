@@ -567,11 +567,13 @@ async fn a_nacos_outage_removes_nothing_and_the_binding_recovers_when_nacos_retu
     .await;
     let s = scene
         .wait_status(
-            "Ready and NacosReachable again",
+            "Ready and NacosReachable again, the removal counted",
             Duration::from_secs(30),
+            // The status reports the removal once it is verified: after consumers lost it.
             |s| {
                 has_condition(s, "Ready", "True", "Reconciled")
                     && has_condition(s, "NacosReachable", "True", "Reachable")
+                    && s.removed_total >= 1
             },
         )
         .await;
@@ -697,14 +699,16 @@ async fn wrong_credentials_give_auth_failed_and_remove_nothing_until_the_passwor
         "{server}: orphan removed {:?} after the password was fixed",
         fixed.elapsed()
     );
+    // The status reports the removal once it is verified: after Nacos stopped listing it.
     let s = wait_status(
         &scene.bindings,
         name,
-        "NacosReachable=True and Ready",
+        "NacosReachable=True, Ready and the removal counted",
         Duration::from_secs(30),
         |s| {
             has_condition(s, "NacosReachable", "True", "Reachable")
                 && has_condition(s, "Ready", "True", "Reconciled")
+                && s.removed_total >= 1
         },
     )
     .await;

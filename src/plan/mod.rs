@@ -674,10 +674,18 @@ fn apply_budget(
     // deletions happened to fall into passes. The instances we disabled are still listed but were
     // taken offline: counted in `used` (or before the window), they must not count again as
     // instances of the service, or every disable would widen the budget (issue 15).
+    // Nor the instances an earlier pass is still taking offline: listed until the server shows
+    // their removal, which `used` counts already.
+    let leaving = out
+        .instances
+        .iter()
+        .filter(|v| !v.offline && input.in_flight.contains(&v.instance))
+        .count();
     let before_window = out
         .counts
         .total
         .saturating_sub(out.counts.offline)
+        .saturating_sub(leaving)
         .saturating_add(used);
     let limit = input.policy.max_removals.limit(before_window);
     // A disable standing in for a deregistration of this window that did not hold (a 1.x client

@@ -872,6 +872,31 @@ fn an_instance_whose_action_is_still_being_carried_out_is_judged_but_not_acted_o
     assert_eq!(fx.run().services[0].actions[0].kind, ActionKind::Disable);
 }
 
+/// 8 of 10 pods gone, `maxRemovals: 50%`: a pass removes 5; while the server still lists them
+/// (their removals in flight), the next pass must not count them both as instances of the service
+/// and as the window's removals (a limit of 7, and 2 more removed: seen on Alibaba Nacos 2.5.1).
+#[test]
+fn instances_still_being_removed_do_not_widen_a_percentage_budget() {
+    let ips: Vec<String> = (1..=10).map(|i| format!("10.1.0.{i}")).collect();
+    let mut fx = Fx::new(ips.iter().map(|ip| inst(ip)).collect());
+    fx.policy.max_removals = MaxRemovals::Percent(50);
+    fx.tombs = ips[..8]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| tomb(&format!("orders-{i}"), ip, -100))
+        .collect();
+    let first = fx.run();
+    assert_eq!(acted_ips(&first).len(), 5);
+    assert_eq!(first.services[0].held.len(), 3);
+    fx.in_flight = first.actions().map(|a| a.instance.clone()).collect();
+    fx.memory = first.memory;
+    fx.now = t(1);
+    let second = fx.run();
+    assert!(acted_ips(&second).is_empty(), "{:?}", acted_ips(&second));
+    assert_eq!(second.services[0].held.len(), 3);
+    assert_eq!(second.services[0].budget.limit, 5);
+}
+
 #[test]
 fn a_disable_standing_in_for_an_ineffective_deregistration_says_so() {
     let mut fx = Fx::new(vec![inst("10.1.0.7")]);
