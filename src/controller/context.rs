@@ -91,7 +91,7 @@ impl Context {
     }
 
     /// Asks for a pass of `b` when called: it reports what its ended execution did.
-    pub fn nudge_for(&self, b: &NacosBinding) -> impl FnOnce() + Send + Sync + 'static {
+    pub fn nudge_for(&self, b: &NacosBinding) -> impl FnOnce() + Send + 'static {
         let (nudges, object) = (self.nudges.clone(), ObjectRef::from_obj(b));
         move || {
             if let Some(nudges) = nudges {

@@ -110,7 +110,6 @@ impl InFlight {
             report: Mutex::new(Some(Box::new(report))),
         });
         let execution = Execution {
-            shared: self.shared.clone(),
             id,
             writing,
             end: end.clone(),
@@ -169,7 +168,6 @@ impl Drop for Pending {
 
 /// The instances of one execution in flight.
 pub struct Execution {
-    shared: Arc<Mutex<Shared>>,
     id: u64,
     /// Actions whose write was not answered yet.
     writing: watch::Sender<usize>,
@@ -190,7 +188,7 @@ impl Execution {
 
     /// One action ended: its instance is no longer in flight, and the next pass takes it in.
     pub fn finish(&self, finished: Finished) {
-        let mut shared = lock(&self.shared);
+        let mut shared = lock(&self.end.shared);
         let key = &finished.outcome.action.instance;
         if shared.instances.get(key) == Some(&self.id) {
             shared.instances.remove(key);
@@ -201,7 +199,9 @@ impl Execution {
 
 impl Drop for Execution {
     fn drop(&mut self) {
-        lock(&self.shared).instances.retain(|_, id| *id != self.id);
+        lock(&self.end.shared)
+            .instances
+            .retain(|_, id| *id != self.id);
         // Whatever was not answered never will be.
         self.writing.send_replace(0);
         self.end.part_done();
@@ -241,7 +241,6 @@ impl Drop for WriteMark<'_> {
 
 #[cfg(test)]
 mod tests {
-
     use chrono::Utc;
 
     use super::*;

@@ -5,8 +5,9 @@
 //! (`in_flight.rs`) → read the inputs (`dereference.rs`) → choose what to list and list it
 //! (`listing.rs`, `focus.rs`) → judge (`judge.rs`, the pure planner) → launch the execution that
 //! confirms, writes and verifies beside the passes that follow (`execute.rs`, `confirm.rs`) →
-//! report (`report.rs` with `status.rs`, `events.rs`, `problem.rs`; written by `status_lane.rs`). Shared types sit below the files that
-//! use them (`context.rs`, `outcome.rs`, `stop.rs`): no file here imports one that imports it back.
+//! report (`report.rs` with `status.rs`, `events.rs`, `problem.rs`; written by `status_lane.rs`).
+//! Shared types sit below the files that use them (`context.rs`, `outcome.rs`, `stop.rs`): no
+//! file here imports one that imports it back.
 
 mod confirm;
 mod context;

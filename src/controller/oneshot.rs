@@ -18,7 +18,7 @@ use crate::leader::ActingGate;
 use crate::metrics::Metrics;
 use crate::model::{InstanceKey, MarkerOwner};
 use crate::nacos::Publisher;
-use crate::plan::{Action, Plan, EPHEMERAL_CAUSE};
+use crate::plan::{emptied_message, Action, Plan, EPHEMERAL_CAUSE};
 
 /// Why `plan` could not show a plan.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +233,7 @@ pub fn render(
             let _ = writeln!(out, "{}: no action: {why}", sp.service);
         }
         if sp.empties {
-            let _ = writeln!(out, "warning: {}", sp.emptied_message(false));
+            let _ = writeln!(out, "warning: {}", emptied_message(&sp.service, false));
         }
     }
     for p in &eval.problems {

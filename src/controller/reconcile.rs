@@ -30,7 +30,7 @@ use crate::cluster::PodScope;
 use crate::crd::NacosBinding;
 use crate::model::{InstanceKey, MarkerOwner, ServiceKey, ServiceSnapshot};
 use crate::nacos::{NacosClient, ServerInfo};
-use crate::plan::{ActionKind, Memory, Plan, Policy, ServiceListing};
+use crate::plan::{ActionKind, Plan, Policy, ServiceListing};
 
 /// What a pass found and decided, before anything is written.
 pub struct Evaluation {
@@ -151,7 +151,6 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         rep.problem(p).await;
     }
 
-    let memory: Memory = eval.plan.memory.clone();
     if eval.policy.max_removals.can_hold() && eval.plan.actions().any(|a| a.kind.is_removal()) {
         // Write the budget this pass is about to spend before spending it: a replica killed (or
         // replaced as leader) mid-pass leaves it in status, so its successor does not spend the
@@ -180,7 +179,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     );
     let launched = eval.plan.actions().count();
     follow_up(&ctx, &b, &mut state, &eval);
-    state.memory = Some(memory);
+    state.memory = Some(eval.plan.memory.clone());
     if let Some(pending) = &mut pending {
         pending.writes_answered().await;
     }
@@ -190,8 +189,8 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
     let (ended, _) = state.in_flight.collect();
     take_in(&b, &mut state, &ended, &marker);
     rep.ended(&ended, true).await;
-    let memory = state.memory.clone().unwrap_or_default();
-    rep.plan(&eval.plan, &memory, eval.policy.removal_window)
+    let memory = state.memory.get_or_insert_with(Default::default);
+    rep.plan(&eval.plan, memory, eval.policy.removal_window)
         .await;
     if eval.plan.approval_consumed {
         info!("approval annotation consumed");

@@ -13,7 +13,7 @@ use tracing::warn;
 use super::context::Context;
 use super::events::{action_event, describe, outcome_event};
 use super::in_flight::Finished;
-use super::outcome::{key, Written};
+use super::outcome::{key, Outcome, Written};
 use super::problem::Problem;
 use super::status::{
     conditions, plan_status, server_status, set_memory, to_time, Findings, Taken, OVERLAP_REASON,
@@ -105,18 +105,9 @@ impl<'a> Report<'a> {
             .map(|f| {
                 let o = &f.outcome;
                 if o.took_offline() {
-                    self.status.removed_total += 1;
+                    self.count_offline(o, after_listing);
                     if f.empties {
                         emptied.insert(&o.action.instance.service);
-                    }
-                    if after_listing {
-                        let taken = self.taken.entry(o.action.instance.service.clone());
-                        match (o.action.kind, &o.result) {
-                            (ActionKind::Deregister, Written::Done) => {
-                                taken.or_default().deregistered += 1
-                            }
-                            _ => taken.or_default().disabled += 1,
-                        }
                     }
                 }
                 outcome_event(o)
@@ -142,6 +133,23 @@ impl<'a> Report<'a> {
                 &emptied_message(service, true),
             )
             .await;
+        }
+    }
+
+    /// Counts an action that took its instance offline into the status; `after_listing`: moves
+    /// it to where it is now in the counts, which come from listings made before.
+    fn count_offline(&mut self, o: &Outcome, after_listing: bool) {
+        self.status.removed_total += 1;
+        if !after_listing {
+            return;
+        }
+        let taken = self
+            .taken
+            .entry(o.action.instance.service.clone())
+            .or_default();
+        match (o.action.kind, &o.result) {
+            (ActionKind::Deregister, Written::Done) => taken.deregistered += 1,
+            _ => taken.disabled += 1,
         }
     }
 

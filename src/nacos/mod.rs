@@ -431,7 +431,8 @@ impl NacosClient {
 
     /// The instance as the server lists it once a write had time to show: reads after the
     /// server's settle time, again every [`READ_BACK_INTERVAL`] while `settled` rejects the
-    /// reading, and gives up at three settle times (the server refreshes its view once per change). The last reading.
+    /// reading, and gives up at three settle times (the server refreshes its view once per
+    /// change). The last reading.
     pub async fn read_back(
         &self,
         instance: &Instance,

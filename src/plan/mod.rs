@@ -257,11 +257,6 @@ impl ServicePlan {
             .filter_map(|(a, budget)| budget.is_none().then_some(a))
     }
 
-    /// What taking the last usable instances away means for consumers ([`emptied_message`]).
-    pub fn emptied_message(&self, done: bool) -> String {
-        emptied_message(&self.service, done)
-    }
-
     pub(crate) fn empty(service: ServiceKey) -> Self {
         Self {
             service,
