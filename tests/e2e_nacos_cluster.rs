@@ -162,9 +162,6 @@ async fn grpc_owner_on_one_member_operator_on_another(cluster: &PrivateNacosClus
 /// Raft majority) and nothing reaches a live instance. Healed, the stale instance goes offline on
 /// every member and the live ones stay untouched.
 async fn a_member_partitioned_from_the_others(cluster: &PrivateNacosCluster) {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, DeleteParams};
-
     let (proxies, _) = proxies(cluster).await;
     let order = json!([proxies[2].addr, proxies[0].addr, proxies[1].addr]);
     let scene = scene("cpart", 3, order).await;
@@ -199,11 +196,7 @@ async fn a_member_partitioned_from_the_others(cluster: &PrivateNacosCluster) {
         &[format!("{}:8080", ips[2])],
         &on_member0,
     );
-    let (gone_pod, gone) = scene.pods[0].clone();
-    Api::<Pod>::namespaced(scene.client.clone(), &scene.ns)
-        .delete(&gone_pod, &DeleteParams::default().grace_period(0))
-        .await
-        .expect("delete a pod");
+    let (_, gone) = scene.remove_pod(&scene.pods[0].0).await;
     let live = vec![ips[1].clone(), ips[2].clone()];
     // The disagreement: member 0 lists the late instance, member 2 (below) does not.
     wait_for(
@@ -254,6 +247,8 @@ async fn a_member_partitioned_from_the_others(cluster: &PrivateNacosCluster) {
     }
     assert_untouched(&proxies, &live);
     delete_namespace(&scene.client, &scene.ns).await;
+    // The next phase registers over HTTP, which needs the members to agree again.
+    cluster.wait_converged().await;
 }
 
 /// Member 1, the first address, is killed while the pass's DELETEs go through it (each held 1.5 s

@@ -472,6 +472,7 @@ impl PrivateNacosCluster {
             .collect();
         let mut cluster = Self { members, netns };
         cluster.wait_up(&[0, 1, 2]).await;
+        cluster.wait_converged().await;
         cluster
     }
 
@@ -487,10 +488,12 @@ impl PrivateNacosCluster {
         self.netns.heal();
     }
 
-    /// Starts member `i` again (after a kill) on its ports and data; waits until it is up.
+    /// Starts member `i` again (after a kill) on its ports and data; waits until it is up and
+    /// every member sees it so.
     pub async fn restart(&mut self, i: usize) {
         self.members[i].spawn();
         self.wait_up(&[i]).await;
+        self.wait_converged().await;
     }
 
     /// Waits until members `which` answer a login.
@@ -543,28 +546,53 @@ impl PrivateNacosCluster {
         NacosAt::private(Server::Nacos2, &self.members[i].addr)
     }
 
-    /// The member leading Raft group `group` (e.g. `naming_persistent_service_v2`), as member
-    /// `ask` reports the cluster (`/nacos/v1/core/cluster/nodes`: each member's `raftMetaData`
-    /// names the leader's JRaft address, port - 1000).
-    pub async fn raft_leader(&self, ask: usize, group: &str) -> usize {
+    /// The members as member `ask` reports them (`/nacos/v1/core/cluster/nodes`), if it answers.
+    async fn nodes(&self, ask: usize) -> Option<Vec<serde_json::Value>> {
         let url = format!("{}/nacos/v1/core/cluster/nodes", self.members[ask].addr);
-        let (url, at) = (&url, &self.at(ask));
+        let token = self.at(ask).token().await.unwrap_or_default();
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(url)
+            .query(&[("accessToken", token)])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["data"].as_array().cloned()
+    }
+
+    /// Waits until every member reports all three `UP`. Until then the members disagree on which
+    /// of them is responsible for a service, and an HTTP registration forwarded between them is
+    /// refused ("receive invalid redirect request from peer"), as after a partition heals.
+    pub async fn wait_converged(&self) {
+        wait_for(
+            "every member to report all three UP",
+            Duration::from_secs(120),
+            || async {
+                for ask in 0..self.members.len() {
+                    let nodes = self.nodes(ask).await?;
+                    let up = nodes.iter().filter(|m| m["state"] == "UP").count();
+                    (up == self.members.len()).then_some(())?;
+                }
+                Some(())
+            },
+        )
+        .await;
+    }
+
+    /// The member leading Raft group `group` (e.g. `naming_persistent_service_v2`), as member
+    /// `ask` reports the cluster (each member's `raftMetaData` names the leader's JRaft address,
+    /// port - 1000).
+    pub async fn raft_leader(&self, ask: usize, group: &str) -> usize {
         wait_for(
             &format!("a leader of Raft group {group}"),
             Duration::from_secs(60),
             || async move {
-                let token = at.token().await.unwrap_or_default();
-                let v: serde_json::Value = reqwest::Client::new()
-                    .get(url)
-                    .query(&[("accessToken", token)])
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                let leader = v["data"].as_array()?.iter().find_map(|m| {
-                    m["extendInfo"]["raftMetaData"]["metaDataMap"][group]["leader"].as_str()
+                let leader = self.nodes(ask).await?.iter().find_map(|m| {
+                    m["extendInfo"]["raftMetaData"]["metaDataMap"][group]["leader"]
+                        .as_str()
+                        .map(str::to_string)
                 })?;
                 let raft_port: u16 = leader.rsplit(':').next()?.parse().ok()?;
                 self.members.iter().position(|m| m.port == raft_port + 1000)

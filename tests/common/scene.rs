@@ -411,6 +411,46 @@ impl Scene {
         (survivors, gone)
     }
 
+    /// Takes pod `name` away for good; returns (survivors, its IP). Not by deleting it: the
+    /// Deployment would replace it, and KWOK hands a freed IP out again first, so the replacement
+    /// often gets the same IP and the instance is rightly live again. The Deployment is scaled
+    /// down by one instead, this pod the cheapest to delete (`pod-deletion-cost`).
+    pub async fn remove_pod(&self, name: &str) -> (Vec<String>, String) {
+        use k8s_openapi::api::apps::v1::Deployment;
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Patch, PatchParams};
+        Api::<Pod>::namespaced(self.client.clone(), &self.ns)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "controller.kubernetes.io/pod-deletion-cost": "-1000"
+                }}})),
+            )
+            .await
+            .expect("mark the pod to go first");
+        let replicas = Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
+            .get(&self.app)
+            .await
+            .expect("the Deployment")
+            .spec
+            .and_then(|s| s.replicas)
+            .expect("the Deployment's replicas") as usize;
+        let (survivors, gone) = self.scale_to(replicas - 1).await;
+        let ip = self
+            .pods
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, ip)| ip.clone())
+            .expect("a pod of the scene");
+        assert_eq!(
+            gone,
+            std::slice::from_ref(&ip),
+            "scaling down took another pod"
+        );
+        (survivors, ip)
+    }
+
     /// `ip:port` of the scene's instances that consumers get, sorted.
     pub async fn consumers(&self) -> Vec<String> {
         self.server.consumer_view(&self.svc).await
