@@ -14,7 +14,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::confirm::PodCheck;
 use super::context::Context;
-use super::in_flight::{Execution, Finished, InFlight, Pending, WriteMark};
+use super::in_flight::{EmptiedWarning, Execution, Finished, InFlight, Pending, WriteMark};
 use super::outcome::{key, Outcome, Unconfirmed, WriteFailed, Written};
 use super::stop::contain_panic;
 use crate::cluster::PodScope;
@@ -48,8 +48,8 @@ fn remember(changes: &Changes, change: Change) {
 struct Work {
     action: Action,
     instance: Instance,
-    /// The plan found that its service's removals leave no usable instance.
-    empties: bool,
+    /// Set when the plan found that its service's removals leave no usable instance.
+    empties: Option<EmptiedWarning>,
 }
 
 /// What an execution takes from the pass that launched it.
@@ -80,7 +80,10 @@ pub fn launch(
     let work: Vec<Work> = plan
         .services
         .iter()
-        .flat_map(|s| s.actions.iter().map(move |a| (a, s.empties)))
+        .flat_map(|s| {
+            let empties = s.empties.then(EmptiedWarning::default);
+            s.actions.iter().map(move |a| (a, empties.clone()))
+        })
         .filter_map(|(action, empties)| {
             let instance = snapshots
                 .get(&action.instance.service)
@@ -177,7 +180,7 @@ async fn execute(ctx: &Context, nacos: &NacosClient, launched: &Launched) {
                 outcome,
                 instance: instance.clone(),
                 changes: changes.into_inner().unwrap_or_else(|p| p.into_inner()),
-                empties: *empties,
+                empties: empties.clone(),
             });
             // After `finish`: a pass waiting for it finds the action ended.
             drop(mark);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{watch, Semaphore};
 
 use super::outcome::Outcome;
-use crate::model::{Instance, InstanceKey};
+use crate::model::{Instance, InstanceKey, ServiceKey};
 use crate::plan::Change;
 
 /// Write requests in flight at once, over all of a binding's executions. A slot is held for the
@@ -40,8 +40,29 @@ pub struct Finished {
     pub instance: Instance,
     /// What the memory must keep of it.
     pub changes: Vec<Change>,
-    /// The plan found that its service's removals take away its last usable instances.
-    pub empties: bool,
+    /// Set when the plan found that its service's removals take away its last usable instances.
+    pub empties: Option<EmptiedWarning>,
+}
+
+impl Finished {
+    /// The service this action left empty, the first time one of its plan's actions for that
+    /// service is taken in having taken its instance offline: they may end in different passes,
+    /// and the service is warned of once.
+    pub fn newly_emptied(&self) -> Option<&ServiceKey> {
+        let warning = self.empties.as_ref()?;
+        (self.outcome.took_offline() && warning.take()).then_some(&self.instance.key.service)
+    }
+}
+
+/// The warning that a plan's removals leave a service empty, shared by that service's actions.
+#[derive(Debug, Clone, Default)]
+pub struct EmptiedWarning(Arc<AtomicBool>);
+
+impl EmptiedWarning {
+    /// Whether the warning is still to be given; it is given by whoever asks first.
+    fn take(&self) -> bool {
+        !self.0.swap(true, Ordering::Relaxed)
+    }
 }
 
 #[derive(Default)]
@@ -244,8 +265,8 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::controller::outcome::Written;
-    use crate::model::ServiceKey;
+    use crate::controller::outcome::{WriteFailed, Written};
+    use crate::nacos::NacosError;
     use crate::plan::{Action, ActionKind, Confirm, Verdict};
 
     fn instance(ip: &str) -> Instance {
@@ -283,7 +304,7 @@ mod tests {
             },
             instance,
             changes: vec![],
-            empties: false,
+            empties: None,
         }
     }
 
@@ -313,6 +334,35 @@ mod tests {
         drop(execution);
         let (done, in_flight) = flight.collect();
         assert!(done.is_empty() && in_flight.is_empty());
+    }
+
+    #[test]
+    fn a_service_emptied_by_actions_taken_in_by_two_passes_is_warned_of_once() {
+        let warning = EmptiedWarning::default();
+        let emptying = |ip: &str, result: Written| {
+            let mut f = finished(ip);
+            f.outcome.result = result;
+            f.empties = Some(warning.clone());
+            f
+        };
+        let failed = emptying(
+            "10.0.0.1",
+            Written::Failed(WriteFailed::request(NacosError::Config("refused".into()))),
+        );
+        assert_eq!(
+            failed.newly_emptied(),
+            None,
+            "a failed action empties nothing"
+        );
+        let first = emptying("10.0.0.2", Written::Done);
+        assert_eq!(first.newly_emptied(), Some(&first.instance.key.service));
+        // Taken in by a later pass: the service was warned of.
+        assert_eq!(emptying("10.0.0.3", Written::Done).newly_emptied(), None);
+        // Another plan's removals empty it again: a warning of their own.
+        let mut again = finished("10.0.0.4");
+        again.empties = Some(EmptiedWarning::default());
+        assert!(again.newly_emptied().is_some());
+        assert_eq!(finished("10.0.0.5").newly_emptied(), None, "not emptying");
     }
 
     #[test]

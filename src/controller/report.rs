@@ -106,9 +106,9 @@ impl<'a> Report<'a> {
                 let o = &f.outcome;
                 if o.took_offline() {
                     self.count_offline(o, after_listing);
-                    if f.empties {
-                        emptied.insert(&o.action.instance.service);
-                    }
+                }
+                if let Some(service) = f.newly_emptied() {
+                    emptied.insert(service);
                 }
                 outcome_event(o)
             })
