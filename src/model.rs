@@ -68,6 +68,28 @@ pub struct Instance {
     pub metadata: BTreeMap<String, String>,
 }
 
+#[cfg(test)]
+impl Instance {
+    /// Tests' instance: `ip:8080` of `DEFAULT_GROUP/orders`, cluster `DEFAULT`, ephemeral,
+    /// enabled, healthy, no metadata.
+    pub fn of_orders(ip: &str) -> Self {
+        Self {
+            key: InstanceKey {
+                service: ServiceKey::new("DEFAULT_GROUP", "orders"),
+                cluster: "DEFAULT".into(),
+                ip: ip.parse().expect("an IP"),
+                port: 8080,
+            },
+            listed_ip: ip.into(),
+            ephemeral: true,
+            enabled: true,
+            healthy: true,
+            weight: 1.0,
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
 impl Instance {
     /// The binding UID recorded when this operator disabled the instance, if any.
     pub fn disabled_by(&self) -> Option<&str> {

@@ -523,18 +523,9 @@ mod tests {
             metadata.insert(DISABLED_BY_KEY.into(), MARKER.into());
         }
         Instance {
-            key: InstanceKey {
-                service: ServiceKey::new("DEFAULT_GROUP", "orders"),
-                cluster: "DEFAULT".into(),
-                ip: "10.0.0.1".parse().unwrap(),
-                port: 8080,
-            },
-            listed_ip: "10.0.0.1".into(),
-            ephemeral: true,
             enabled,
-            healthy: true,
-            weight: 1.0,
             metadata,
+            ..Instance::of_orders("10.0.0.1")
         }
     }
 

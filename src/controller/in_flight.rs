@@ -270,20 +270,7 @@ mod tests {
     use crate::plan::{Action, ActionKind, Confirm, Verdict};
 
     fn instance(ip: &str) -> Instance {
-        Instance {
-            key: InstanceKey {
-                service: ServiceKey::new("DEFAULT_GROUP", "orders"),
-                cluster: "DEFAULT".into(),
-                ip: ip.parse().unwrap(),
-                port: 8080,
-            },
-            listed_ip: ip.into(),
-            ephemeral: true,
-            enabled: true,
-            healthy: true,
-            weight: 1.0,
-            metadata: BTreeMap::new(),
-        }
+        Instance::of_orders(ip)
     }
 
     fn finished(ip: &str) -> Finished {

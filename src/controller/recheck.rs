@@ -149,21 +149,12 @@ mod tests {
 
     fn inst(ip: &str, ephemeral: bool, beat_ms: Option<&str>) -> Instance {
         Instance {
-            key: InstanceKey {
-                service: ServiceKey::new("DEFAULT_GROUP", "orders"),
-                cluster: "DEFAULT".into(),
-                ip: ip.parse().unwrap(),
-                port: 8080,
-            },
-            listed_ip: ip.to_string(),
             ephemeral,
-            enabled: true,
-            healthy: true,
-            weight: 1.0,
             metadata: beat_ms
                 .map(|v| (BEAT_KEY.to_string(), v.to_string()))
                 .into_iter()
                 .collect(),
+            ..Instance::of_orders(ip)
         }
     }
 
