@@ -221,9 +221,9 @@ async fn act(
         Err(why) => Written::NotConfirmed(why),
         Ok(()) => {
             let writes = Writes {
-                slots: pass.writing,
+                writing: pass.writing,
                 mark,
-                asks: pass.asking,
+                asking: pass.asking,
                 gate: pass.gate,
                 cache: ip.map(|ip| (pass.check, ip)),
             };
@@ -256,11 +256,12 @@ impl Drop for Slot<'_> {
 
 /// Where an action's write requests get their slot, and what is asked again right before each.
 struct Writes<'a> {
-    slots: &'a Semaphore,
+    /// The binding's write request slots.
+    writing: &'a Semaphore,
     /// Told when a write request is answered (the launching pass waits for that).
     mark: Option<&'a WriteMark<'a>>,
-    /// Where the owner lookup before a deregistration gets its slot.
-    asks: &'a Semaphore,
+    /// The binding's owner lookup slots: the one before a deregistration gets its slot there.
+    asking: &'a Semaphore,
     gate: &'a ActingGate,
     /// The address the second signal confirmed free, asked of the watch cache again.
     cache: Option<(&'a PodCheck<'a>, IpAddr)>,
@@ -273,7 +274,7 @@ impl Writes<'_> {
     async fn slot(&self) -> Result<Slot<'_>, Unconfirmed> {
         // Never closed: a slot always comes.
         let permit = self
-            .slots
+            .writing
             .acquire()
             .await
             .map_err(|_| Unconfirmed::NotLeading)?;
@@ -367,7 +368,7 @@ async fn apply(
     let owner = match action.kind {
         ActionKind::Deregister => {
             // Never closed: a slot always comes.
-            let _asking = writes.asks.acquire().await.ok();
+            let _asking = writes.asking.acquire().await.ok();
             keeper(nacos, instance).await
         }
         ActionKind::Disable | ActionKind::Enable => None,
@@ -571,12 +572,12 @@ mod tests {
         instance: &Instance,
         memory: &Changes,
     ) -> Written {
-        let (slots, asks) = (Semaphore::new(4), Semaphore::new(1));
+        let (writing, asking) = (Semaphore::new(4), Semaphore::new(1));
         let gate = ActingGate::always();
         let writes = Writes {
-            slots: &slots,
+            writing: &writing,
             mark: None,
-            asks: &asks,
+            asking: &asking,
             gate: &gate,
             cache: None,
         };
