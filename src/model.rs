@@ -210,6 +210,9 @@ pub struct NodeFacts {
     pub readiness: NodeReadiness,
     /// lastTransitionTime of the Ready condition, when known.
     pub readiness_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When this operator saw the readiness change, by its own clock (whole seconds do not blur
+    /// it); `None` when it did not see the change happen (first seen in a listing).
+    pub readiness_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A node that was deleted, or addresses a node no longer has. Nothing else tells that an address

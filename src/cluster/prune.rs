@@ -233,6 +233,7 @@ pub fn node_facts(node: &Node) -> Option<NodeFacts> {
         readiness_since: ready
             .and_then(|c| c.last_transition_time.as_ref())
             .and_then(to_chrono),
+        readiness_seen: None,
     })
 }
 

@@ -207,7 +207,8 @@ impl ViewState {
         pod
     }
 
-    /// `node` with its readiness dated as this operator saw it (see [`observed_since`]).
+    /// `node` with its readiness dated as this operator saw it (see [`observed_since`]), and the
+    /// moment it saw the readiness change where it saw it happen.
     fn dated_node(&self, mut node: NodeFacts, live: bool, now: DateTime<Utc>) -> NodeFacts {
         let before = self.nodes.get(&node.name);
         node.readiness_since = observed_since(
@@ -216,6 +217,11 @@ impl ViewState {
             live,
             now,
         );
+        node.readiness_seen = match before {
+            Some(old) if old.readiness == node.readiness => old.readiness_seen,
+            _ if live => Some(now),
+            _ => None,
+        };
         node
     }
 
@@ -740,6 +746,31 @@ mod tests {
         gap.apply_pods(&pods_id(None), Update::Relist(vec![]), utc(1_101));
         let tomb = &gap.tombstones_for_ip(&ip("10.244.1.7"), utc(1_101))[0];
         assert_eq!(tomb.deleted_at, utc(900));
+    }
+
+    /// A node's readiness change is also dated by our own clock where it was seen happening, for
+    /// comparing with when a pass listed (see `focus::node_departure`): kept while the readiness
+    /// stays, unknown where it was first seen in a listing.
+    #[test]
+    fn a_readiness_change_seen_happening_is_noted_at_our_time() {
+        let mut v = synced_view();
+        assert_eq!(
+            v.nodes()[0].readiness_seen,
+            None,
+            "listed, not seen changing"
+        );
+        let mut n = v.nodes()[0].clone();
+        n.readiness = NodeReadiness::Unknown;
+        n.readiness_since = Some(utc(995));
+        let at = utc(1_000) + chrono::TimeDelta::milliseconds(250);
+        v.apply_nodes(&nodes_id(), Update::Apply(n.clone()), at);
+        assert_eq!(v.nodes()[0].readiness_seen, Some(at));
+        v.apply_nodes(&nodes_id(), Update::Apply(n.clone()), utc(1_010));
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![n.clone()]), utc(1_020));
+        assert_eq!(v.nodes()[0].readiness_seen, Some(at), "same readiness");
+        n.readiness = NodeReadiness::Ready;
+        v.apply_nodes(&nodes_id(), Update::Relist(vec![n]), utc(1_030));
+        assert_eq!(v.nodes()[0].readiness_seen, None, "changed out of sight");
     }
 
     #[test]

@@ -129,7 +129,8 @@ impl Kept {
         )
     }
 
-    /// Since when a departure must be looked for: the last full listing, less the clock margin.
+    /// Since when a pod's departure must be looked for: the last full listing, less the clock
+    /// margin.
     pub fn departures_since(&self) -> DateTime<Utc> {
         self.full_at - CLOCK_MARGIN
     }
@@ -241,12 +242,21 @@ pub fn pass_kind(
     PassKind::Focused
 }
 
-/// A node that stopped being Ready since `since`: instances on it may be unknown to kept listings.
-pub fn node_departure(nodes: &[NodeFacts], since: DateTime<Utc>) -> Option<String> {
+/// A node that stopped being Ready since the last full pass started listing at `full_at`:
+/// instances on it may be unknown to kept listings. Dated by when this operator saw it, on the
+/// same clock as `full_at`; else by the API server's whole-second time, looked for since a
+/// little before (which makes every pass within that margin full too).
+pub fn node_departure(nodes: &[NodeFacts], full_at: DateTime<Utc>) -> Option<String> {
     nodes
         .iter()
         .find(|n| {
-            n.readiness != NodeReadiness::Ready && n.readiness_since.is_none_or(|at| at >= since)
+            n.readiness != NodeReadiness::Ready
+                && match n.readiness_seen {
+                    Some(seen) => seen >= full_at,
+                    None => n
+                        .readiness_since
+                        .is_none_or(|at| at >= full_at - CLOCK_MARGIN),
+                }
         })
         .map(|n| format!("node {} not Ready", n.name))
 }
@@ -449,25 +459,30 @@ mod tests {
 
     #[test]
     fn a_node_not_ready_since_the_listing_means_full() {
-        let node = |ready: NodeReadiness, since: i64| NodeFacts {
+        let node = |ready: NodeReadiness, since: i64, seen: Option<i64>| NodeFacts {
             name: "n1".into(),
             readiness: ready,
             readiness_since: Some(t(since)),
+            readiness_seen: seen.map(t),
             internal_ips: Vec::new(),
             pod_cidrs: Vec::new(),
         };
+        let departure = |n: NodeFacts| node_departure(&[n], t(0));
+        assert_eq!(departure(node(NodeReadiness::Ready, 10, Some(10))), None);
+        assert_eq!(departure(node(NodeReadiness::Unknown, -10, None)), None);
         assert_eq!(
-            node_departure(&[node(NodeReadiness::Ready, 10)], t(0)),
-            None
-        );
-        assert_eq!(
-            node_departure(&[node(NodeReadiness::Unknown, -10)], t(0)),
-            None
-        );
-        assert_eq!(
-            node_departure(&[node(NodeReadiness::Unknown, 10)], t(0)).as_deref(),
+            departure(node(NodeReadiness::Unknown, 10, None)).as_deref(),
             Some("node n1 not Ready")
         );
+        // Only the API server's whole-second time: looked for a little before the listing.
+        assert!(departure(node(NodeReadiness::NotReady, -1, None)).is_some());
+        // Seen going: by our clock, which the listing's start is on too.
+        assert!(departure(node(NodeReadiness::NotReady, 0, Some(0))).is_some());
+        assert!(departure(node(NodeReadiness::NotReady, 1, Some(1))).is_some());
+        // Seen before the full pass started listing: that listing came after, and holds its
+        // instances; the passes after it need not be full.
+        assert_eq!(departure(node(NodeReadiness::NotReady, -1, Some(-1))), None);
+        assert_eq!(departure(node(NodeReadiness::NotReady, 0, Some(-1))), None);
     }
 
     #[test]

@@ -183,6 +183,7 @@ mod tests {
             pod_cidrs: vec![format!("10.244.{i}.0/24").parse().unwrap()],
             readiness: NodeReadiness::Ready,
             readiness_since: None,
+            readiness_seen: None,
         };
         let nodes: Vec<NodeFacts> = (0..4).map(node).collect();
         let spec: NacosBindingSpec = serde_json::from_value(serde_json::json!({

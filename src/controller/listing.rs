@@ -66,7 +66,7 @@ pub fn choose(
     let departure = ctx
         .view
         .unlisted_departure(&inputs.pod_scope, &kept.known, since, unready_counts)
-        .or_else(|| focus::node_departure(&ctx.view.nodes(), since));
+        .or_else(|| focus::node_departure(&ctx.view.nodes(), kept.full_at));
     if let Some(why) = departure {
         return Ok(ToList::Full(format!(
             "{why}: it may hold an unlisted instance"

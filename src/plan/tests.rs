@@ -92,6 +92,7 @@ pub(super) fn node(name: &str, addr: &str, readiness: NodeReadiness, since: i64)
         pod_cidrs: vec![],
         readiness,
         readiness_since: Some(t(since)),
+        readiness_seen: None,
     }
 }
 
