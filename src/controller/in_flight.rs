@@ -279,12 +279,8 @@ mod tests {
     use crate::nacos::NacosError;
     use crate::plan::{Action, ActionKind, Confirm, Verdict};
 
-    fn instance(ip: &str) -> Instance {
-        Instance::of_orders(ip)
-    }
-
     fn finished(ip: &str) -> Finished {
-        let instance = instance(ip);
+        let instance = Instance::of_orders(ip);
         Finished {
             outcome: Outcome {
                 action: Action {
@@ -315,7 +311,7 @@ mod tests {
     #[test]
     fn an_instance_is_in_flight_until_its_action_ends_and_then_taken_in_once() {
         let flight = InFlight::default();
-        let keys = ["10.0.0.1", "10.0.0.2"].map(|ip| instance(ip).key);
+        let keys = ["10.0.0.1", "10.0.0.2"].map(|ip| Instance::of_orders(ip).key);
         let (execution, _pending) = flight.start(keys.clone(), || {});
         let (done, in_flight) = flight.collect();
         assert!(done.is_empty());
@@ -367,7 +363,7 @@ mod tests {
         // The launching pass took in everything: nothing to ask for.
         let flight = InFlight::default();
         let (asked, report) = reported();
-        let (execution, pending) = flight.start([instance("10.0.0.1").key], report);
+        let (execution, pending) = flight.start([Instance::of_orders("10.0.0.1").key], report);
         execution.finish(finished("10.0.0.1"));
         drop(execution);
         flight.collect();
@@ -376,7 +372,7 @@ mod tests {
 
         // An action ended after the launching pass was done: asked for once both are gone.
         let (asked, report) = reported();
-        let (execution, pending) = flight.start([instance("10.0.0.1").key], report);
+        let (execution, pending) = flight.start([Instance::of_orders("10.0.0.1").key], report);
         drop(pending);
         execution.finish(finished("10.0.0.1"));
         assert!(
@@ -388,7 +384,7 @@ mod tests {
 
         // ... whichever of the two goes last.
         let (asked, report) = reported();
-        let (execution, pending) = flight.start([instance("10.0.0.1").key], report);
+        let (execution, pending) = flight.start([Instance::of_orders("10.0.0.1").key], report);
         execution.finish(finished("10.0.0.1"));
         drop(execution);
         assert!(!asked.load(Ordering::Relaxed));
@@ -400,7 +396,7 @@ mod tests {
     async fn the_pass_waits_for_the_writes_and_on_a_server_that_settles_not_for_the_rest() {
         use futures::FutureExt;
         let flight = InFlight::default();
-        let keys = ["10.0.0.1", "10.0.0.2"].map(|ip| instance(ip).key);
+        let keys = ["10.0.0.1", "10.0.0.2"].map(|ip| Instance::of_orders(ip).key);
         let (execution, mut pending) = flight.start(keys, || {});
         let settling = execution.write_mark(true);
         let at_once = execution.write_mark(false);
@@ -421,7 +417,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_pass_waits_for_slow_answers_a_bounded_time() {
         let flight = InFlight::default();
-        let (execution, mut pending) = flight.start([instance("10.0.0.1").key], || {});
+        let (execution, mut pending) = flight.start([Instance::of_orders("10.0.0.1").key], || {});
         let _unanswered = execution.write_mark(true);
         let started = tokio::time::Instant::now();
         pending.writes_answered().await;
@@ -433,7 +429,7 @@ mod tests {
     async fn an_execution_gone_answers_the_waiting_pass() {
         use futures::FutureExt;
         let flight = InFlight::default();
-        let (execution, mut pending) = flight.start([instance("10.0.0.1").key], || {});
+        let (execution, mut pending) = flight.start([Instance::of_orders("10.0.0.1").key], || {});
         drop(execution);
         assert!(pending.writes_answered().now_or_never().is_some());
     }
@@ -441,7 +437,7 @@ mod tests {
     #[test]
     fn an_ended_execution_does_not_let_go_of_an_instance_a_later_one_has() {
         let flight = InFlight::default();
-        let key = instance("10.0.0.1").key;
+        let key = Instance::of_orders("10.0.0.1").key;
         let (first, _a) = flight.start([key.clone()], || {});
         first.finish(finished("10.0.0.1"));
         // A later pass acts on the same instance again before the first execution is dropped.
