@@ -398,9 +398,9 @@ start_rnacos() {
   local name=$1 auth=$2 port attempt
   # rnacos 0.8.8 now and then panics in its Raft store on a first start (an unwrap in
   # raftapply.rs's StateApplyManager, reached before its managers are set: about one start in six
-  # here, once three in a row) and stays up with every Raft write failing: start afresh, up to five
-  # times.
-  for attempt in 1 2 3 4 5; do
+  # here, once three in a row, five in a row while a build ran beside it) and stays up with every
+  # Raft write failing: start afresh, up to twelve times (a panic is seen within seconds).
+  for attempt in $(seq 12); do
     # rnacos serves gRPC on HTTP port + 1000: the Nacos port picker keeps that one free too.
     port=$(nacos_free_port)
     echo "$port" >"$STATE/ports/$name"
@@ -416,9 +416,9 @@ start_rnacos() {
     answers "$name" 60 rnacos_takes_writes "$port" "$auth" && return 0
     kill -9 "$(cat "$STATE/pids/$name")" 2>/dev/null || true
     mv "$STATE/logs/$name.log" "$STATE/logs/$name.attempt-$attempt.log"
-    log "$name did not start (attempt $attempt of 5); log: $STATE/logs/$name.attempt-$attempt.log"
+    log "$name did not start (attempt $attempt of 12); log: $STATE/logs/$name.attempt-$attempt.log"
   done
-  die "$name did not start in five attempts; read $STATE/logs/$name.attempt-*.log"
+  die "$name did not start in twelve attempts; read $STATE/logs/$name.attempt-*.log"
 }
 
 # A base64 key of 32 bytes and a server identity: what Alibaba Nacos wants before it starts with auth on.
