@@ -5,10 +5,10 @@
 //! deletions in few passes, each confirmed by one pod listing; a pass that did not wait at all made
 //! a pass, and a listing of every pod, per few deletions. Waiting for every answer made a slow
 //! server hold the deletions that came meanwhile: 442 writes answered in 32 s held 1,558 more at
-//! 30,000 pods on Alibaba Nacos.) The passes that follow judge the instances still in flight but do not act on them,
-//! and take in, at their start, what each ended action learnt (outcome, memory, kept listings,
-//! Events); when the last of an execution's actions ends with nobody left to take it in, the
-//! binding is asked for a pass.
+//! 30,000 pods on Alibaba Nacos.) The passes that follow judge the instances still in flight but
+//! do not act on them, and take in, at their start, what each ended action learnt (outcome,
+//! memory, kept listings, Events); when the last of an execution's actions ends with nobody left
+//! to take it in, the binding is asked for a pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
