@@ -167,8 +167,7 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .iter()
         .filter_map(|l| l.listing.as_ref().ok().map(|s| (l.service.clone(), &**s)))
         .collect();
-    // Carried out beside the passes that follow; this pass waits for the writes' answers only, and
-    // not long (see `in_flight`).
+    // Carried out beside the passes that follow; this pass waits for the writes' answers only.
     let mut pending = launch(
         &ctx,
         &b,
