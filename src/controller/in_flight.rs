@@ -6,10 +6,10 @@
 //! deletions. Waiting at most 1 s, tried in c8dfc42 with 16 write slots, made passes every 2-3 s
 //! through a burst of 2,000 deletions, each judging every kept listing: at 30,000 pods on rnacos
 //! the last instance went 19.4 s after the last pod instead of 8.0 s with 4 slots and no bound,
-//! on the benchmark machine's two cores.) The passes that follow
-//! judge the instances still in flight but do not act on them, and take in, at their start, what
-//! each ended action learnt (outcome, memory, kept listings, Events); when the last of an
-//! execution's actions ends with nobody left to take it in, the binding is asked for a pass.
+//! on the benchmark machine's two cores.) The passes that follow judge the instances still in
+//! flight but do not act on them, and take in, at their start, what each ended action learnt
+//! (outcome, memory, kept listings, Events); when the last of an execution's actions ends with
+//! nobody left to take it in, the binding is asked for a pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
