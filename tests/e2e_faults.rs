@@ -29,6 +29,7 @@ use common::*;
 use faults::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
+use nacos_reconciler::controller::WRITES_IN_FLIGHT;
 use nacos_reconciler::crd::PendingState;
 use serde_json::json;
 
@@ -57,7 +58,7 @@ async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_
     let at = nacos.at();
     let proxy = FaultProxy::start(&nacos.addr()).await;
     let scene = Scene::on(server, "nkill")
-        .pods(24)
+        .pods(WRITES_IN_FLIGHT + 8)
         .on_node(&testbed_node(0))
         .registered(By::Nothing)
         .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
@@ -71,13 +72,13 @@ async fn nacos_killed_mid_pass_then_restarted_resumes_without_removing_twice_or_
             .await;
     }
     let op = scene.operator();
-    scene.wait_ready_live(24).await;
+    scene.wait_ready_live(WRITES_IN_FLIGHT as u32 + 8).await;
 
-    // Every DELETE takes 1.5 s: the removal of twenty instances (more than the operator's 16
-    // writes in flight) is still going on when Nacos goes down after the first ones.
+    // Every DELETE takes 1.5 s: the removal of more instances than the operator's writes in
+    // flight is still going on when Nacos goes down after the first ones.
     proxy.set_delete_delay(Duration::from_millis(1500));
     let (survivors, gone) = scene.scale_to(4).await;
-    assert_eq!(gone.len(), 20);
+    assert_eq!(gone.len(), WRITES_IN_FLIGHT + 4);
     wait_for("two DELETEs done", Duration::from_secs(60), || {
         let done = proxy.deletes_done().values().sum::<usize>() >= 2;
         async move { done.then_some(()) }
@@ -280,7 +281,7 @@ async fn operator_killed_between_delete_and_verification_converges_idempotently(
     // addresses would, unclaimed, be held as another cluster's (README: one Nacos, several clusters).
     let scene = Scene::on(server, "nsigkill")
         .claimed("testbed")
-        .pods(36)
+        .pods(WRITES_IN_FLIGHT + 20)
         .on_node(&testbed_node(2))
         .registered(By::Persistent)
         .policy(json!({"gracePeriodSeconds": 0, "maxRemovals": "100%"}))
@@ -289,16 +290,16 @@ async fn operator_killed_between_delete_and_verification_converges_idempotently(
         .build()
         .await;
     let mut op = Operator::start_with(&scene.ns, "op-0", &[]);
-    scene.wait_ready_live(36).await;
+    scene.wait_ready_live(WRITES_IN_FLIGHT as u32 + 20).await;
     // Armed before the pods go: the first DELETE already is one to kill after. On Alibaba Nacos the
     // verification (a read-back once the server refreshed its view, 0.6-1.6 s later) is held too,
     // so the kill still falls between the DELETE and its verification.
     proxy.arm_hold_after_delete();
     let (survivors, gone) = scene.scale_to(2).await;
-    // Up to 16 writes are in flight at once, so a kill can leave that many in doubt (they reached
-    // the proxy before the hold): enough stale instances that each of the three kills below still
-    // finds one to write.
-    assert_eq!(gone.len(), 34);
+    // Up to WRITES_IN_FLIGHT writes are in flight at once, so a kill can leave that many in doubt
+    // (they reached the proxy before the hold): enough stale instances that each of the three
+    // kills below still finds one to write.
+    assert_eq!(gone.len(), WRITES_IN_FLIGHT + 18);
 
     // Three times: let one DELETE through, hold the verification that follows, SIGKILL, restart.
     for cycle in 1..=3 {
@@ -356,12 +357,11 @@ per_server!(
 async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget(server: Server) {
     let at = NacosAt::shared(server);
     let proxy = FaultProxy::start(&server.addr()).await;
-    // More than the operator's writes in flight (16), so the leader can die with its budget part
-    // spent.
-    let budget = 20usize;
+    // More than the operator's writes in flight, so the leader can die with its budget part spent.
+    let budget = WRITES_IN_FLIGHT + 4;
     // Persistent instances: the budget is counted in DELETEs that take.
     let scene = Scene::on(server, "nleader")
-        .pods(26)
+        .pods(WRITES_IN_FLIGHT + 10)
         .on_node(&testbed_node(0))
         .registered(By::Persistent)
         .policy(
@@ -376,7 +376,7 @@ async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget
     let (client, ns) = (&scene.client, scene.ns.as_str());
     wait_leader(client, ns, "replica-a", Duration::from_secs(30)).await;
     let second = Operator::replica(&scene.ns, "replica-b", &kubeconfig);
-    scene.wait_ready_live(26).await;
+    scene.wait_ready_live(WRITES_IN_FLIGHT as u32 + 10).await;
 
     // 24 of 26 pods go; each DELETE takes 3 s, and the leader dies right after the first ones,
     // in the middle of its batch.
@@ -396,7 +396,7 @@ async fn a_leader_killed_mid_mass_deletion_leaves_its_successor_the_spent_budget
         "replica-a finished its batch"
     );
     let (survivors, gone) = scene.scale_to(2).await;
-    assert_eq!(gone.len(), 24);
+    assert_eq!(gone.len(), WRITES_IN_FLIGHT + 8);
     proxy.set_delete_delay(Duration::ZERO);
     wait_leader(client, ns, "replica-b", Duration::from_secs(20)).await;
     eprintln!(

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use faults::*;
+use nacos_reconciler::controller::WRITES_IN_FLIGHT;
 use serde_json::json;
 
 const SERVER: Server = Server::Nacos2;
@@ -252,23 +253,23 @@ async fn a_member_partitioned_from_the_others(cluster: &PrivateNacosCluster) {
 }
 
 /// Member 1, the first address, is killed while the pass's DELETEs go through it (each held 1.5 s
-/// by its proxy; up to 16 go at once, so 22 stale instances leave some for after the kill): the
-/// DELETEs in flight fail and are not repeated elsewhere (they may have reached the server), the
-/// next requests find member 1 refused and go to member 0, and every stale instance goes, no live
-/// one.
+/// by its proxy; up to WRITES_IN_FLIGHT go at once, and more stale instances leave some for after
+/// the kill): the DELETEs in flight fail and are not repeated elsewhere (they may have reached the
+/// server), the next requests find member 1 refused and go to member 0, and every stale instance
+/// goes, no live one.
 async fn the_member_in_use_killed_mid_pass(cluster: &mut PrivateNacosCluster) {
     let (proxies, order) = proxies(cluster).await;
     proxies[1].set_delete_delay(Duration::from_millis(1500));
-    let scene = scene("ckill", 24, order).await;
+    let scene = scene("ckill", WRITES_IN_FLIGHT + 8, order).await;
     let at = cluster.at(0);
     for (_, ip) in &scene.pods {
         at.register_persistent(&Registration::new(&scene.svc, ip, 8080))
             .await;
     }
     let _op = scene.operator();
-    scene.wait_ready_live(24).await;
+    scene.wait_ready_live(WRITES_IN_FLIGHT as u32 + 8).await;
     let (survivors, gone) = scene.scale_to(2).await;
-    assert_eq!(gone.len(), 22);
+    assert_eq!(gone.len(), WRITES_IN_FLIGHT + 6);
     wait_for(
         "a DELETE on its way to member 1",
         Duration::from_secs(60),

@@ -210,15 +210,18 @@ impl ViewState {
     /// `node` with its readiness dated as this operator saw it (see [`observed_since`]), and the
     /// moment it saw the readiness change where it saw it happen.
     fn dated_node(&self, mut node: NodeFacts, live: bool, now: DateTime<Utc>) -> NodeFacts {
-        let before = self.nodes.get(&node.name);
+        let before = self
+            .nodes
+            .get(&node.name)
+            .map(|old| (old.readiness == node.readiness, old));
         node.readiness_since = observed_since(
-            before.map(|old| (old.readiness == node.readiness, old.readiness_since)),
+            before.map(|(same, old)| (same, old.readiness_since)),
             node.readiness_since,
             live,
             now,
         );
         node.readiness_seen = match before {
-            Some(old) if old.readiness == node.readiness => old.readiness_seen,
+            Some((true, old)) => old.readiness_seen,
             _ if live => Some(now),
             _ => None,
         };

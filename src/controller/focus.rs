@@ -18,7 +18,7 @@ use super::outcome::{Outcome, Written};
 use crate::cluster::Changed;
 use crate::model::{NodeFacts, NodeReadiness, ServiceKey, DISABLED_BY_KEY};
 use crate::nacos::ServerInfo;
-use crate::plan::{ActionKind, Memory, Plan, ServiceListing};
+use crate::plan::{ActionKind, Memory, Plan, ServiceListing, ServicePlan};
 
 /// Timestamps from the API server have whole seconds: look back a little further than the listing.
 const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(2);
@@ -46,6 +46,10 @@ pub struct Kept {
     judged_at: u64,
     /// The services that pass left with anything but plainly live instances.
     attention: BTreeSet<ServiceKey>,
+    /// That pass's judgement of every service, for the next focused pass to carry where it need
+    /// not judge again ([`Self::to_judge`]). Taken by the pass that judges next and kept again
+    /// only when it completes: `None` means the next pass judges everything.
+    plans: Option<Vec<ServicePlan>>,
 }
 
 impl Kept {
@@ -71,12 +75,14 @@ impl Kept {
             known,
             judged_at: 0,
             attention: BTreeSet::new(),
+            plans: None,
         }
     }
 
     /// Notes a plan made from every listing, with the view as it was at change point `seq` or later.
     pub fn judged(&mut self, seq: u64, plan: &Plan) {
         self.judged_at = seq;
+        self.plans = None;
         self.attention = plan
             .services
             .iter()
@@ -104,6 +110,43 @@ impl Kept {
     /// instance on an IP in `changed` (whose facts changed, or which a node that is not Ready
     /// decides: that turns stale by time alone). `None`: all of them (anything may have changed).
     pub fn suspects(&self, changed: &Changed, memory: &Memory) -> Option<Vec<ServiceListing>> {
+        let suspect = self.suspicion(changed, memory)?;
+        Some(
+            self.listings
+                .iter()
+                .filter(|l| suspect(l))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Of a focused pass's `listings`, those its plan must judge: the fresh ones, the
+    /// [`Self::suspects`], and any the last judgement (`carried`, from [`Self::take_plans`]) lacks.
+    /// The others' judgement is carried ([`carry`]): with 10,000 instances, a deleted pod is judged
+    /// with its service's instances, not with all of them. `None`: all of them.
+    pub fn to_judge(
+        &self,
+        listings: &[ServiceListing],
+        carried: &[ServicePlan],
+        changed: &Changed,
+        memory: &Memory,
+    ) -> Option<Vec<ServiceListing>> {
+        let suspect = self.suspicion(changed, memory)?;
+        let carried: BTreeSet<&ServiceKey> = carried.iter().map(|p| &p.service).collect();
+        Some(
+            listings
+                .iter()
+                .filter(|l| l.fresh || !carried.contains(&l.service) || suspect(l))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn suspicion<'s>(
+        &'s self,
+        changed: &'s Changed,
+        memory: &'s Memory,
+    ) -> Option<impl Fn(&ServiceListing) -> bool + 's> {
         let Changed::Ips(ips) = changed else {
             return None;
         };
@@ -114,19 +157,24 @@ impl Kept {
             .chain(&memory.ineffective)
             .map(|k| &k.service)
             .collect();
-        Some(
-            self.listings
-                .iter()
-                .filter(|l| {
-                    self.attention.contains(&l.service)
-                        || remembered.contains(&l.service)
-                        || l.listing
-                            .as_ref()
-                            .is_ok_and(|s| s.instances.iter().any(|i| ips.contains(&i.key.ip)))
-                })
-                .cloned()
-                .collect(),
-        )
+        Some(move |l: &ServiceListing| {
+            self.attention.contains(&l.service)
+                || remembered.contains(&l.service)
+                || l.listing
+                    .as_ref()
+                    .is_ok_and(|s| s.instances.iter().any(|i| ips.contains(&i.key.ip)))
+        })
+    }
+
+    /// The last judgement of every service, if the pass that made it completed. Until
+    /// [`Self::keep_plans`], the next pass judges everything.
+    pub fn take_plans(&mut self) -> Option<Vec<ServicePlan>> {
+        self.plans.take()
+    }
+
+    /// Keeps a completed pass's judgement of every service, made at [`Self::judged_at`].
+    pub fn keep_plans(&mut self, services: Vec<ServicePlan>) {
+        self.plans = Some(services);
     }
 
     /// Since when a pod's departure must be looked for: the last full listing, less the clock
@@ -269,6 +317,20 @@ pub fn to_relist(plan: &Plan) -> BTreeSet<ServiceKey> {
         .filter(|s| !s.actions.is_empty() || !s.held.is_empty() || !s.would_act.is_empty())
         .map(|s| s.service.clone())
         .collect()
+}
+
+/// Completes a plan of some of `listings` (see [`Kept::to_judge`]) with the `carried` judgement of
+/// the others. Those were plainly live, and nothing that decides them changed since: judged again,
+/// they would come out the same. (Never with an action: none of them is fresh.)
+pub fn carry(plan: &mut Plan, carried: Vec<ServicePlan>, listings: &[ServiceListing]) {
+    let judged: BTreeSet<ServiceKey> = plan.services.iter().map(|s| s.service.clone()).collect();
+    let governed: BTreeSet<&ServiceKey> = listings.iter().map(|l| &l.service).collect();
+    plan.services.extend(
+        carried
+            .into_iter()
+            .filter(|s| governed.contains(&s.service) && !judged.contains(&s.service)),
+    );
+    plan.services.sort_by(|a, b| a.service.cmp(&b.service));
 }
 
 #[cfg(test)]
@@ -580,5 +642,88 @@ mod tests {
             Some(vec!["b".into()])
         );
         assert_eq!(k.suspects(&Changed::All, &memory), None);
+    }
+
+    #[test]
+    fn judges_what_is_fresh_suspect_or_not_carried_and_carries_the_rest() {
+        let mut k = kept(vec![
+            listing("a", &["10.0.0.1"]),
+            listing("b", &["10.0.0.2"]),
+            listing("c", &["10.0.0.3"]),
+            listing("d", &["10.0.0.4"]),
+        ]);
+        let judged_whole = |live: usize| {
+            let mut s = ServicePlan::empty(svc("x"));
+            s.counts.total = live;
+            s.counts.live = live;
+            s
+        };
+        let plan_of = |names: &[&str]| Plan {
+            services: names
+                .iter()
+                .map(|n| ServicePlan {
+                    service: svc(n),
+                    ..judged_whole(1)
+                })
+                .collect(),
+            frozen: false,
+            dry_run: false,
+            approval_consumed: false,
+            memory: Default::default(),
+        };
+        let mut whole = plan_of(&["a", "b", "c", "d"]);
+        whole.services[1].counts.stale = 1;
+        k.judged(5, &whole);
+        assert_eq!(k.take_plans(), None, "not kept until the pass completes");
+        k.keep_plans(whole.services.clone());
+        let carried = k.take_plans().unwrap();
+        assert_eq!(
+            k.take_plans(),
+            None,
+            "taken: a pass cut short leaves nothing to carry"
+        );
+
+        // This pass relisted c; b was left stale; d is no longer carried (a new service).
+        let listings = k.update(vec![listing("c", &["10.0.0.3"])]);
+        let carried: Vec<ServicePlan> = carried
+            .into_iter()
+            .filter(|p| p.service != svc("d"))
+            .collect();
+        let nothing = Changed::Ips(HashSet::new());
+        let names =
+            |v: &[ServiceListing]| v.iter().map(|l| l.service.name.clone()).collect::<Vec<_>>();
+        let some = k
+            .to_judge(&listings, &carried, &nothing, &Memory::default())
+            .unwrap();
+        assert_eq!(names(&some), ["b", "c", "d"]);
+        let changed = Changed::Ips(HashSet::from(["10.0.0.1".parse().unwrap()]));
+        let all = k.to_judge(&listings, &carried, &changed, &Memory::default());
+        assert_eq!(names(&all.unwrap()), ["a", "b", "c", "d"], "a's IP changed");
+        assert_eq!(
+            k.to_judge(&listings, &carried, &Changed::All, &Memory::default()),
+            None
+        );
+
+        // The plan of b, c and d, completed with a's carried judgement, in key order.
+        let mut plan = plan_of(&["d", "b", "c"]);
+        plan.services[0].counts.live = 7;
+        let mut carried = carried;
+        carried.push(plan_of(&["e"]).services.remove(0));
+        carry(&mut plan, carried, &listings);
+        let got: Vec<(String, usize)> = plan
+            .services
+            .iter()
+            .map(|s| (s.service.name.clone(), s.counts.live))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), 1),
+                ("b".into(), 1),
+                ("c".into(), 1),
+                ("d".into(), 7)
+            ],
+            "judged anew where judged; a service no longer listed is not carried"
+        );
     }
 }

@@ -29,8 +29,8 @@ use crate::plan::Change;
 /// execution cut short (operator killed, Nacos gone, leadership lost) leaves writes whose outcome
 /// nobody read back; each was confirmed and counted against the budget before it went out, and a
 /// later pass lists the service again, so a write in doubt is done at most once more, never
-/// wrongly (tests/e2e_faults.rs).
-const WRITES_IN_FLIGHT: usize = 16;
+/// wrongly (tests/e2e_faults.rs, whose scenes are sized from this).
+pub const WRITES_IN_FLIGHT: usize = 16;
 
 /// Owner lookups (who keeps an instance registered) in flight at once, over all of a binding's
 /// executions: asked by every deregistration before its write, they would otherwise reach Nacos

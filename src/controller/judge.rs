@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
 use super::context::Context;
+use super::dereference::Inputs;
 use super::inputs;
 use super::stop::Stop;
-use crate::cluster::PodScope;
 use crate::crd::{NacosBinding, APPROVE_ANNOTATION};
-use crate::model::{InstanceKey, MarkerOwner};
-use crate::plan::{self, Memory, Plan, PlanInput, Policy, ServiceListing};
+use crate::model::{InstanceKey, MarkerOwner, ServiceKey};
+use crate::plan::{self, Plan, PlanInput, Policy, ServiceListing};
 
 /// A plan and what it was made with.
 pub struct Judged {
@@ -26,13 +26,15 @@ pub struct Judged {
     pub synced: bool,
 }
 
+/// Judges `listings`; `governed`: every governed service, when the listings are only some of them
+/// (see [`plan::PlanInput::governed`]).
 pub fn judge(
     ctx: &Context,
     b: &NacosBinding,
     owner: MarkerOwner<'_>,
-    pod_scope: &PodScope,
+    inputs: &Inputs,
     listings: &[ServiceListing],
-    memory: &Memory,
+    governed: Option<&BTreeSet<ServiceKey>>,
     in_flight: &BTreeSet<InstanceKey>,
 ) -> Result<Judged, Stop> {
     // Read before the facts: a view that loses its sync meanwhile is caught by the next pass.
@@ -43,7 +45,7 @@ pub fn judge(
         .filter_map(|l| l.listing.as_ref().ok())
         .flat_map(|s| s.instances.iter().map(|i| i.key.ip))
         .collect();
-    let facts = ctx.view.facts_for_ips(pod_scope, ips.iter());
+    let facts = ctx.view.facts_for_ips(&inputs.pod_scope, ips.iter());
     let scope = inputs::scope(&b.spec, &facts.nodes, &facts.departed_nodes).map_err(Stop::spec)?;
     let policy = inputs::policy(&b.spec, scope).map_err(Stop::spec)?;
     let approval = approval_token(b);
@@ -57,8 +59,9 @@ pub fn judge(
         tombstones: &facts.tombstones,
         departed_nodes: &facts.departed_nodes,
         services: listings,
+        governed,
         approval: approval.as_deref(),
-        memory,
+        memory: &inputs.memory,
         in_flight,
         now,
     });

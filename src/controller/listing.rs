@@ -72,30 +72,28 @@ pub fn choose(
             "{why}: it may hold an unlisted instance"
         )));
     }
-    let changed = match ctx.view.changed_since(kept.judged_at()) {
-        Changed::Ips(mut ips) => {
-            ips.extend(ctx.view.ips_behind_nodes_not_ready());
-            Changed::Ips(ips)
-        }
-        Changed::All => Changed::All,
-    };
+    let changed = changed_since(ctx, kept.judged_at());
     let suspects = kept.suspects(&changed, &inputs.memory);
     let suspects = suspects.as_deref().unwrap_or(&kept.listings);
-    let pre = judge(
-        ctx,
-        b,
-        owner,
-        &inputs.pod_scope,
-        suspects,
-        &inputs.memory,
-        in_flight,
-    )?;
+    let pre = judge(ctx, b, owner, inputs, suspects, None, in_flight)?;
     let mut services = focus::to_relist(&pre.plan);
     services.extend(state.rechecks.due(Utc::now()));
     Ok(ToList::Focused {
         services,
         judged: suspects.len(),
     })
+}
+
+/// What may judge differently since change point `seq`: the IPs whose facts changed, and those a
+/// node that is not Ready decides (they turn stale by time alone).
+pub fn changed_since(ctx: &Context, seq: u64) -> Changed {
+    match ctx.view.changed_since(seq) {
+        Changed::Ips(mut ips) => {
+            ips.extend(ctx.view.ips_behind_nodes_not_ready());
+            Changed::Ips(ips)
+        }
+        Changed::All => Changed::All,
+    }
 }
 
 /// Lists what [`choose`] picked and keeps the listings for the passes to come. A listing that

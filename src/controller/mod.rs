@@ -53,6 +53,7 @@ use crate::metrics::Metrics;
 use crate::server::Health;
 
 use context::Context;
+pub use in_flight::WRITES_IN_FLIGHT;
 pub use oneshot::plan_once;
 pub use reconcile::reconcile;
 pub use stop::ReconcileError;

@@ -18,6 +18,7 @@ use super::context::{BindingState, Context};
 use super::dereference::{dereference, resync_period};
 use super::events::offline_note;
 use super::execute::launch;
+use super::focus;
 use super::in_flight::Finished;
 use super::judge::{judge, Judged};
 use super::listing;
@@ -60,21 +61,38 @@ pub async fn evaluate(
     let (server, listings) = listing::list(ctx, b, &inputs, state, to_list, &mut problems).await?;
     // Read before the facts: a change after this point is judged again by the next pass.
     let seq = ctx.view.change_seq();
+    // A focused pass judges the listings that may judge differently since the last judgement and
+    // carries that judgement for the others.
+    let carried = state.kept.as_mut().and_then(|k| k.take_plans());
+    let partial = match (&state.kept, carried) {
+        (Some(kept), Some(carried)) => {
+            let changed = listing::changed_since(ctx, kept.judged_at());
+            kept.to_judge(&listings, &carried, &changed, &inputs.memory)
+                .map(|some| (some, carried))
+        }
+        _ => None,
+    };
+    let governed: Option<BTreeSet<ServiceKey>> = partial
+        .as_ref()
+        .map(|_| listings.iter().map(|l| l.service.clone()).collect());
+    let judged = partial.as_ref().map_or(&listings[..], |(some, _)| some);
+    if partial.is_some() {
+        debug!(
+            judged = judged.len(),
+            of = listings.len(),
+            "judging what may have changed"
+        );
+    }
     let Judged {
-        plan,
+        mut plan,
         policy,
         node_deadline,
         now,
         synced,
-    } = judge(
-        ctx,
-        b,
-        owner,
-        &inputs.pod_scope,
-        &listings,
-        &inputs.memory,
-        in_flight,
-    )?;
+    } = judge(ctx, b, owner, &inputs, judged, governed.as_ref(), in_flight)?;
+    if let Some((_, carried)) = partial {
+        focus::carry(&mut plan, carried, &listings);
+    }
     if let Some(kept) = &mut state.kept {
         kept.judged(seq, &plan);
     }
@@ -206,6 +224,9 @@ pub async fn reconcile(b: Arc<NacosBinding>, ctx: Arc<Context>) -> Result<Requeu
         .chain(state.rechecks.next());
     let next = next_pass(due, eval.now, resync);
     lane.submit(ctx.status_writer(), &b, rep.finish(started));
+    if let Some(kept) = &mut state.kept {
+        kept.keep_plans(eval.plan.services);
+    }
     // Where a pass spends its time (cumulative from its start).
     debug!(
         ?evaluated,

@@ -91,6 +91,9 @@ pub struct PlanInput<'a> {
     /// Nodes deleted, and addresses nodes no longer have (see [`NodeDeparture`]).
     pub departed_nodes: &'a [NodeDeparture],
     pub services: &'a [ServiceListing],
+    /// Every governed service when `services` holds only some of them (a focused pass judges only
+    /// the listings whose verdicts may have changed): what the memory holds of the others is kept.
+    pub governed: Option<&'a BTreeSet<ServiceKey>>,
     /// The approval annotation's current token; it releases held removals once per distinct value.
     pub approval: Option<&'a str>,
     pub memory: &'a Memory,
@@ -754,7 +757,10 @@ fn record_actions(
 }
 
 fn prune_memory(input: &PlanInput<'_>, memory: &mut Memory, listings: &[&ServiceListing]) {
-    let governed: BTreeSet<&ServiceKey> = listings.iter().map(|l| &l.service).collect();
+    let governed: BTreeSet<&ServiceKey> = match input.governed {
+        Some(all) => all.iter().collect(),
+        None => listings.iter().map(|l| &l.service).collect(),
+    };
     let listed: BTreeMap<&ServiceKey, BTreeSet<&InstanceKey>> = listings
         .iter()
         .filter_map(|l| {

@@ -127,6 +127,7 @@ pub(super) struct Fx {
     pub tombs: Vec<PodTombstone>,
     pub departed: Vec<crate::model::NodeDeparture>,
     pub services: Vec<ServiceListing>,
+    pub governed: Option<BTreeSet<ServiceKey>>,
     pub approval: Option<String>,
     pub memory: Memory,
     pub in_flight: BTreeSet<InstanceKey>,
@@ -156,6 +157,7 @@ impl Fx {
                 })),
                 fresh: true,
             }],
+            governed: None,
             approval: None,
             memory: Memory::default(),
             in_flight: BTreeSet::new(),
@@ -177,6 +179,7 @@ impl Fx {
             tombstones: &self.tombs,
             departed_nodes: &self.departed,
             services: &self.services,
+            governed: self.governed.as_ref(),
             approval: self.approval.as_deref(),
             memory: &self.memory,
             in_flight: &self.in_flight,
@@ -937,6 +940,35 @@ fn memory_is_pruned_and_reset_by_a_new_life() {
     assert_eq!(
         p.memory.removals,
         BTreeMap::from([(svc("orders"), vec![t(-10)])])
+    );
+}
+
+#[test]
+fn a_plan_of_some_services_keeps_the_memory_of_the_other_governed_ones() {
+    let other = InstanceKey {
+        service: svc("payments"),
+        ..inst("10.1.0.9").key
+    };
+    let mut fx = Fx::new(vec![inst("10.1.0.7")]);
+    fx.pods = vec![pod("orders-2", "10.1.0.7")];
+    fx.memory.first_seen_stale.insert(other.clone(), t(-50));
+    fx.memory.record_disabled(&other);
+    fx.memory.removals.insert(svc("payments"), vec![t(-10)]);
+    fx.memory.removals.insert(svc("retired"), vec![t(-10)]);
+    fx.governed = Some(BTreeSet::from([svc("orders"), svc("payments")]));
+    let p = fx.run();
+    assert_eq!(p.memory.first_seen_stale.get(&other), Some(&t(-50)));
+    assert!(p.memory.disabled.contains_key(&other));
+    assert_eq!(
+        p.memory.removals,
+        BTreeMap::from([(svc("payments"), vec![t(-10)])]),
+        "no longer governed: forgotten"
+    );
+    fx.governed = None;
+    assert_eq!(
+        fx.run().memory,
+        Memory::default(),
+        "judged whole: not listed"
     );
 }
 
