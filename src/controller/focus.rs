@@ -3,6 +3,9 @@
 //! first judges the listings it kept against the cluster as it is now, and lists again only the
 //! services where that calls for a write: with 1,000 services, a deleted pod costs one listing
 //! instead of 1,000. Nothing is written from a kept listing (see [`crate::plan::ServiceListing`]).
+//! Both judgements, of what to list and of what was listed, take only the listings that may judge
+//! differently since the last one ([`Kept::suspects`], [`Kept::to_judge`]); the others keep their
+//! last verdicts ([`carry`]).
 //!
 //! Instances registered after the last full listing are unknown to the kept listings, so a pod that
 //! stops serving on an IP none of them holds makes the pass full (see
