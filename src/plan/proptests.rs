@@ -1,12 +1,12 @@
 //! Property tests for the safety invariants, over random clusters, registries and policies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::tests::{inst, node, pod, policy, t, Fx, UID};
+use super::tests::{inst, node, pod, policy, svc, t, Fx, UID};
 use super::*;
 use crate::model::{PodPhase, DISABLED_BY_KEY};
 
@@ -408,5 +408,87 @@ fn apply(snapshot: &mut ServiceSnapshot, action: &Action) {
                 i.metadata.insert(DISABLED_BY_KEY.into(), UID.into());
             }
         }
+    }
+}
+
+/// What a focused pass carries instead of judging again (the controller's `Kept::judged` keeps
+/// the others in its attention): a service the last plan left with plainly live instances.
+fn plainly_live(s: &ServicePlan) -> bool {
+    let c = &s.counts;
+    c.stale == 0
+        && c.offline == 0
+        && c.held == 0
+        && s.blocked.is_none()
+        && s.actions.is_empty()
+        && s.waiting.is_empty()
+        && s.would_act.is_empty()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// With the facts unchanged since the last pass, judging only the services it did not leave
+    /// plainly live or that the memory names (and any others), and carrying its plan of the rest,
+    /// gives the plan and the memory that judging everything gives.
+    #[test]
+    fn carrying_plainly_live_services_changes_nothing(
+        fx in fixture(),
+        spread in proptest::collection::vec(0u8..4, 10),
+        extra in proptest::collection::vec(any::<bool>(), 4),
+        later in 0i64..120,
+    ) {
+        let mut fx = fx;
+        let instances = match &fx.services[0].listing {
+            Ok(s) => s.instances.clone(),
+            Err(_) => vec![],
+        };
+        let name = |n: u8| svc(&format!("s{n}"));
+        fx.services = (0..4u8)
+            .map(|n| {
+                let instances: Vec<Instance> = instances
+                    .iter()
+                    .zip(&spread)
+                    .filter(|(_, s)| **s == n)
+                    .map(|(i, _)| Instance {
+                        key: InstanceKey { service: name(n), ..i.key.clone() },
+                        ..i.clone()
+                    })
+                    .collect();
+                ServiceListing::fresh(
+                    name(n),
+                    Ok(ServiceSnapshot { service: name(n), instances, unaddressable: vec![] }),
+                )
+            })
+            .collect();
+        // The last pass judged everything; this one comes `later` seconds after, its memory the
+        // last pass's, the facts unchanged.
+        let last = fx.run();
+        fx.memory = last.memory.clone();
+        fx.now += chrono::TimeDelta::seconds(later);
+        let whole = fx.run();
+        let remembered: BTreeSet<ServiceKey> = fx
+            .memory
+            .first_seen_stale
+            .keys()
+            .chain(fx.memory.disabled.keys())
+            .chain(&fx.memory.ineffective)
+            .map(|k| k.service.clone())
+            .collect();
+        let judged: BTreeSet<ServiceKey> = last
+            .services
+            .iter()
+            .zip(&extra)
+            .filter(|(s, extra)| !plainly_live(s) || remembered.contains(&s.service) || **extra)
+            .map(|(s, _)| s.service.clone())
+            .collect();
+        let mut some = fx.clone();
+        some.governed = Some(fx.services.iter().map(|l| l.service.clone()).collect());
+        some.services.retain(|l| judged.contains(&l.service));
+        let mut partial = some.run();
+        partial.services.extend(
+            last.services.iter().filter(|s| !judged.contains(&s.service)).cloned(),
+        );
+        partial.services.sort_by(|a, b| a.service.cmp(&b.service));
+        prop_assert_eq!(partial, whole);
     }
 }
